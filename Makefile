@@ -1,0 +1,43 @@
+# Every target installs what it needs first. VENV may be overridden.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+LOOP := $(VENV)/bin/loop
+STAMP := $(VENV)/.installed
+DEMO_DIR ?= .demo
+DEMO_SINCE ?= 2026-11-01
+
+.PHONY: install test demo improve apply bench template clean
+
+$(PY):
+	python3 -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+demo: $(STAMP)
+	rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
+	cp -r examples/prompts examples/loop.xlsx $(DEMO_DIR)/
+	cd $(DEMO_DIR) && ../$(LOOP) improve --since $(DEMO_SINCE)
+	@echo "Tick edits in $(DEMO_DIR)/loop.xlsx, then: cd $(DEMO_DIR) && ../$(LOOP) apply"
+
+improve: $(STAMP)
+	$(LOOP) improve
+
+apply: $(STAMP)
+	$(LOOP) apply
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_improve.py
+
+template: $(STAMP)
+	$(PY) scripts/make_template.py sheets_template.xlsx
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache

@@ -1,0 +1,10 @@
+"""Improve an LLM support agent's prompt from human review.
+
+The library behind the `loop` command: everything the CLI does is a plain function here.
+"""
+
+from .approval import apply, rollback
+from .config import Settings, resolve
+from .improver import improve
+
+__all__ = ["Settings", "apply", "improve", "resolve", "rollback"]

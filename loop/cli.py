@@ -1,0 +1,173 @@
+"""The `loop` command: parses options, calls the library, prints. Errors become one or two lines."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+
+from . import approval, config, improver, schema, template
+from .errors import LoopError, UsageError
+from .prompt_store import PromptStore
+from .reviews import read_drafts
+from .sheets import open_workbook
+from .values import BadValue, as_text, is_ticked, parse_since
+
+STARTER_PROMPT = """You are a customer-support agent. Read the whole ticket and its thread, search the knowledge base,
+and draft a reply the support team can send.
+
+- Answer the customer's actual question first.
+- Use only facts, settings and menu paths from the knowledge base; never invent them.
+- If you are not sure, say what you will check and escalate to a person.
+"""
+
+
+def _warn(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def common(command):
+    """Options every command shares, resolved once into Settings."""
+
+    @click.option("--sheet", help="Workbook: a local .xlsx path. [env LOOP_SHEET; default loop.xlsx]")
+    @click.option("--prompt", help="The managed prompt file. [env LOOP_PROMPT; default prompts/support_agent.md]")
+    @click.option("--debug", is_flag=True, help="Show a traceback on errors.")
+    @functools.wraps(command)
+    def wrapper(sheet, prompt, debug, **options):
+        try:
+            return command(settings=config.resolve(sheet=sheet, prompt=prompt, model=options.pop("model", None),
+                                                   max_input_tokens=options.pop("max_input_tokens", None),
+                                                   max_edit_chars=options.pop("max_edit_chars", None)), **options)
+        except LoopError as error:
+            if debug:
+                raise
+            click.echo(f"error: {error}", err=True)
+            sys.exit(error.exit_code)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main():
+    """Improve a support agent's prompt from reviewers' scores and comments."""
+
+
+@main.command()
+@click.option("--force", is_flag=True, help="Replace an existing workbook.")
+@common
+def init(settings, force):
+    """Create the workbook (Drafts, Runs, About tabs) and a starter prompt if there is none."""
+    path = Path(settings.sheet)
+    if path.exists() and not force:
+        raise UsageError(f"{path} already exists; use --force to replace it, or --sheet to pick another name.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.new")
+    template.build(temporary)
+    temporary.replace(path)
+    click.echo(f"Created {path} with the {schema.DRAFTS}, {schema.RUNS} and About tabs.")
+    if not settings.prompt.exists():
+        settings.prompt.parent.mkdir(parents=True, exist_ok=True)
+        settings.prompt.write_text(STARTER_PROMPT, encoding="utf-8")
+        click.echo(f"Created a starter prompt at {settings.prompt}; replace it with your agent's prompt.")
+
+
+@main.command()
+@click.option("--since", default="14d", show_default=True, help="Review window: 14d, 2w, 36h or a date.")
+@click.option("--include-judge", is_flag=True, help="Count LLM judge scores on drafts no person scored.")
+@click.option("--model", help="Model to call. [env LOOP_MODEL]")
+@click.option("--max-input-tokens", type=click.IntRange(min=1), help="Most input tokens per request. [env LOOP_MAX_INPUT_TOKENS]")
+@click.option("--max-edit-chars", type=click.IntRange(min=1), help="Largest change one edit may make. [env LOOP_MAX_EDIT_CHARS]")
+@common
+def improve(settings, since, include_judge):
+    """Propose prompt edits from the failures of the review window, in a new Edits tab."""
+    report = improver.improve(settings, since=since, include_judge=include_judge, warn=_warn)
+    for skipped in report.skipped:
+        click.echo(f"skipped {skipped}", err=True)
+    window = report.window
+    if not window.failures:
+        what = "reviewed drafts" if not (window.successes) else "failures (every reviewed draft was scored up)"
+        click.echo(f"No {what} since {window.since:%Y-%m-%d %H:%M} UTC: nothing to improve.")
+        return
+    click.echo(
+        f"{len(window.drafts)} drafts since {window.since:%Y-%m-%d}: "
+        f"{len(window.failures)} failures, {len(window.successes)} successes."
+    )
+    click.echo("Failure patterns:")
+    for pattern in report.patterns:
+        click.echo(f"  {pattern.count:4d}  {pattern.name}")
+    click.echo(f"Edits: {len(report.proposed)} proposed, {len(report.rejected)} rejected.")
+    for edit in report.rejected:
+        click.echo(f"  rejected {edit.edit_id}: {edit.check}")
+    usage = report.usage
+    click.echo(f"Model: {usage.calls} calls, {usage.input_tokens} input and {usage.output_tokens} output tokens.")
+    click.echo(f"Wrote tab {report.edits_tab!r} to {settings.sheet}: tick `approve` on the edits you want, then run `loop apply`.")
+
+
+@main.command()
+@common
+def apply(settings):
+    """Apply the ticked edits as one new prompt version."""
+    report = approval.apply(settings, warn=_warn)
+    for item in report.stale:
+        click.echo(f"stale {item.edit.edit_id}: {item.edit.check}")
+    for item in report.already_applied:
+        click.echo(f"{item.edit.edit_id} was already in {item.edit.applied_version}: marked applied")
+    if report.applied:
+        click.echo(
+            f"Applied {len(report.applied)} edit(s) to {settings.prompt}: "
+            f"{report.previous.label} → {report.version.label}. Undo with `loop rollback`."
+        )
+    elif not (report.stale or report.already_applied):
+        click.echo(f"No ticked edits to apply; {settings.prompt} stays at {report.version.label}.")
+
+
+@main.command()
+@common
+def rollback(settings):
+    """Restore the prompt version before the current one."""
+    rolled_back, restored = approval.rollback(settings)
+    click.echo(f"Rolled {settings.prompt} back from {rolled_back.label} to {restored.label}.")
+
+
+@main.command()
+@click.option("--since", default="14d", show_default=True, help="Review window for the counts.")
+@common
+def status(settings, since):
+    """What is pending: unreviewed drafts, proposed and approved edits, the prompt version."""
+    workbook = open_workbook(settings.sheet, warn=_warn)
+    titles = workbook.titles()
+    edit_tabs = [t for t in titles if t.startswith(schema.EDITS_PREFIX)]
+    tables = workbook.read([schema.DRAFTS, *edit_tabs])
+    drafts, skipped = read_drafts(tables.get(schema.DRAFTS))
+    try:
+        start = parse_since(since, datetime.now(timezone.utc))
+    except BadValue as problem:
+        raise UsageError(str(problem)) from None
+    recent = [d for d in drafts if d.created_at >= start]
+    click.echo(f"Drafts: {len(drafts)} in all; since {start:%Y-%m-%d}: {len(recent)}, of which "
+               f"{sum(d.score is None for d in recent)} unreviewed, {sum(d.is_failure for d in recent)} failures, "
+               f"{sum(d.is_success for d in recent)} successes.")
+    if skipped:
+        click.echo(f"Unreadable rows: {len(skipped)} (first: {skipped[0]})")
+    states = Counter()
+    for title in edit_tabs:
+        for _, record in tables[title].records():
+            state = as_text(record.get("status")).lower() or "?"
+            if state == "proposed" and is_ticked(record.get("approve")):
+                state = "approved, not yet applied"
+            states[state] += 1
+    summary = ", ".join(f"{count} {state}" for state, count in sorted(states.items())) or "none"
+    click.echo(f"Edits ({len(edit_tabs)} tabs): {summary}.")
+    store = PromptStore(settings.prompt)
+    current = store.current()
+    if not settings.prompt.exists():
+        click.echo(f"Prompt: {settings.prompt} does not exist.")
+    elif current is None:
+        click.echo(f"Prompt: {settings.prompt}, not versioned yet (the first apply records it as v1).")
+    else:
+        edited = store.read() != store.text_of(current.number)
+        click.echo(f"Prompt: {settings.prompt} at {current.label}" + (" plus unrecorded hand edits." if edited else "."))

@@ -1,0 +1,62 @@
+"""Configuration, resolved once: flags beat environment variables, which beat defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UsageError
+
+DEFAULT_SHEET = "loop.xlsx"
+DEFAULT_PROMPT = "prompts/support_agent.md"
+DEFAULT_MODEL = "gpt-4.1"
+# Small enough for most local servers' context windows (llama.cpp and Ollama often run 8k-32k).
+DEFAULT_MAX_INPUT_TOKENS = 12_000
+# The largest change one edit may make, in characters removed plus characters added.
+DEFAULT_MAX_EDIT_CHARS = 600
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise UsageError(f"{name}={raw!r} is not a whole number; set it to e.g. {default}.") from None
+    if value <= 0:
+        raise UsageError(f"{name} must be positive; set it to e.g. {default}.")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    sheet: str = DEFAULT_SHEET
+    prompt: Path = Path(DEFAULT_PROMPT)
+    model: str = DEFAULT_MODEL
+    max_input_tokens: int = DEFAULT_MAX_INPUT_TOKENS
+    max_edit_chars: int = DEFAULT_MAX_EDIT_CHARS
+    # openai client settings; the client itself retries 429/5xx/timeouts with backoff.
+    max_retries: int = 3
+    timeout: float = 120.0
+
+
+def resolve(
+    sheet: str | None = None,
+    prompt: str | None = None,
+    model: str | None = None,
+    max_input_tokens: int | None = None,
+    max_edit_chars: int | None = None,
+) -> Settings:
+    """Build Settings from flags (non-None arguments), then the environment, then defaults."""
+    env = os.environ
+    return Settings(
+        sheet=sheet or env.get("LOOP_SHEET") or DEFAULT_SHEET,
+        prompt=Path(prompt or env.get("LOOP_PROMPT") or DEFAULT_PROMPT),
+        model=model or env.get("LOOP_MODEL") or DEFAULT_MODEL,
+        max_input_tokens=max_input_tokens or _env_int("LOOP_MAX_INPUT_TOKENS", DEFAULT_MAX_INPUT_TOKENS),
+        max_edit_chars=max_edit_chars or _env_int("LOOP_MAX_EDIT_CHARS", DEFAULT_MAX_EDIT_CHARS),
+        max_retries=_env_int("LOOP_MAX_RETRIES", 3) if env.get("LOOP_MAX_RETRIES") != "0" else 0,
+        timeout=float(env.get("LOOP_TIMEOUT") or 120.0),
+    )

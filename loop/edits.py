@@ -1,0 +1,102 @@
+"""Edits to the prompt: locating their passage, the deterministic checks of CONTRACT §4.4, and
+applying them. The improver and `loop apply` both use these, so a proposal is judged the same way
+when it is made and when it is approved."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+
+PROPOSED, REJECTED, APPLIED, STALE = "proposed", "rejected", "applied", "stale"
+
+
+@dataclass
+class Edit:
+    edit_id: str
+    pattern: str
+    find: str
+    replace: str
+    rationale: str = ""
+    evidence: list[str] = field(default_factory=list)
+    status: str = PROPOSED
+    check: str = ""
+    applied_version: str = ""
+
+
+class NotLocated(ValueError):
+    """The passage is absent from the prompt or appears more than once."""
+
+
+def locate(prompt: str, find: str) -> tuple[int, int]:
+    """The span of `find` in `prompt`: an exact unique match, else a unique whitespace-insensitive one."""
+    if not find.strip():
+        raise NotLocated("find is empty")
+    exact = prompt.count(find)
+    if exact == 1:
+        start = prompt.index(find)
+        return start, start + len(find)
+    if exact > 1:
+        raise NotLocated(f"find appears {exact} times in the prompt; it must identify one passage")
+    pattern = r"\s+".join(re.escape(word) for word in find.split())
+    matches = list(re.finditer(pattern, prompt))
+    if len(matches) == 1:
+        return matches[0].span()
+    if matches:
+        raise NotLocated(f"find appears {len(matches)} times in the prompt; it must identify one passage")
+    raise NotLocated("find is not in the prompt")
+
+
+def change_size(find: str, replace: str) -> int:
+    """Characters removed plus characters added: a sentence tightened is small, a rewrite is large."""
+    matcher = difflib.SequenceMatcher(None, find, replace, autojunk=False)
+    return sum((i2 - i1) + (j2 - j1) for tag, i1, i2, j1, j2 in matcher.get_opcodes() if tag != "equal")
+
+
+def validate(edits: list[Edit], prompt: str, failure_ids: set[str], max_edit_chars: int) -> list[Edit]:
+    """Mark each edit proposed or rejected, with the reason in `check`; returns the same list."""
+    spans: dict[str, tuple[int, int]] = {}
+    for edit in edits:
+        reason = _first_problem(edit, prompt, failure_ids, max_edit_chars, spans)
+        edit.status, edit.check = (REJECTED, reason) if reason else (PROPOSED, "")
+    _reject_overlaps([e for e in edits if e.status == PROPOSED], spans)
+    return edits
+
+
+def _first_problem(edit, prompt, failure_ids, max_edit_chars, spans) -> str:
+    try:
+        spans[edit.edit_id] = locate(prompt, edit.find)
+    except NotLocated as problem:
+        return str(problem)
+    if " ".join(edit.find.split()) == " ".join(edit.replace.split()):
+        return "no-op: replace says the same as find"
+    if not edit.evidence:
+        return "no evidence: an edit must cite the failures behind it"
+    unknown = [trace_id for trace_id in edit.evidence if trace_id not in failure_ids]
+    if unknown:
+        return f"evidence {', '.join(unknown[:5])} is not a failure in the window"
+    if len(edit.find) > max_edit_chars:
+        return f"too large: find is {len(edit.find)} characters (limit {max_edit_chars}, LOOP_MAX_EDIT_CHARS)"
+    size = change_size(edit.find, edit.replace)
+    if size > max_edit_chars:
+        return f"too large: changes {size} characters (limit {max_edit_chars}, LOOP_MAX_EDIT_CHARS)"
+    return ""
+
+
+def _reject_overlaps(edits: list[Edit], spans: dict[str, tuple[int, int]]) -> None:
+    """Of two edits touching the same text, keep the one with more evidence (the earlier on a tie)."""
+    ranked = sorted(edits, key=lambda e: -len(set(e.evidence)))
+    kept: list[Edit] = []
+    for edit in ranked:
+        start, end = spans[edit.edit_id]
+        rival = next((k for k in kept if start < spans[k.edit_id][1] and spans[k.edit_id][0] < end), None)
+        if rival:
+            edit.status, edit.check = REJECTED, f"overlaps {rival.edit_id}, which has more evidence"
+        else:
+            kept.append(edit)
+
+
+def apply_one(prompt: str, edit: Edit) -> str:
+    """The prompt with `edit` applied; raises NotLocated when its passage is gone or ambiguous."""
+    start, end = locate(prompt, edit.find)
+    return prompt[:start] + edit.replace + prompt[end:]

@@ -1,0 +1,153 @@
+"""`loop improve`: reviews in, failure patterns and validated edit proposals out, to a new Edits tab.
+
+A pipeline of plain functions: read the window, find patterns, propose edits, validate them, then
+write the Edits tab and the Runs row in one batch. Nothing is written until every model call has
+succeeded, so a failure leaves the workbook and the prompt exactly as they were.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable
+
+from . import schema
+from .config import Settings
+from .edits import PROPOSED, REJECTED, Edit, validate
+from .errors import UsageError
+from .model import ModelClient, Usage
+from .patterns import Pattern, find_patterns
+from .prompt_store import PromptStore
+from .proposals import propose_edits
+from .reviews import Draft, SkippedRow, read_drafts
+from .sheets import Append, NewTab, WriteBatch, open_workbook
+from .values import BadValue, DOWN, UP, parse_since
+
+
+@dataclass
+class Window:
+    since: datetime
+    drafts: list[Draft]
+    failures: list[Draft]
+    successes: list[Draft]
+    judge_only: set[str] = field(default_factory=set)
+
+
+@dataclass
+class RunReport:
+    run_id: str
+    window: Window
+    skipped: list[SkippedRow]
+    patterns: list[Pattern] = field(default_factory=list)
+    edits: list[Edit] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    edits_tab: str = ""
+    prompt_version: str = ""
+
+    @property
+    def proposed(self) -> list[Edit]:
+        return [e for e in self.edits if e.status == PROPOSED]
+
+    @property
+    def rejected(self) -> list[Edit]:
+        return [e for e in self.edits if e.status == REJECTED]
+
+
+def select_window(drafts: list[Draft], since: datetime, include_judge: bool = False) -> Window:
+    """Drafts created since `since`; a person's score wins, the judge's counts only when asked."""
+    in_window = [d for d in drafts if d.created_at >= since]
+    failures, successes, judge_only = [], [], set()
+    for draft in in_window:
+        score = draft.score
+        if score is None and include_judge and draft.judge_score:
+            score = draft.judge_score
+            judge_only.add(draft.trace_id)
+        if score == DOWN:
+            failures.append(draft)
+        elif score == UP:
+            successes.append(draft)
+    return Window(since, in_window, failures, successes, judge_only)
+
+
+def improve(
+    settings: Settings,
+    since: str = "14d",
+    include_judge: bool = False,
+    now: datetime | None = None,
+    model: ModelClient | None = None,
+    warn: Callable[[str], None] = lambda message: None,
+) -> RunReport:
+    now = now or datetime.now(timezone.utc)
+    try:
+        start = parse_since(since, now)
+    except BadValue as problem:
+        raise UsageError(str(problem)) from None
+    workbook = open_workbook(settings.sheet, warn=warn)
+    guard = getattr(workbook, "ensure_not_open_elsewhere", None)
+    if guard:
+        guard()
+    tables = workbook.read([schema.DRAFTS])
+    drafts, skipped = read_drafts(tables.get(schema.DRAFTS))
+    store = PromptStore(settings.prompt)
+    prompt = store.read()
+    window = select_window(drafts, start, include_judge)
+    report = RunReport(run_id=f"{now:%Y%m%d-%H%M%S}", window=window, skipped=skipped)
+    if not window.failures:
+        return report
+
+    model = model or ModelClient(settings)
+    report.usage = model.usage
+    report.patterns = find_patterns(model, window.failures)
+    proposals = propose_edits(
+        model, prompt, report.patterns, window.failures, window.successes, settings.max_edit_chars, report.run_id
+    )
+    failure_ids = {d.trace_id for d in window.failures}
+    report.edits = validate(proposals, prompt, failure_ids, settings.max_edit_chars)
+
+    with store.lock():
+        version = store.sync()
+    report.prompt_version = version.label
+    report.edits_tab = _free_title(f"{schema.EDITS_PREFIX}{now:%Y-%m-%d %H%M}", workbook.titles())
+    workbook.write(_run_batch(report, settings, now))
+    return report
+
+
+def _free_title(title: str, taken: list[str]) -> str:
+    candidate, n = title, 2
+    while candidate in taken:
+        candidate, n = f"{title} ({n})", n + 1
+    return candidate
+
+
+def _run_batch(report: RunReport, settings: Settings, now: datetime) -> WriteBatch:
+    judge_only = report.window.judge_only
+    rows = []
+    for edit in report.edits:
+        rationale = edit.rationale
+        if edit.evidence and all(t in judge_only for t in edit.evidence):
+            rationale = f"[evidence is judge-only] {rationale}"
+        rows.append([False, edit.edit_id, edit.pattern, edit.find, edit.replace, rationale,
+                     ", ".join(edit.evidence), edit.status, edit.check, ""])
+    window = report.window
+    run = {
+        "run_id": report.run_id,
+        "started_at": now.strftime("%Y-%m-%d %H:%M:%S"),
+        "since": window.since.strftime("%Y-%m-%d %H:%M:%S"),
+        "drafts": len(window.drafts),
+        "failures": len(window.failures),
+        "successes": len(window.successes),
+        "patterns": len(report.patterns),
+        "proposed": len(report.proposed),
+        "rejected": len(report.rejected),
+        "model": settings.model,
+        "llm_calls": report.usage.calls,
+        "input_tokens": report.usage.input_tokens,
+        "output_tokens": report.usage.output_tokens,
+        "edits_tab": report.edits_tab,
+        "prompt_version": report.prompt_version,
+    }
+    widths = {name: width for name, width, _ in schema.EDIT_COLUMNS}
+    return WriteBatch(
+        new_tabs=[NewTab(report.edits_tab, schema.EDIT_HEADERS, rows, checkbox_column="approve", column_widths=widths)],
+        appends=[Append(schema.RUNS, schema.RUN_HEADERS, run)],
+    )

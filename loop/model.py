@@ -1,0 +1,134 @@
+"""The model client: Chat Completions with strict JSON schemas, answers validated again here.
+
+The openai client already retries rate limits, server errors, timeouts and dropped connections
+with backoff (honouring Retry-After); this layer adds bounded retries for answers that are not
+valid JSON or break the schema, and keeps the call and token counts a run reports.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+
+import openai
+from pydantic import BaseModel, ValidationError
+
+from .config import Settings
+from .errors import RunFailure, UsageError
+
+# Answers that are not JSON or break the schema are asked again this many extra times.
+FORMAT_RETRIES = 2
+_MESSAGE_OVERHEAD_TOKENS = 8
+
+
+def estimate_tokens(text: str) -> int:
+    """A deliberately high estimate (about 3 characters a token) that needs no tokenizer download."""
+    return math.ceil(len(text) / 3)
+
+
+def estimate_messages(messages: list[dict]) -> int:
+    return sum(estimate_tokens(m["content"]) + _MESSAGE_OVERHEAD_TOKENS for m in messages)
+
+
+def response_format(name: str, answer_type: type[BaseModel]) -> dict:
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": name, "strict": True, "schema": answer_type.model_json_schema()},
+    }
+
+
+@dataclass
+class Usage:
+    calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+class ModelClient:
+    def __init__(self, settings: Settings, client: openai.OpenAI | None = None):
+        self.model = settings.model
+        self.max_input_tokens = settings.max_input_tokens
+        self.usage = Usage()
+        self._client = client or _make_client(settings)
+
+    def ask(self, name: str, answer_type: type[BaseModel], messages: list[dict]) -> BaseModel:
+        """One structured request; returns the validated answer or raises RunFailure."""
+        estimate = estimate_messages(messages)
+        if estimate > self.max_input_tokens:
+            raise AssertionError(f"{name} request of ~{estimate} tokens exceeds the {self.max_input_tokens} budget")
+        problem = ""
+        for _ in range(1 + FORMAT_RETRIES):
+            completion = self._create(name, answer_type, messages, estimate)
+            choice = completion.choices[0] if completion.choices else None
+            content = getattr(choice.message, "content", None) if choice else None
+            if not content:
+                problem = "an empty answer"
+                continue
+            try:
+                return answer_type.model_validate_json(_strip_fences(content))
+            except ValidationError as error:
+                problem = f"an answer that breaks the {name} schema ({error.error_count()} errors)"
+        raise RunFailure(
+            f"The model gave {problem} {1 + FORMAT_RETRIES} times for {name}; "
+            "try a model that supports structured outputs (LOOP_MODEL). Nothing was written."
+        )
+
+    def _create(self, name, answer_type, messages, estimate):
+        try:
+            completion = self._client.chat.completions.create(
+                model=self.model,
+                messages=messages,
+                response_format=response_format(name, answer_type),
+                temperature=0,
+            )
+        except openai.AuthenticationError:
+            raise UsageError("The model server rejected the API key; check OPENAI_API_KEY.") from None
+        except openai.NotFoundError:
+            raise UsageError(f"The model server does not know model {self.model!r}; set LOOP_MODEL.") from None
+        except (openai.APIConnectionError, openai.APITimeoutError) as error:
+            raise RunFailure(
+                f"The model server at {self._client.base_url} could not be reached ({error.__class__.__name__}) "
+                "after retries; check OPENAI_BASE_URL or try again. Nothing was written."
+            ) from None
+        except openai.APIStatusError as error:
+            raise RunFailure(
+                f"The model server answered HTTP {error.status_code} after retries; try again later. "
+                "Nothing was written."
+            ) from None
+        self.usage.calls += 1
+        usage = getattr(completion, "usage", None)
+        self.usage.input_tokens += getattr(usage, "prompt_tokens", None) or estimate
+        self.usage.output_tokens += getattr(usage, "completion_tokens", None) or 0
+        return completion
+
+
+def _strip_fences(content: str) -> str:
+    """Some local servers wrap JSON in a Markdown fence even under a schema."""
+    text = content.strip()
+    if text.startswith("```"):
+        text = text.split("\n", 1)[1] if "\n" in text else ""
+        text = text.rsplit("```", 1)[0]
+    return text
+
+
+def _make_client(settings: Settings) -> openai.OpenAI:
+    key = os.environ.get("OPENAI_API_KEY")
+    base_url = os.environ.get("OPENAI_BASE_URL")
+    if not key and not base_url:
+        raise UsageError(
+            "No model configured: set OPENAI_API_KEY, or OPENAI_BASE_URL for a local server "
+            "(e.g. http://localhost:11434/v1 for Ollama)."
+        )
+    return openai.OpenAI(
+        api_key=key or "not-needed",
+        base_url=base_url or None,
+        max_retries=settings.max_retries,
+        timeout=settings.timeout,
+    )
+
+
+def dumps_data(value) -> str:
+    """JSON for a data block; `<` is escaped so untrusted text cannot close the block's tag."""
+    return json.dumps(value, ensure_ascii=False, indent=1).replace("<", "\\u003c")

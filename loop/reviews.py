@@ -1,0 +1,100 @@
+"""Drafts rows as reviews: who failed, who succeeded, and which rows could not be read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from .errors import UsageError
+from .schema import DRAFTS, REQUIRED_DRAFT_COLUMNS
+from .sheets import Table
+from .values import DOWN, UP, BadValue, as_text, normalize_header, parse_score, parse_timestamp
+
+
+@dataclass(frozen=True)
+class Draft:
+    row: int
+    trace_id: str
+    created_at: datetime
+    ticket: str
+    draft: str
+    score: str | None
+    comment: str = ""
+    thread: str = ""
+    final_reply: str = ""
+    kb_sources: str = ""
+    prompt_version: str = ""
+    judge_score: str | None = None
+    judge_comment: str = ""
+
+    @property
+    def is_failure(self) -> bool:
+        return self.score == DOWN
+
+    @property
+    def is_success(self) -> bool:
+        return self.score == UP
+
+
+@dataclass(frozen=True)
+class SkippedRow:
+    row: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{DRAFTS} row {self.row}: {self.reason}"
+
+
+def check_columns(table: Table) -> None:
+    missing = [name for name in REQUIRED_DRAFT_COLUMNS if table.column(name) is None]
+    if missing:
+        raise UsageError(
+            f"The {table.title} tab has no {', '.join(missing)} column{'s' if len(missing) > 1 else ''}; "
+            f"add {'them' if len(missing) > 1 else 'it'} to row 1 (see sheets_template.xlsx)."
+        )
+
+
+def read_drafts(table: Table | None) -> tuple[list[Draft], list[SkippedRow]]:
+    """Every readable Drafts row; rows with an unreadable score, date or a repeated trace id are skipped."""
+    if table is None:
+        raise UsageError(f"The workbook has no {DRAFTS} tab; run `loop init` or add one (see sheets_template.xlsx).")
+    check_columns(table)
+    drafts, skipped, seen = [], [], set()
+    for row, record in table.records():
+        text = {key: as_text(value) for key, value in record.items()}
+        trace_id = text.get("traceid", "")
+        if not trace_id:
+            skipped.append(SkippedRow(row, "no trace_id"))
+            continue
+        if trace_id in seen:
+            skipped.append(SkippedRow(row, f"trace_id {trace_id!r} repeats an earlier row"))
+            continue
+        try:
+            score = parse_score(record.get("score"))
+            created_at = parse_timestamp(record.get("createdat"))
+        except BadValue as problem:
+            skipped.append(SkippedRow(row, str(problem)))
+            continue
+        try:
+            judge_score = parse_score(record.get("judgescore"))
+        except BadValue:
+            judge_score = None
+        seen.add(trace_id)
+        drafts.append(
+            Draft(
+                row=row,
+                trace_id=trace_id,
+                created_at=created_at,
+                ticket=text.get("ticket", ""),
+                draft=text.get("draft", ""),
+                score=score,
+                comment=text.get("comment", ""),
+                thread=text.get("thread", ""),
+                final_reply=text.get(normalize_header("final_reply"), ""),
+                kb_sources=text.get(normalize_header("kb_sources"), ""),
+                prompt_version=text.get(normalize_header("prompt_version"), ""),
+                judge_score=judge_score,
+                judge_comment=text.get(normalize_header("judge_comment"), ""),
+            )
+        )
+    return drafts, skipped

@@ -1,0 +1,62 @@
+"""The workbook's tabs and columns (CONTRACT §3): one list that the template, the readers and the
+writers all use, so the three never disagree."""
+
+from __future__ import annotations
+
+DRAFTS = "Drafts"
+RUNS = "Runs"
+EDITS_PREFIX = "Edits "
+SCORE_CHOICES = ["👍", "👎"]
+
+# (column, required, width, what it holds)
+DRAFT_COLUMNS = [
+    ("trace_id", True, 38, "Unique id of the draft; edits cite it as evidence."),
+    ("created_at", True, 20, "When the draft was written: a date cell, ISO-8601 text (naive = UTC) or a serial number."),
+    ("ticket_id", False, 12, "The help-desk ticket the draft answers."),
+    ("ticket", True, 50, "The customer's message the agent answered."),
+    ("thread", False, 40, "Earlier messages of the conversation, oldest first."),
+    ("draft", True, 60, "The reply the agent drafted."),
+    ("kb_sources", False, 30, "Knowledge-base documents the agent used, comma-separated."),
+    ("prompt_version", False, 10, "Version of the managed prompt the draft was written with."),
+    ("score", True, 8, "The reviewer's verdict: 👍 or 👎 (also up/down, yes/no, 1/0, TRUE/FALSE). Blank = not reviewed."),
+    ("comment", True, 40, "What was wrong (or right), in the reviewer's words. The improver learns most from this."),
+    ("final_reply", False, 50, "The reply the reviewer actually sent, if they corrected the draft."),
+    ("reviewer", False, 14, "Who reviewed the draft."),
+    ("judge_score", False, 10, "An LLM judge's pre-score; a person's score always wins."),
+    ("judge_comment", False, 40, "The judge's reason."),
+]
+DRAFT_HEADERS = [name for name, *_ in DRAFT_COLUMNS]
+REQUIRED_DRAFT_COLUMNS = [name for name, required, *_ in DRAFT_COLUMNS if required]
+
+EDIT_COLUMNS = [
+    ("approve", 9, "Tick to approve the edit; `loop apply` applies ticked edits whose status is proposed."),
+    ("edit_id", 22, "Unique id of the proposal."),
+    ("pattern", 24, "The failure pattern the edit addresses."),
+    ("find", 50, "The exact passage of the current prompt the edit replaces."),
+    ("replace", 50, "The new text for that passage."),
+    ("rationale", 40, "Why this edit should fix the pattern."),
+    ("evidence", 30, "Trace ids of the failures behind the edit, comma-separated."),
+    ("status", 10, "proposed, rejected (failed validation), applied, or stale (its passage is gone)."),
+    ("check", 36, "Why an edit was rejected or went stale."),
+    ("applied_version", 10, "The prompt version the edit went into."),
+]
+EDIT_HEADERS = [name for name, *_ in EDIT_COLUMNS]
+
+RUN_COLUMNS = [
+    ("run_id", "Id of the improve run; its Edits tab carries the same time."),
+    ("started_at", "When the run started (UTC)."),
+    ("since", "Start of the review window."),
+    ("drafts", "Drafts created in the window."),
+    ("failures", "Drafts scored down in the window."),
+    ("successes", "Drafts scored up in the window."),
+    ("patterns", "Failure patterns found."),
+    ("proposed", "Edits that passed validation."),
+    ("rejected", "Edits that failed validation."),
+    ("model", "The model that was called."),
+    ("llm_calls", "Model requests made."),
+    ("input_tokens", "Input tokens, as the server reported them."),
+    ("output_tokens", "Output tokens, as the server reported them."),
+    ("edits_tab", "The Edits tab this run wrote."),
+    ("prompt_version", "The prompt version the edits were proposed against."),
+]
+RUN_HEADERS = [name for name, _ in RUN_COLUMNS]

@@ -1,0 +1,98 @@
+"""The small interface every sheet backend implements, and the plain data that crosses it.
+
+A command reads what it needs once (`read`), works on plain data, then hands the backend one
+`WriteBatch` that the backend applies all at once or not at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ..values import normalize_header
+
+
+@dataclass
+class Table:
+    """One tab: its header row and the rows below it, with their 1-based sheet row numbers."""
+
+    title: str
+    headers: list[str]
+    rows: list[list[object]]
+    first_row: int = 2
+
+    def column(self, name: str) -> int | None:
+        """Index of the column whose header matches `name` (case, spaces, `_` and `-` ignored)."""
+        wanted = normalize_header(name)
+        for index, header in enumerate(self.headers):
+            if normalize_header(header) == wanted:
+                return index
+        return None
+
+    def records(self):
+        """(sheet row number, {normalized header: value}) for each non-empty row."""
+        keys = [normalize_header(h) for h in self.headers]
+        for offset, row in enumerate(self.rows):
+            if not any(v not in (None, "") for v in row):
+                continue
+            record = {}
+            for key, value in zip(keys, row):
+                if key and key not in record:
+                    record[key] = value
+            yield self.first_row + offset, record
+
+
+@dataclass
+class NewTab:
+    """A tab to create, filled with rows; `checkbox_column` holds TRUE/FALSE checkboxes."""
+
+    title: str
+    headers: list[str]
+    rows: list[list[object]]
+    checkbox_column: str | None = None
+    column_widths: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Append:
+    """A row appended to `tab` by header name; the tab (or a missing column) is created if needed."""
+
+    tab: str
+    headers: list[str]
+    values: dict[str, object]
+
+
+@dataclass
+class CellUpdate:
+    """One cell of an existing tab, addressed by row number and header name."""
+
+    tab: str
+    row: int
+    column: str
+    value: object
+
+
+@dataclass
+class WriteBatch:
+    new_tabs: list[NewTab] = field(default_factory=list)
+    appends: list[Append] = field(default_factory=list)
+    updates: list[CellUpdate] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.new_tabs or self.appends or self.updates)
+
+
+class Workbook(Protocol):
+    """A spreadsheet, local or remote."""
+
+    location: str
+    cell_limit: int
+
+    def titles(self) -> list[str]:
+        """The titles of every tab, in order."""
+
+    def read(self, titles: list[str]) -> dict[str, Table]:
+        """The named tabs that exist, read in one pass."""
+
+    def write(self, batch: WriteBatch) -> None:
+        """Apply every change of `batch`, or none of them."""

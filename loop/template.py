@@ -1,0 +1,72 @@
+"""The workbook template (`sheets_template.xlsx`, and what `loop init` creates)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import openpyxl
+from openpyxl.styles import Alignment, Font
+from openpyxl.utils import get_column_letter
+from openpyxl.worksheet.datavalidation import DataValidation
+
+from . import schema
+
+ABOUT_TITLE = "About"
+_ABOUT_INTRO = [
+    "This workbook feeds `loop`, which turns reviews of a support agent's drafts into small, evidence-backed prompt edits.",
+    "Drafts: one row per draft. Score it 👍 or 👎 and say in `comment` what was wrong; `loop improve` learns from both.",
+    "Edits …: each `loop improve` run adds a tab of proposed edits. Tick `approve` on the ones you want, then run `loop apply`.",
+    "Runs: one row per `loop improve` run. Headers match case-insensitively; column order is free; extra columns are left alone.",
+]
+
+
+def build(path: str | Path) -> None:
+    """Write a fresh workbook with the Drafts, Runs and About tabs."""
+    book = openpyxl.Workbook()
+    drafts = book.active
+    drafts.title = schema.DRAFTS
+    _headers(drafts, [(name, width) for name, _, width, _ in schema.DRAFT_COLUMNS])
+    score = get_column_letter(schema.DRAFT_HEADERS.index("score") + 1)
+    dropdown = DataValidation(
+        type="list",
+        formula1='"' + ",".join(schema.SCORE_CHOICES) + '"',
+        allow_blank=True,
+        showErrorMessage=False,  # people also type up/down, yes/no: the reader accepts them
+    )
+    dropdown.add(f"{score}2:{score}1048576")
+    drafts.add_data_validation(dropdown)
+
+    runs = book.create_sheet(schema.RUNS)
+    _headers(runs, [(name, max(12, len(name) + 4)) for name, _ in schema.RUN_COLUMNS])
+
+    about = book.create_sheet(ABOUT_TITLE)
+    about.column_dimensions["A"].width = 18
+    about.column_dimensions["B"].width = 16
+    about.column_dimensions["C"].width = 100
+    row = 1
+    for line in _ABOUT_INTRO:
+        about.cell(row, 1, line)
+        row += 1
+    row += 1
+    for column, header in enumerate(["tab", "column", "what it holds"], start=1):
+        about.cell(row, column, header).font = Font(bold=True)
+    row += 1
+    entries = (
+        [(schema.DRAFTS, name + ("" if required else " (optional)"), text) for name, required, _, text in schema.DRAFT_COLUMNS]
+        + [("Edits …", name, text) for name, _, text in schema.EDIT_COLUMNS]
+        + [(schema.RUNS, name, text) for name, text in schema.RUN_COLUMNS]
+    )
+    for tab, column, text in entries:
+        about.cell(row, 1, tab)
+        about.cell(row, 2, column)
+        about.cell(row, 3, text).alignment = Alignment(wrap_text=True)
+        row += 1
+    book.save(path)
+
+
+def _headers(sheet, columns: list[tuple[str, int]]) -> None:
+    for index, (name, width) in enumerate(columns, start=1):
+        cell = sheet.cell(1, index, name)
+        cell.font = Font(bold=True)
+        sheet.column_dimensions[get_column_letter(index)].width = width
+    sheet.freeze_panes = "A2"

@@ -1,0 +1,125 @@
+"""Reading and writing cell values: scores, dates, checkboxes, headers, and safe text.
+
+Spreadsheets hold the same meaning in many forms (a TRUE cell or the text "yes", a date cell or
+an ISO string or a serial number); this module is the one place that knows them all.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import date, datetime, time, timedelta, timezone
+
+UP, DOWN = "up", "down"
+
+_DOWN_WORDS = {"👎", "down", "thumbs down", "bad", "no", "n", "0", "-", "false", "fail"}
+_UP_WORDS = {"👍", "up", "thumbs up", "good", "yes", "y", "1", "+", "true", "pass"}
+_TICKED_WORDS = {"true", "yes", "y", "x", "✓", "✔"}
+_EXCEL_EPOCH = datetime(1899, 12, 30, tzinfo=timezone.utc)
+TRUNCATION_MARKER = " …[cut: {n} more characters]"
+
+
+class BadValue(ValueError):
+    """A cell whose value cannot be read; the row is skipped and reported."""
+
+
+def normalize_header(name: object) -> str:
+    """`Trace ID`, `trace-id` and `TRACE_ID` all become `traceid`."""
+    return re.sub(r"[\s_\-]+", "", str(name or "")).lower()
+
+
+def parse_score(value: object) -> str | None:
+    """Return UP, DOWN or None (not reviewed yet); raise BadValue for anything else."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return UP if value else DOWN
+    if isinstance(value, (int, float)):
+        if value == 1:
+            return UP
+        if value == 0:
+            return DOWN
+        raise BadValue(f"score {value!r} is not a thumbs up or down")
+    text = " ".join(str(value).split()).lower()
+    # Emoji may carry a skin-tone modifier or a variation selector.
+    stripped = re.sub("[\U0001F3FB-\U0001F3FF\uFE0F]", "", text)
+    if not stripped:
+        return None
+    if stripped in _DOWN_WORDS:
+        return DOWN
+    if stripped in _UP_WORDS:
+        return UP
+    raise BadValue(f"score {str(value)!r} is not a thumbs up or down (use 👍/👎, up/down, yes/no)")
+
+
+def parse_timestamp(value: object) -> datetime:
+    """A date or datetime cell, an ISO-8601 string, or a spreadsheet serial number, as aware UTC."""
+    if isinstance(value, bool) or value is None or value == "":
+        raise BadValue(f"created_at {value!r} is not a date")
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    if isinstance(value, date):
+        return datetime.combine(value, time(), tzinfo=timezone.utc)
+    if isinstance(value, (int, float)):
+        return _from_serial(float(value))
+    text = str(value).strip()
+    try:
+        return _from_serial(float(text))
+    except (ValueError, BadValue):
+        pass
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise BadValue(f"created_at {text!r} is not an ISO-8601 date or a serial number") from None
+    return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
+
+
+def _from_serial(serial: float) -> datetime:
+    if not math.isfinite(serial) or not 1 <= serial < 2_958_466:  # 1900-01-01 .. 9999-12-31
+        raise BadValue(f"created_at {serial!r} is not a plausible spreadsheet serial date")
+    return _EXCEL_EPOCH + timedelta(days=serial)
+
+
+def to_serial(moment: datetime) -> float:
+    """The spreadsheet serial number of an aware datetime."""
+    return (moment.astimezone(timezone.utc) - _EXCEL_EPOCH) / timedelta(days=1)
+
+
+def is_ticked(value: object) -> bool:
+    """A checkbox or TRUE/FALSE cell, or text a person would type to mean yes."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        return value == 1
+    return str(value or "").strip().lower() in _TICKED_WORDS
+
+
+def parse_since(text: str, now: datetime) -> datetime:
+    """`14d`, `2w`, `36h`, or an ISO date: the start of the window."""
+    raw = text.strip().lower()
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([hdw])", raw)
+    if match:
+        amount, unit = float(match.group(1)), match.group(2)
+        return now - timedelta(hours=amount) * {"h": 1, "d": 24, "w": 24 * 7}[unit]
+    try:
+        return parse_timestamp(text)
+    except BadValue:
+        raise BadValue(f"--since {text!r} is neither a duration (14d, 2w, 36h) nor a date (2026-11-01)") from None
+
+
+def cell_text(value: object, limit: int) -> str:
+    """Text that fits a cell of `limit` characters, cut with a visible marker when it is longer."""
+    text = "" if value is None else str(value)
+    if len(text) <= limit:
+        return text
+    keep = limit - len(TRUNCATION_MARKER.format(n=len(text)))
+    return text[:keep] + TRUNCATION_MARKER.format(n=len(text) - keep)
+
+
+def as_text(value: object) -> str:
+    """A cell value as the text a reader would see."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()

@@ -1,0 +1,7 @@
+"""Regenerate sheets_template.xlsx from loop/schema.py: `make template`."""
+
+import sys
+
+from loop.template import build
+
+build(sys.argv[1] if len(sys.argv) > 1 else "sheets_template.xlsx")

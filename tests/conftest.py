@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import os
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import openpyxl
+import pytest
+from click.testing import CliRunner
+
+from loop import schema
+from loop.cli import main
+from tests.fake_openai import FakeOpenAI
+
+PROMPT = """# Support agent
+
+You are the support agent for Tallyhive, a time-tracking app.
+Read the ticket and search the knowledge base before you answer.
+Never invent UI paths; copy them from the knowledge base.
+Be friendly and professional in every reply.
+Escalate billing disputes to a person.
+"""
+
+NOW = datetime.now(timezone.utc)
+
+
+def draft(score="👎", comment="too long, two sentences would do", days_ago=1.0, **fields) -> dict:
+    row = {
+        "trace_id": fields.pop("trace_id", f"t-{uuid.uuid4().hex[:12]}"),
+        "created_at": (NOW - timedelta(days=days_ago)).replace(tzinfo=None, microsecond=0),
+        "ticket": "How do I export my timesheets?",
+        "draft": "Go to Reports and choose Export.",
+        "score": score,
+        "comment": comment,
+    }
+    row.update(fields)
+    return row
+
+
+def write_workbook(path: Path, rows: list[dict], headers: list[str] | None = None) -> Path:
+    """A workbook with a Drafts tab holding `rows` (values written as given: bools, dates, text)."""
+    headers = headers or schema.DRAFT_HEADERS
+    book = openpyxl.Workbook(write_only=True)
+    sheet = book.create_sheet(schema.DRAFTS)
+    sheet.append(headers)
+    keys = [h.lower().replace(" ", "_") for h in headers]
+    for row in rows:
+        sheet.append([row.get(key) for key in keys])
+    book.save(path)
+    return path
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch):
+    """A folder with a prompt, used as the working directory; the workbook is written by the test."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "prompts").mkdir()
+    (tmp_path / "prompts" / "support_agent.md").write_text(PROMPT, encoding="utf-8")
+    for name in ("LOOP_SHEET", "LOOP_PROMPT", "LOOP_MODEL", "LOOP_MAX_INPUT_TOKENS", "LOOP_MAX_EDIT_CHARS",
+                 "OPENAI_API_KEY", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path
+
+
+@pytest.fixture
+def model(monkeypatch):
+    """The fake model server, with the environment pointing the openai client at it."""
+    with FakeOpenAI() as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+        monkeypatch.setenv("LOOP_MAX_RETRIES", "2")
+        monkeypatch.setenv("LOOP_TIMEOUT", "5")
+        yield server
+
+
+@pytest.fixture
+def cli():
+    runner = CliRunner()
+
+    def run(*args, code=0):
+        result = runner.invoke(main, list(args), catch_exceptions=False)
+        output = result.output + (result.stderr if result.stderr_bytes is not None else "")
+        assert result.exit_code == code, output
+        return result
+
+    return run
+
+
+def read_tab(path: Path, title: str) -> list[dict]:
+    book = openpyxl.load_workbook(path)
+    rows = list(book[title].iter_rows(values_only=True))
+    return [dict(zip(rows[0], row)) for row in rows[1:]]
+
+
+def edits_tab(path: Path) -> str:
+    return next(t for t in openpyxl.load_workbook(path, read_only=True).sheetnames if t.startswith("Edits "))

@@ -1,0 +1,147 @@
+"""A local OpenAI-compatible Chat Completions server for tests and benchmarks.
+
+The real openai client talks to it over HTTP. Scripted replies (faults, malformed answers, fixed
+JSON) are served first, in order; after that a small deterministic "model" answers each schema
+from the request's own data, so whole runs can be exercised end to end.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+KEYWORDS = [
+    ("Too verbose", ("long", "verbose", "shorter", "sentences", "wordy", "padding")),
+    ("Wrong menu paths", ("menu", "path", "doesn't exist", "does not exist", "settings →", "settings ->")),
+    ("Missed thread context", ("thread", "already tried", "earlier", "read the")),
+    ("Unrelated workarounds", ("workaround", "unrelated", "upgrade", "doesn't apply", "paid")),
+]
+
+
+def data_block(text: str, kind: str):
+    match = re.search(rf'<data kind="{kind}">\n(.*?)\n</data>', text, re.S)
+    return json.loads(match.group(1)) if match else []
+
+
+def classify(record: dict) -> str:
+    comment = (record.get("comment", "") + " " + record.get("final_reply", "")).lower()
+    for name, words in KEYWORDS:
+        if any(word in comment for word in words):
+            return name
+    return "Tone"
+
+
+def smart_answer(name: str, schema: dict, user: str) -> dict:
+    if name == "failure_patterns" and "merged_from" in json.dumps(schema):
+        groups: dict[str, list[str]] = {}
+        for item in data_block(user, "patterns"):
+            groups.setdefault(item["name"], []).append(item["id"])
+        return {"patterns": [{"name": n, "description": f"{n}.", "trace_ids": [], "merged_from": ids}
+                             for n, ids in groups.items()]}
+    if name == "failure_patterns":
+        groups = {}
+        for record in data_block(user, "failures"):
+            groups.setdefault(classify(record), []).append(record["trace_id"])
+        return {"patterns": [{"name": n, "description": f"Drafts show: {n.lower()}.", "trace_ids": ids}
+                             for n, ids in groups.items()]}
+    if name == "prompt_edits":
+        prompt = re.search(r"<prompt>\n(.*?)\n</prompt>", user, re.S).group(1)
+        lines = [line for line in prompt.splitlines() if len(line.strip()) > 20 and prompt.count(line) == 1]
+        edits = []
+        for index, pattern in enumerate(data_block(user, "patterns")[:3]):
+            line = lines[index % len(lines)] if lines else prompt
+            edits.append({
+                "pattern": pattern["pattern"],
+                "find": line,
+                "replace": f"{line}\n- Guard against {pattern['pattern'].lower()}: check before sending.",
+                "rationale": f"{pattern['count']} failures show {pattern['pattern'].lower()}.",
+                "evidence": pattern["trace_ids"][:3],
+            })
+        return {"edits": edits}
+    if name == "judge_verdict":
+        return {"score": "up", "comment": "Fine."}
+    raise ValueError(f"unknown schema {name}")
+
+
+class FakeOpenAI:
+    """Start with `with FakeOpenAI() as server:`; point OPENAI_BASE_URL at `server.url`."""
+
+    def __init__(self, latency: float = 0.0):
+        self.script: list[dict] = []
+        self.requests: list[dict] = []
+        self.latency = latency
+        self._lock = threading.Lock()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                with fake._lock:
+                    fake.requests.append(body)
+                    action = fake.script.pop(0) if fake.script else {}
+                fake._respond(self, body, action)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    def __enter__(self):
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self._server.shutdown()
+        self._server.server_close()
+
+    def queue(self, *actions: dict) -> None:
+        """Actions: {"status": 429, "headers": {...}}, {"delay": s}, {"content": "raw"}, {"json": {...}}."""
+        with self._lock:
+            self.script.extend(actions)
+
+    def _respond(self, handler, body: dict, action: dict) -> None:
+        if self.latency or action.get("delay"):
+            time.sleep(action.get("delay", self.latency))
+        if "status" in action:
+            payload = json.dumps({"error": {"message": "scripted fault", "type": "server_error"}}).encode()
+            return self._send(handler, action["status"], payload, action.get("headers", {}))
+        response_format = body.get("response_format", {}).get("json_schema", {})
+        messages = body.get("messages", [])
+        user = messages[-1]["content"] if messages else ""
+        if "content" in action:
+            content = action["content"]
+        elif "json" in action:
+            content = json.dumps(action["json"])
+        else:
+            content = json.dumps(smart_answer(response_format.get("name", ""), response_format.get("schema", {}), user))
+        prompt_tokens = sum(len(m.get("content") or "") for m in messages) // 4
+        payload = json.dumps({
+            "id": f"chatcmpl-{len(self.requests)}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", "fake"),
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(content) // 4,
+                      "total_tokens": prompt_tokens + len(content) // 4},
+        }).encode()
+        self._send(handler, 200, payload, {})
+
+    @staticmethod
+    def _send(handler, status: int, payload: bytes, headers: dict) -> None:
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(payload)))
+        for key, value in headers.items():
+            handler.send_header(key, value)
+        handler.end_headers()
+        handler.wfile.write(payload)
+
+    def schema_names(self) -> list[str]:
+        return [r.get("response_format", {}).get("json_schema", {}).get("name") for r in self.requests]
