@@ -47,6 +47,11 @@ def common(command):
                 raise
             click.echo(f"error: {error}", err=True)
             sys.exit(error.exit_code)
+        except OSError as error:  # disk full, permission denied: nothing was half-written
+            if debug:
+                raise
+            click.echo(f"error: {error.strerror or error} ({error.filename or 'a file'}); fix it and run again.", err=True)
+            sys.exit(1)
 
     return wrapper
 

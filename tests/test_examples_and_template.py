@@ -1,0 +1,64 @@
+"""The committed template and example match the code that makes them, and the demo runs on a copy."""
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import openpyxl
+
+from loop import schema, template
+from tests.conftest import edits_tab, read_tab
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def structure(path: Path) -> dict:
+    book = openpyxl.load_workbook(path)
+    shape = {}
+    for sheet in book.worksheets:
+        shape[sheet.title] = {
+            "header": [c.value for c in sheet[1]],
+            "freeze": sheet.freeze_panes,
+            "widths": {k: v.width for k, v in sheet.column_dimensions.items()},
+            "validations": [(v.type, v.formula1, str(v.sqref)) for v in sheet.data_validations.dataValidation],
+            "cells": [[c.value for c in row] for row in sheet.iter_rows()] if sheet.title == "About" else None,
+        }
+    return shape
+
+
+def test_the_committed_template_matches_what_the_code_builds(tmp_path):
+    template.build(tmp_path / "fresh.xlsx")
+    committed = structure(ROOT / "sheets_template.xlsx")
+    assert committed == structure(tmp_path / "fresh.xlsx"), "run `make template` and commit the result"
+    assert list(committed) == [schema.DRAFTS, schema.RUNS, "About"]
+    assert committed[schema.DRAFTS]["header"] == schema.DRAFT_HEADERS
+    assert committed[schema.RUNS]["header"] == schema.RUN_HEADERS
+    assert committed[schema.DRAFTS]["freeze"] == "A2"
+    assert committed[schema.DRAFTS]["validations"] == [("list", '"👍,👎"', "I2:I1048576")]
+    about = " ".join(str(v) for row in committed["About"]["cells"] for v in row if v)
+    for name in schema.DRAFT_HEADERS + schema.EDIT_HEADERS:
+        assert name in about
+
+
+def test_the_committed_example_matches_its_source(tmp_path):
+    import examples.build_example as example
+
+    example.build(tmp_path / "loop.xlsx")
+    fresh = read_tab(tmp_path / "loop.xlsx", schema.DRAFTS)
+    assert fresh == read_tab(ROOT / "examples" / "loop.xlsx", schema.DRAFTS)
+    assert 40 <= len(fresh) <= 60
+    assert fresh[0]["ticket"] and any(str(r["ticket"]).startswith("=") for r in fresh)
+
+
+def test_the_demo_proposes_edits_on_a_copy_and_leaves_the_example_alone(tmp_path, monkeypatch, model, cli):
+    digests = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in (ROOT / "examples").rglob("*") if p.is_file()}
+    shutil.copytree(ROOT / "examples" / "prompts", tmp_path / "prompts")
+    shutil.copy(ROOT / "examples" / "loop.xlsx", tmp_path / "loop.xlsx")
+    monkeypatch.chdir(tmp_path)
+    result = cli("improve", "--since", "2026-11-01")
+    assert "36 failures, 14 successes" in result.output
+    edits = read_tab(tmp_path / "loop.xlsx", edits_tab(tmp_path / "loop.xlsx"))
+    assert edits and all(e["status"] == "proposed" for e in edits)
+    assert len(read_tab(tmp_path / "loop.xlsx", "Runs")) == 1
+    after = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in (ROOT / "examples").rglob("*") if p.is_file()}
+    assert after == digests
