@@ -17,16 +17,16 @@ DEFAULT_MAX_INPUT_TOKENS = 12_000
 DEFAULT_MAX_EDIT_CHARS = 600
 
 
-def _env_int(name: str, default: int) -> int:
+def _env_number(name: str, default: float, minimum: float = 1, kind: type = int):
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError:
-        raise UsageError(f"{name}={raw!r} is not a whole number; set it to e.g. {default}.") from None
-    if value <= 0:
-        raise UsageError(f"{name} must be positive; set it to e.g. {default}.")
+        raise UsageError(f"{name}={raw!r} is not a {'whole ' if kind is int else ''}number; set it to e.g. {default}.") from None
+    if value < minimum:
+        raise UsageError(f"{name} must be at least {minimum}; set it to e.g. {default}.")
     return value
 
 
@@ -55,8 +55,8 @@ def resolve(
         sheet=sheet or env.get("LOOP_SHEET") or DEFAULT_SHEET,
         prompt=Path(prompt or env.get("LOOP_PROMPT") or DEFAULT_PROMPT),
         model=model or env.get("LOOP_MODEL") or DEFAULT_MODEL,
-        max_input_tokens=max_input_tokens or _env_int("LOOP_MAX_INPUT_TOKENS", DEFAULT_MAX_INPUT_TOKENS),
-        max_edit_chars=max_edit_chars or _env_int("LOOP_MAX_EDIT_CHARS", DEFAULT_MAX_EDIT_CHARS),
-        max_retries=_env_int("LOOP_MAX_RETRIES", 3) if env.get("LOOP_MAX_RETRIES") != "0" else 0,
-        timeout=float(env.get("LOOP_TIMEOUT") or 120.0),
+        max_input_tokens=max_input_tokens or _env_number("LOOP_MAX_INPUT_TOKENS", DEFAULT_MAX_INPUT_TOKENS),
+        max_edit_chars=max_edit_chars or _env_number("LOOP_MAX_EDIT_CHARS", DEFAULT_MAX_EDIT_CHARS),
+        max_retries=_env_number("LOOP_MAX_RETRIES", 3, minimum=0),
+        timeout=_env_number("LOOP_TIMEOUT", 120.0, minimum=0.1, kind=float),
     )

@@ -166,8 +166,14 @@ class PromptStore:
         self._pending.unlink()
 
     def _append(self, event: dict) -> None:
-        with open(self._log, "a", encoding="utf-8") as stream:
-            stream.write(json.dumps(event, ensure_ascii=False) + "\n")
+        line = json.dumps(event, ensure_ascii=False) + "\n"
+        with open(self._log, "a+b") as stream:
+            stream.seek(0, os.SEEK_END)
+            if stream.tell():
+                stream.seek(-1, os.SEEK_END)
+                if stream.read(1) != b"\n":
+                    line = "\n" + line  # end a line cut short by a crash, so this event stands alone
+            stream.write(line.encode("utf-8"))
             stream.flush()
             os.fsync(stream.fileno())
 

@@ -113,6 +113,8 @@ def cell_text(value: object, limit: int) -> str:
     if len(text) <= limit:
         return text
     keep = limit - len(TRUNCATION_MARKER.format(n=len(text)))
+    while len(TRUNCATION_MARKER.format(n=len(text) - keep)) < limit - keep:
+        keep += 1  # the count of cut characters may have fewer digits than the whole length
     return text[:keep] + TRUNCATION_MARKER.format(n=len(text) - keep)
 
 

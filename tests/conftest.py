@@ -6,6 +6,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import openpyxl
+from openpyxl.cell import WriteOnlyCell
 import pytest
 from click.testing import CliRunner
 
@@ -46,9 +47,18 @@ def write_workbook(path: Path, rows: list[dict], headers: list[str] | None = Non
     sheet.append(headers)
     keys = [h.lower().replace(" ", "_") for h in headers]
     for row in rows:
-        sheet.append([row.get(key) for key in keys])
+        sheet.append([_literal(sheet, row.get(key)) for key in keys])
     book.save(path)
     return path
+
+
+def _literal(sheet, value):
+    """Text as a person typed it: `=t1` stays text, as it would in a cell formatted as text."""
+    if isinstance(value, str) and value.startswith("="):
+        cell = WriteOnlyCell(sheet, value=value)
+        cell.data_type = "s"
+        return cell
+    return value
 
 
 @pytest.fixture

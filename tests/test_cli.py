@@ -191,3 +191,26 @@ def test_init_creates_the_workbook_from_the_template_and_refuses_to_overwrite(wo
     book = openpyxl.load_workbook(workspace / "mine.xlsx")
     assert book.sheetnames == [schema.DRAFTS, schema.RUNS, "About"]
     assert "already exists" in cli("init", "--sheet", "mine.xlsx", code=2).output
+
+
+def test_formula_like_text_from_the_model_and_the_sheet_is_written_as_plain_text(workspace, model, cli):
+    prompt = workspace / "prompts" / "support_agent.md"
+    prompt.write_text(PROMPT + "=== Tone ===\n")
+    path = write_workbook(workspace / "loop.xlsx", [draft(trace_id="=t1"), draft(trace_id="+t2")])
+    answer = {"pattern": "@pattern", "find": "=== Tone ===", "replace": "=HYPERLINK(\"http://evil\")",
+              "rationale": "-rationale", "evidence": ["=t1", "+t2"]}
+    model.queue({"json": {"patterns": [{"name": "=cmd|' /C calc'!A0", "description": "=1+1", "trace_ids": ["=t1", "+t2"]}]}},
+                {"json": {"edits": [answer]}})
+    cli("improve")
+    book = openpyxl.load_workbook(path)
+    sheet = book[edits_tab(path)]
+    row = {sheet.cell(1, c).value: sheet.cell(2, c) for c in range(1, sheet.max_column + 1)}
+    for column in ("pattern", "find", "replace", "rationale", "evidence", "edit_id", "status"):
+        assert row[column].data_type == "s", column
+    assert row["replace"].value == answer["replace"] and row["evidence"].value == "=t1, +t2"
+    book[edits_tab(path)].cell(2, 1).value = True
+    book.save(path)
+    cli("apply")
+    assert prompt.read_text().endswith("=HYPERLINK(\"http://evil\")\n")
+    sheet = openpyxl.load_workbook(path)[edits_tab(path)]
+    assert all(cell.data_type != "f" for row in sheet.iter_rows() for cell in row)
