@@ -1,11 +1,11 @@
 """The managed prompt and every version of it.
 
 History lives beside the prompt, in `<name>.history/`: one file per version (`v3.md`) and a log
-(`log.jsonl`) of versions and rollbacks, each with its time, its source (initial, hand edit, apply,
-rollback) and, for applies, the edits and evidence behind it. A commit writes the version file,
-then a `pending` marker, then the log line, then the prompt file, then removes the marker; whoever
-takes the lock next finishes or discards an interrupted commit, so the prompt is never half-written
-and the log always tells which edits are in it.
+(`log.jsonl`) of versions and rollbacks, each with its time, its source (initial, hand edit, apply)
+and, for applies, the edits and evidence behind it. Every change writes a `pending` marker, then
+the log line (the commit point), then the prompt file, then removes the marker; whoever takes the
+lock next finishes or discards an interrupted change, so the prompt is never half-written and the
+log always tells which edits are in it.
 """
 
 from __future__ import annotations
@@ -127,8 +127,8 @@ class PromptStore:
         if current.parent is None:
             raise UsageError(f"{self.path} is at its first recorded version ({current.label}); there is nothing to roll back to.")
         target = self.versions()[current.parent]
-        self._append({"event": "rollback", "version": target.number, "from": current.number, "created_at": _now()})
-        write_atomically(self.path, self.text_of(target.number))
+        self._journal({"event": "rollback", "version": target.number, "from": current.number, "created_at": _now()},
+                      self.text_of(target.number))
         return current, target
 
     def applied_edits(self) -> dict[str, str]:
@@ -146,23 +146,31 @@ class PromptStore:
         number = max(self.versions(), default=0) + 1
         version = Version(number, parent, source, _now(), _sha(text), edits or [])
         write_atomically(self.history / f"v{number}.md", text)
-        write_atomically(self._pending, str(number))
-        self._append({"event": "version", "version": number, "parent": parent, "source": source,
-                      "created_at": version.created_at, "sha256": version.sha256, "edits": version.edits})
-        if write_prompt:
-            write_atomically(self.path, text)
-        self._pending.unlink()
+        event = {"event": "version", "version": number, "parent": parent, "source": source,
+                 "created_at": version.created_at, "sha256": version.sha256, "edits": version.edits}
+        self._journal(event, text if write_prompt else None)
         return version
 
+    def _journal(self, event: dict, prompt_text: str | None) -> None:
+        """Log `event` and write the prompt file, with a marker that lets `_recover` finish or undo it."""
+        write_atomically(self._pending, json.dumps({"event": event, "write_prompt": prompt_text is not None}))
+        self._append(event)
+        if prompt_text is not None:
+            write_atomically(self.path, prompt_text)
+        self._pending.unlink()
+
     def _recover(self) -> None:
+        """Finish a journalled change whose log line was written; forget one whose line was not."""
         if not self._pending.exists():
             return
-        number = int(self._pending.read_text().strip() or 0)
-        if number in self.versions():
-            current = self.current()
-            write_atomically(self.path, self.text_of(current.number))
-        else:
-            (self.history / f"v{number}.md").unlink(missing_ok=True)
+        pending = json.loads(self._pending.read_text(encoding="utf-8"))
+        event = pending["event"]
+        events = self._events()
+        if events and events[-1] == event:
+            if pending["write_prompt"]:
+                write_atomically(self.path, self.text_of(event["version"]))
+        elif event["event"] == "version":
+            (self.history / f"v{event['version']}.md").unlink(missing_ok=True)
         self._pending.unlink()
 
     def _append(self, event: dict) -> None:

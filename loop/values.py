@@ -91,7 +91,7 @@ def is_ticked(value: object) -> bool:
         return value
     if isinstance(value, (int, float)):
         return value == 1
-    return str(value or "").strip().lower() in _TICKED_WORDS
+    return str(value or "").strip().lower().replace("\ufe0f", "") in _TICKED_WORDS
 
 
 def parse_since(text: str, now: datetime) -> datetime:
@@ -113,6 +113,8 @@ def cell_text(value: object, limit: int) -> str:
     if len(text) <= limit:
         return text
     keep = limit - len(TRUNCATION_MARKER.format(n=len(text)))
+    if keep <= 0:
+        return text[:limit]
     while len(TRUNCATION_MARKER.format(n=len(text) - keep)) < limit - keep:
         keep += 1  # the count of cut characters may have fewer digits than the whole length
     return text[:keep] + TRUNCATION_MARKER.format(n=len(text) - keep)

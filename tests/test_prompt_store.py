@@ -3,6 +3,7 @@ behind it, rollback to the previous version, and a prompt file that is never hal
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -149,12 +150,12 @@ def test_an_interrupted_commit_with_its_log_line_is_finished_on_next_sync(store)
     synced(store)
     # crash after the version file, the marker and the log line, before the prompt file was written
     (store.history / "v2.md").write_text(V2, encoding="utf-8")
-    (store.history / "pending").write_text("2", encoding="utf-8")
+    event = {"event": "version", "version": 2, "parent": 1, "source": "apply",
+             "created_at": "2026-11-23T15:30:00+00:00",
+             "sha256": hashlib.sha256(V2.encode()).hexdigest(), "edits": [EDIT_A]}
+    (store.history / "pending").write_text(json.dumps({"event": event, "write_prompt": True}))
     with open(store.history / "log.jsonl", "a", encoding="utf-8") as log:
-        log.write(json.dumps({"event": "version", "version": 2, "parent": 1, "source": "apply",
-                              "created_at": "2026-11-23T15:30:00+00:00",
-                              "sha256": __import__("hashlib").sha256(V2.encode()).hexdigest(),
-                              "edits": [EDIT_A]}) + "\n")
+        log.write(json.dumps(event) + "\n")
     assert store.path.read_text(encoding="utf-8") == PROMPT
 
     version = synced(store)
@@ -167,7 +168,9 @@ def test_an_interrupted_commit_with_its_log_line_is_finished_on_next_sync(store)
 def test_an_interrupted_commit_without_its_log_line_is_discarded(store):
     synced(store)
     (store.history / "v2.md").write_text(V2, encoding="utf-8")
-    (store.history / "pending").write_text("2", encoding="utf-8")
+    event = {"event": "version", "version": 2, "parent": 1, "source": "apply",
+             "created_at": "2026-11-23T15:30:00+00:00", "sha256": hashlib.sha256(V2.encode()).hexdigest(), "edits": []}
+    (store.history / "pending").write_text(json.dumps({"event": event, "write_prompt": True}))
 
     version = synced(store)
     assert version.number == 1
@@ -197,23 +200,20 @@ def test_a_commit_after_a_truncated_log_line_is_recorded(store):
     assert store.applied_edits() == {"e-a": "v2"}
 
 
-@pytest.mark.xfail(
-    reason="BUG: rollback appends its log event, then writes the prompt, with no pending marker; a crash in "
-    "between makes the next sync record the rolled-back text as a 'hand edit' whose ancestry lacks the edits "
-    "that text contains",
-    strict=True,
-)
-def test_an_interrupted_rollback_leaves_the_log_and_the_prompt_in_agreement(store):
+def test_an_interrupted_rollback_is_finished_by_the_next_sync(store):
     synced(store)
     commit(store, V2, edits=[EDIT_A])
-    # crash after rollback's log event, before it wrote the prompt file
+    # crash after rollback's pending marker and log event, before it wrote the prompt file
+    event = {"event": "rollback", "version": 1, "from": 2, "created_at": "2026-11-23T15:30:00+00:00"}
+    (store.history / "pending").write_text(json.dumps({"event": event, "write_prompt": True}))
     with open(store.history / "log.jsonl", "a", encoding="utf-8") as log:
-        log.write(json.dumps({"event": "rollback", "version": 1, "from": 2,
-                              "created_at": "2026-11-23T15:30:00+00:00"}) + "\n")
+        log.write(json.dumps(event) + "\n")
+    assert store.path.read_text(encoding="utf-8") == V2
     synced(store)
-    text = store.path.read_text(encoding="utf-8")
-    assert text == store.text_of(store.current().number)
-    assert ("e-a" in store.applied_edits()) == (text == V2)
+    assert store.path.read_text(encoding="utf-8") == store.text_of(1)
+    assert store.current().number == 1
+    assert "e-a" not in store.applied_edits()
+    assert not (store.history / "pending").exists()
 
 
 def test_commits_leave_no_stray_temporary_files(store):
