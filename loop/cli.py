@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections import Counter
-from datetime import datetime, timezone
 from pathlib import Path
 
 import click
 
 from . import approval, config, improver, schema, template
+from . import status as status_module
 from .errors import LoopError, UsageError
-from .prompt_store import PromptStore
-from .reviews import read_drafts
-from .sheets import open_workbook
-from .values import BadValue, as_text, is_ticked, parse_since
 
 STARTER_PROMPT = """You are a customer-support agent. Read the whole ticket and its thread, search the knowledge base,
 and draft a reply the support team can send.
@@ -143,36 +138,19 @@ def rollback(settings):
 @common
 def status(settings, since):
     """What is pending: unreviewed drafts, proposed and approved edits, the prompt version."""
-    workbook = open_workbook(settings.sheet, warn=_warn)
-    titles = workbook.titles()
-    edit_tabs = [t for t in titles if t.startswith(schema.EDITS_PREFIX)]
-    tables = workbook.read([schema.DRAFTS, *edit_tabs])
-    drafts, skipped = read_drafts(tables.get(schema.DRAFTS))
-    try:
-        start = parse_since(since, datetime.now(timezone.utc))
-    except BadValue as problem:
-        raise UsageError(str(problem)) from None
-    recent = [d for d in drafts if d.created_at >= start]
-    click.echo(f"Drafts: {len(drafts)} in all; since {start:%Y-%m-%d}: {len(recent)}, of which "
+    state = status_module.status(settings, since)
+    recent = state.recent
+    click.echo(f"Drafts: {len(state.drafts)} in all; since {state.since:%Y-%m-%d}: {len(recent)}, of which "
                f"{sum(d.score is None for d in recent)} unreviewed, {sum(d.is_failure for d in recent)} failures, "
                f"{sum(d.is_success for d in recent)} successes.")
-    if skipped:
-        click.echo(f"Unreadable rows: {len(skipped)} (first: {skipped[0]})")
-    states = Counter()
-    for title in edit_tabs:
-        for _, record in tables[title].records():
-            state = as_text(record.get("status")).lower() or "?"
-            if state == "proposed" and is_ticked(record.get("approve")):
-                state = "approved, not yet applied"
-            states[state] += 1
-    summary = ", ".join(f"{count} {state}" for state, count in sorted(states.items())) or "none"
-    click.echo(f"Edits ({len(edit_tabs)} tabs): {summary}.")
-    store = PromptStore(settings.prompt)
-    current = store.current()
-    if not settings.prompt.exists():
+    if state.skipped:
+        click.echo(f"Unreadable rows: {len(state.skipped)} (first: {state.skipped[0]})")
+    summary = ", ".join(f"{count} {name}" for name, count in sorted(state.edits.items())) or "none"
+    click.echo(f"Edits ({len(state.edit_tabs)} tabs): {summary}.")
+    if not state.prompt_exists:
         click.echo(f"Prompt: {settings.prompt} does not exist.")
-    elif current is None:
-        click.echo(f"Prompt: {settings.prompt}, not versioned yet (the first apply records it as v1).")
+    elif state.version is None:
+        click.echo(f"Prompt: {settings.prompt}, not versioned yet (the next improve or apply records it as v1).")
     else:
-        edited = store.read() != store.text_of(current.number)
-        click.echo(f"Prompt: {settings.prompt} at {current.label}" + (" plus unrecorded hand edits." if edited else "."))
+        extra = " plus unrecorded hand edits" if state.hand_edited else ""
+        click.echo(f"Prompt: {settings.prompt} at {state.version.label}{extra}.")

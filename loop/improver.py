@@ -83,9 +83,7 @@ def improve(
     except BadValue as problem:
         raise UsageError(str(problem)) from None
     workbook = open_workbook(settings.sheet, warn=warn)
-    guard = getattr(workbook, "ensure_not_open_elsewhere", None)
-    if guard:
-        guard()
+    workbook.ensure_writable()  # before any model call, so a refusal costs nothing
     tables = workbook.read([schema.DRAFTS])
     drafts, skipped = read_drafts(tables.get(schema.DRAFTS))
     store = PromptStore(settings.prompt)

@@ -68,7 +68,7 @@ def test_a_file_that_is_not_a_workbook_is_exit_2(workspace, cli):
 
 
 def test_a_workbook_open_in_excel_is_refused_before_any_model_call(workspace, model, cli):
-    path = write_workbook(workspace / "loop.xlsx", [draft()])
+    write_workbook(workspace / "loop.xlsx", [draft()])
     (workspace / "~$loop.xlsx").write_text("owner")
     result = cli("improve", code=2)
     assert "open in Excel" in result.output

@@ -183,12 +183,12 @@ def test_a_workbook_open_in_excel_is_not_written(book_path):
     with pytest.raises(UsageError, match="Excel"):
         workbook.write(WriteBatch(updates=[CellUpdate(schema.DRAFTS, 2, "judge_score", "up")]))
     with pytest.raises(UsageError, match="Excel"):
-        workbook.ensure_not_open_elsewhere()
+        workbook.ensure_writable()
     assert book_path.read_bytes() == before
 
 
 def test_a_workbook_not_open_in_excel_passes_the_check(book_path):
-    XlsxWorkbook(book_path).ensure_not_open_elsewhere()
+    XlsxWorkbook(book_path).ensure_writable()
     (book_path.parent / "~$other.xlsx").write_bytes(b"owner file of another workbook")
     XlsxWorkbook(book_path).write(WriteBatch(updates=[CellUpdate(schema.DRAFTS, 2, "judge_score", "up")]))
     assert openpyxl.load_workbook(book_path)[schema.DRAFTS].cell(

@@ -94,5 +94,8 @@ class Workbook(Protocol):
     def read(self, titles: list[str]) -> dict[str, Table]:
         """The named tabs that exist, read in one pass."""
 
+    def ensure_writable(self) -> None:
+        """Raise UsageError now if a later write is bound to be refused."""
+
     def write(self, batch: WriteBatch) -> None:
         """Apply every change of `batch`, or none of them."""

@@ -74,7 +74,7 @@ class XlsxWorkbook:
             tables[title] = Table(title, headers, body)
         return tables
 
-    def ensure_not_open_elsewhere(self) -> None:
+    def ensure_writable(self) -> None:
         """Excel keeps `~$name.xlsx` beside a workbook it has open; saving now would lose its edits."""
         owner = self.path.with_name("~$" + self.path.name)
         if owner.exists():
@@ -85,7 +85,7 @@ class XlsxWorkbook:
     def write(self, batch: WriteBatch) -> None:
         if not batch:
             return
-        self.ensure_not_open_elsewhere()
+        self.ensure_writable()
         with FileLock(str(self.path.with_name(f".{self.path.name}.lock")), timeout=120):
             lost = self._fragile_parts()
             book = openpyxl.load_workbook(self.path, rich_text=True)
