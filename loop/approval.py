@@ -60,7 +60,7 @@ def _raw(value: object) -> str:
 
 def apply(settings: Settings, warn: Callable[[str], None] = lambda message: None) -> ApplyReport:
     store = PromptStore(settings.prompt)
-    workbook = open_workbook(settings.sheet, warn=warn)
+    workbook = open_workbook(settings.sheet, warn=warn, credentials=settings.credentials)
     report = ApplyReport()
     with store.lock():
         current = store.sync()

@@ -4,22 +4,13 @@ from __future__ import annotations
 
 import functools
 import sys
-from pathlib import Path
 
 import click
 
-from . import approval, config, improver, schema, template
+from . import approval, config, improver, setup
 from . import status as status_module
-from .errors import LoopError, UsageError
-
-STARTER_PROMPT = """You are a customer-support agent. Read the whole ticket and its thread, search the knowledge base,
-and draft a reply the support team can send.
-
-- Answer the customer's actual question first.
-- Use only facts, settings and menu paths from the knowledge base; never invent them.
-- If you are not sure, say what you will check and escalate to a person.
-"""
-
+from .errors import LoopError
+from .sheets import google_auth
 
 def _warn(message: str) -> None:
     click.echo(message, err=True)
@@ -28,15 +19,20 @@ def _warn(message: str) -> None:
 def common(command):
     """Options every command shares, resolved once into Settings."""
 
-    @click.option("--sheet", help="Workbook: a local .xlsx path. [env LOOP_SHEET; default loop.xlsx]")
+    @click.option("--sheet", help="A local .xlsx path, or a Google Sheets URL or key. [env LOOP_SHEET; default loop.xlsx]")
     @click.option("--prompt", help="The managed prompt file. [env LOOP_PROMPT; default prompts/support_agent.md]")
+    @click.option("--credentials", type=click.Path(dir_okay=False),
+                  help="Google service-account key file. [env GOOGLE_APPLICATION_CREDENTIALS]")
     @click.option("--debug", is_flag=True, help="Show a traceback on errors.")
     @functools.wraps(command)
-    def wrapper(sheet, prompt, debug, **options):
+    def wrapper(sheet, prompt, credentials, debug, **options):
         try:
-            return command(settings=config.resolve(sheet=sheet, prompt=prompt, model=options.pop("model", None),
-                                                   max_input_tokens=options.pop("max_input_tokens", None),
-                                                   max_edit_chars=options.pop("max_edit_chars", None)), **options)
+            settings = config.resolve(
+                sheet=sheet, prompt=prompt, credentials=credentials, model=options.pop("model", None),
+                max_input_tokens=options.pop("max_input_tokens", None),
+                max_edit_chars=options.pop("max_edit_chars", None),
+            )
+            return command(settings=settings, **options)
         except LoopError as error:
             if debug:
                 raise
@@ -57,22 +53,25 @@ def main():
 
 
 @main.command()
-@click.option("--force", is_flag=True, help="Replace an existing workbook.")
+@click.option("--force", is_flag=True, help="Replace an existing local workbook.")
 @common
 def init(settings, force):
-    """Create the workbook (Drafts, Runs, About tabs) and a starter prompt if there is none."""
-    path = Path(settings.sheet)
-    if path.exists() and not force:
-        raise UsageError(f"{path} already exists; use --force to replace it, or --sheet to pick another name.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.new")
-    template.build(temporary)
-    temporary.replace(path)
-    click.echo(f"Created {path} with the {schema.DRAFTS}, {schema.RUNS} and About tabs.")
-    if not settings.prompt.exists():
-        settings.prompt.parent.mkdir(parents=True, exist_ok=True)
-        settings.prompt.write_text(STARTER_PROMPT, encoding="utf-8")
-        click.echo(f"Created a starter prompt at {settings.prompt}; replace it with your agent's prompt.")
+    """Create the workbook (or add the Drafts and Runs tabs to a Google Sheet), and a starter prompt."""
+    for line in setup.init(settings, force=force, warn=_warn):
+        click.echo(line)
+
+
+@main.command()
+@click.option("--client-secret", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="The OAuth client file (Desktop app) downloaded from Google Cloud.")
+def auth(client_secret):
+    """Sign in with your own Google account, for sheets shared with you rather than a service account."""
+    try:
+        token = google_auth.authorize(client_secret)
+    except LoopError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(error.exit_code)
+    click.echo(f"Signed in; the token is kept in {token}. Set LOOP_SHEET to your sheet's URL and run `loop init`.")
 
 
 @main.command()

@@ -40,6 +40,8 @@ class Settings:
     # openai client settings; the client itself retries 429/5xx/timeouts with backoff.
     max_retries: int = 3
     timeout: float = 120.0
+    # a Google service-account key file; None means GOOGLE_APPLICATION_CREDENTIALS, then `loop auth`, then ADC
+    credentials: str | None = None
 
 
 def resolve(
@@ -48,6 +50,7 @@ def resolve(
     model: str | None = None,
     max_input_tokens: int | None = None,
     max_edit_chars: int | None = None,
+    credentials: str | None = None,
 ) -> Settings:
     """Build Settings from flags (non-None arguments), then the environment, then defaults."""
     env = os.environ
@@ -59,4 +62,5 @@ def resolve(
         max_edit_chars=max_edit_chars or _env_number("LOOP_MAX_EDIT_CHARS", DEFAULT_MAX_EDIT_CHARS),
         max_retries=_env_number("LOOP_MAX_RETRIES", 3, minimum=0),
         timeout=_env_number("LOOP_TIMEOUT", 120.0, minimum=0.1, kind=float),
+        credentials=credentials,
     )

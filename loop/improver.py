@@ -82,9 +82,9 @@ def improve(
         start = parse_since(since, now)
     except BadValue as problem:
         raise UsageError(str(problem)) from None
-    workbook = open_workbook(settings.sheet, warn=warn)
+    workbook = open_workbook(settings.sheet, warn=warn, credentials=settings.credentials)
     workbook.ensure_writable()  # before any model call, so a refusal costs nothing
-    tables = workbook.read([schema.DRAFTS])
+    tables = workbook.read([schema.DRAFTS, schema.RUNS])  # Runs too: its header row places the new row
     drafts, skipped = read_drafts(tables.get(schema.DRAFTS))
     store = PromptStore(settings.prompt)
     prompt = store.read()

@@ -36,7 +36,7 @@ def status(settings: Settings, since: str = "14d", now: datetime | None = None) 
         start = parse_since(since, now or datetime.now(timezone.utc))
     except BadValue as problem:
         raise UsageError(str(problem)) from None
-    workbook = open_workbook(settings.sheet)
+    workbook = open_workbook(settings.sheet, credentials=settings.credentials)
     edit_tabs = [t for t in workbook.titles() if t.startswith(schema.EDITS_PREFIX)]
     tables = workbook.read([schema.DRAFTS, *edit_tabs])
     drafts, skipped = read_drafts(tables.get(schema.DRAFTS))

@@ -1,5 +1,11 @@
 from __future__ import annotations
 
+import os
+
+# Google's auth library probes a cloud metadata server when no credentials are found: keep any
+# such probe on this machine's loopback.
+os.environ["NO_GCE_CHECK"] = "true"
+os.environ["GCE_METADATA_HOST"] = os.environ["GCE_METADATA_IP"] = "127.0.0.1:9"
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path

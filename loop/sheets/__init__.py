@@ -5,17 +5,25 @@ from __future__ import annotations
 from typing import Callable
 
 from .base import Append, CellUpdate, NewTab, Table, Workbook, WriteBatch
-from .xlsx import XlsxWorkbook
-from ..errors import UsageError
 
-__all__ = ["Append", "CellUpdate", "NewTab", "Table", "Workbook", "WriteBatch", "open_workbook"]
+__all__ = ["Append", "CellUpdate", "NewTab", "Table", "Workbook", "WriteBatch", "is_google", "open_workbook"]
 
 
-def open_workbook(location: str, warn: Callable[[str], None] = lambda message: None) -> Workbook:
-    if location.startswith(("http://", "https://")) or (
-        not location.lower().endswith((".xlsx", ".xlsm")) and "/" not in location and len(location) >= 30
-    ):
-        raise UsageError(
-            f"{location!r} looks like a Google Sheet; this version reads local .xlsx workbooks only."
-        )
+def is_google(location: str) -> bool:
+    from .google import spreadsheet_key
+
+    return spreadsheet_key(location) is not None
+
+
+def open_workbook(
+    location: str, warn: Callable[[str], None] = lambda message: None, credentials: str | None = None
+) -> Workbook:
+    """A Google Sheet for a Sheets URL or spreadsheet key, else a local .xlsx workbook."""
+    from .google import GoogleWorkbook, spreadsheet_key
+
+    key = spreadsheet_key(location)
+    if key:
+        return GoogleWorkbook(key, credentials_file=credentials, warn=warn)
+    from .xlsx import XlsxWorkbook
+
     return XlsxWorkbook(location, warn=warn)

@@ -44,13 +44,16 @@ class Table:
 
 @dataclass
 class NewTab:
-    """A tab to create, filled with rows; `checkbox_column` holds TRUE/FALSE checkboxes."""
+    """A tab to create, filled with rows, with a frozen header row.
+
+    `checkbox_column` holds TRUE/FALSE checkboxes; `dropdowns` offers choices (not enforced) in a column."""
 
     title: str
     headers: list[str]
     rows: list[list[object]]
     checkbox_column: str | None = None
     column_widths: dict[str, int] = field(default_factory=dict)
+    dropdowns: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass

@@ -158,6 +158,12 @@ class XlsxWorkbook:
             validation = DataValidation(type="list", formula1='"TRUE,FALSE"', allow_blank=True)
             validation.add(f"{letter}2:{letter}{len(tab.rows) + 1}")
             sheet.add_data_validation(validation)
+        for header, choices in tab.dropdowns.items():
+            letter = get_column_letter(tab.headers.index(header) + 1)
+            dropdown = DataValidation(type="list", formula1='"' + ",".join(choices) + '"', allow_blank=True,
+                                      showErrorMessage=False)
+            dropdown.add(f"{letter}2:{letter}1048576")
+            sheet.add_data_validation(dropdown)
 
     def _append(self, book, append: Append) -> None:
         if append.tab not in book.sheetnames:

@@ -1,0 +1,304 @@
+"""The Google Sheets backend, through gspread's HTTP client and google-auth.
+
+A command costs a small, fixed number of requests whatever the size of the sheet: one for the
+spreadsheet's metadata, one values:batchGet for every tab it reads, and one spreadsheets.batchUpdate
+for everything it writes. A batchUpdate is atomic, so a new Edits tab, its rows, its checkboxes and
+the Runs row appear together or not at all. Values are written as typed cell values
+(`stringValue`), never parsed, so text starting with `=` stays text.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import time
+from typing import Callable
+
+import gspread
+import requests
+from gspread.exceptions import APIError
+from gspread.utils import absolute_range_name, extract_id_from_url
+from requests.adapters import HTTPAdapter
+
+from ..errors import RunFailure, UsageError
+from ..values import cell_text, normalize_header
+from .base import NewTab, Table, WriteBatch
+from .google_auth import account_email, load_credentials
+
+GOOGLE_CELL_LIMIT = 50_000
+SHEETS_ROOT = "https://sheets.googleapis.com"
+_KEY = re.compile(r"^[A-Za-z0-9_-]{25,}$")
+_RETRIABLE = {408, 429, 500, 502, 503, 504}
+
+
+def spreadsheet_key(location: str) -> str | None:
+    """The spreadsheet key in a Google Sheets URL or a bare key; None for anything else."""
+    if location.startswith(("http://", "https://")):
+        try:
+            return extract_id_from_url(location)
+        except gspread.exceptions.NoValidUrlKeyFound:
+            raise UsageError(f"{location} is not a Google Sheets URL; copy the URL from the browser's address bar.") from None
+    return location if _KEY.match(location) and not location.lower().endswith(".xlsx") else None
+
+
+class RetryingHTTPClient(gspread.HTTPClient):
+    """gspread's client with what it lacks: a timeout on every request, and bounded, jittered
+    exponential backoff on rate limits, server errors and dropped connections, honouring Retry-After."""
+
+    attempts = 5
+    base_delay = 1.0
+    max_delay = 32.0
+    timeout_seconds = (10.0, 60.0)
+
+    def __init__(self, auth, session=None):
+        super().__init__(auth, session)
+        self.set_timeout(self.timeout_seconds)
+
+    def request(self, *args, **kwargs):
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return super().request(*args, **kwargs)
+            except APIError as error:
+                status = error.response.status_code
+                if status not in _RETRIABLE or attempt == self.attempts:
+                    raise
+                delay = _retry_after(error.response) or self._backoff(attempt)
+            except (requests.ConnectionError, requests.Timeout):
+                if attempt == self.attempts:
+                    raise
+                delay = self._backoff(attempt)
+            time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _backoff(self, attempt: int) -> float:
+        return min(self.max_delay, self.base_delay * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+
+
+def _retry_after(response) -> float | None:
+    try:
+        return min(float(response.headers.get("Retry-After", "")), 120.0)
+    except ValueError:
+        return None
+
+
+class _ApiRoot(HTTPAdapter):
+    """Sends requests meant for the Sheets API to another root (LOOP_SHEETS_API_ROOT: a proxy or emulator)."""
+
+    def __init__(self, root: str):
+        super().__init__()
+        self.root = root.rstrip("/")
+
+    def send(self, request, **kwargs):
+        request.url = self.root + request.url[len(SHEETS_ROOT):]
+        return super().send(request, **kwargs)
+
+
+class GoogleWorkbook:
+    cell_limit = GOOGLE_CELL_LIMIT
+
+    def __init__(self, key: str, credentials_file: str | None = None, warn: Callable[[str], None] = lambda m: None):
+        self.key = key
+        self.location = f"https://docs.google.com/spreadsheets/d/{key}"
+        self._credentials = load_credentials(credentials_file)
+        self._http = gspread.Client(self._credentials, http_client=RetryingHTTPClient).http_client
+        root = os.environ.get("LOOP_SHEETS_API_ROOT")
+        if root:
+            self._http.session.mount(SHEETS_ROOT, _ApiRoot(root))
+        self._metadata: dict | None = None
+        self._headers: dict[str, list[str]] = {}
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def _sheets(self) -> dict[str, dict]:
+        """title → sheet properties, fetched once per command."""
+        if self._metadata is None:
+            self._metadata = self._call(lambda: self._http.fetch_sheet_metadata(self.key))
+        return {s["properties"]["title"]: s["properties"] for s in self._metadata.get("sheets", [])}
+
+    def titles(self) -> list[str]:
+        return list(self._sheets())
+
+    def ensure_writable(self) -> None:
+        self._sheets()  # surfaces "not shared" and "no such sheet" before any model call
+
+    def read(self, titles: list[str]) -> dict[str, Table]:
+        present = [t for t in titles if t in self._sheets()]
+        if not present:
+            return {}
+        answer = self._call(lambda: self._http.values_batch_get(
+            self.key,
+            [absolute_range_name(t) for t in present],
+            params={"valueRenderOption": "UNFORMATTED_VALUE", "dateTimeRenderOption": "SERIAL_NUMBER",
+                    "majorDimension": "ROWS"},
+        ))
+        tables = {}
+        for title, value_range in zip(present, answer.get("valueRanges", [])):
+            rows = value_range.get("values", [])
+            headers = [str(v).strip() for v in (rows[0] if rows else [])]
+            width = len(headers)
+            body = [[None if v == "" else v for v in (row + [None] * width)[:width]] for row in rows[1:]]
+            tables[title] = Table(title, headers, body)
+            self._headers[title] = headers
+        return tables
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def write(self, batch: WriteBatch) -> None:
+        if not batch:
+            return
+        sheets = self._sheets()
+        known = set(sheets)
+        self._fetch_headers({a.tab for a in batch.appends} | {u.tab for u in batch.updates}, known)
+        used_ids = {p["sheetId"] for p in sheets.values()}
+        ids = {title: p["sheetId"] for title, p in sheets.items()}
+        columns = {title: p.get("gridProperties", {}).get("columnCount", 26) for title, p in sheets.items()}
+        headers = {title: list(h) for title, h in self._headers.items()}
+        requests_: list[dict] = []
+
+        def new_tab(tab: NewTab) -> None:
+            sheet_id = _new_sheet_id(used_ids)
+            used_ids.add(sheet_id)
+            ids[tab.title], columns[tab.title], headers[tab.title] = sheet_id, len(tab.headers), list(tab.headers)
+            requests_.extend(_new_tab_requests(tab, sheet_id, self.cell_limit))
+
+        for tab in batch.new_tabs:
+            new_tab(tab)
+        for append in batch.appends:
+            if append.tab not in ids:
+                new_tab(NewTab(append.tab, append.headers, []))
+            column_of = self._columns(append.tab, list(append.values), headers, columns, ids, requests_)
+            width = max(column_of.values()) + 1
+            row = [None] * width
+            for key, value in append.values.items():
+                row[column_of[normalize_header(key)]] = value
+            requests_.append({"appendCells": {"sheetId": ids[append.tab], "rows": [_row(row, self.cell_limit)],
+                                              "fields": "userEnteredValue"}})
+        for update in batch.updates:
+            column_of = self._columns(update.tab, [update.column], headers, columns, ids, requests_)
+            requests_.append({"updateCells": {
+                "start": {"sheetId": ids[update.tab], "rowIndex": update.row - 1,
+                          "columnIndex": column_of[normalize_header(update.column)]},
+                "rows": [_row([update.value], self.cell_limit)], "fields": "userEnteredValue"}})
+        self._call(lambda: self._http.batch_update(self.key, {"requests": requests_}))
+        self._metadata = None
+        self._headers = {}
+
+    def _fetch_headers(self, tabs: set[str], known: set[str]) -> None:
+        missing = [t for t in tabs if t in known and t not in self._headers]
+        if missing:
+            answer = self._call(lambda: self._http.values_batch_get(
+                self.key, [absolute_range_name(t, "1:1") for t in missing]))
+            for title, value_range in zip(missing, answer.get("valueRanges", [])):
+                self._headers[title] = [str(v).strip() for v in (value_range.get("values") or [[]])[0]]
+
+    @staticmethod
+    def _columns(tab, names, headers, columns, ids, requests_) -> dict[str, int]:
+        """Header → column index for `tab`, adding the columns `names` need at the end of row 1."""
+        row = headers.setdefault(tab, [])
+        index = {}
+        for position, header in enumerate(row):
+            index.setdefault(normalize_header(header), position)
+        for name in names:
+            key = normalize_header(name)
+            if key in index:
+                continue
+            position = len(row)
+            if position >= columns[tab]:
+                requests_.append({"appendDimension": {"sheetId": ids[tab], "dimension": "COLUMNS", "length": 1}})
+                columns[tab] += 1
+            requests_.append({"updateCells": {"start": {"sheetId": ids[tab], "rowIndex": 0, "columnIndex": position},
+                                              "rows": [_row([name], GOOGLE_CELL_LIMIT)], "fields": "userEnteredValue"}})
+            row.append(name)
+            index[key] = position
+        return index
+
+    # -- errors ----------------------------------------------------------------------------
+
+    def _call(self, action):
+        from google.auth.exceptions import RefreshError, TransportError
+
+        try:
+            return action()
+        except APIError as error:
+            raise self._explain(error) from None
+        except RefreshError as error:
+            raise UsageError(f"Google refused the credentials ({error}); check the key file or run `loop auth` again.") from None
+        except (requests.ConnectionError, requests.Timeout, TransportError) as error:
+            raise RunFailure(
+                f"Google Sheets could not be reached ({error.__class__.__name__}) after retries; "
+                "try again. Nothing was written."
+            ) from None
+
+    def _explain(self, error: APIError) -> Exception:
+        status = error.response.status_code
+        if status == 403:
+            who = account_email(self._credentials)
+            share = f"share it with {who} (Editor)" if who else "share it with your Google account (Editor)"
+            return UsageError(f"No permission to open spreadsheet {self.key}; {share} and run again.")
+        if status == 404:
+            return UsageError(f"No spreadsheet with key {self.key}; check LOOP_SHEET (the URL or the key between /d/ and /edit).")
+        if status == 401:
+            return UsageError("Google rejected the credentials; check GOOGLE_APPLICATION_CREDENTIALS or run `loop auth`.")
+        if status in _RETRIABLE:
+            return RunFailure(f"Google Sheets answered HTTP {status} after retries; try again later. Nothing was written.")
+        return RunFailure(f"Google Sheets refused the request: {error.error.get('message', error)}")
+
+
+def _new_sheet_id(used: set[int]) -> int:
+    while True:
+        candidate = random.randint(1, 2**31 - 1)
+        if candidate not in used:
+            return candidate
+
+
+def _cell(value, limit: int) -> dict:
+    if value is None:
+        return {}
+    if isinstance(value, bool):
+        return {"userEnteredValue": {"boolValue": value}}
+    if isinstance(value, (int, float)):
+        return {"userEnteredValue": {"numberValue": value}}
+    return {"userEnteredValue": {"stringValue": cell_text(value, limit)}}
+
+
+def _row(values: list, limit: int) -> dict:
+    return {"values": [_cell(v, limit) for v in values]}
+
+
+def _new_tab_requests(tab: NewTab, sheet_id: int, limit: int) -> list[dict]:
+    rows = max(len(tab.rows) + 1, 2 if not tab.dropdowns else 1000)
+    requests_ = [
+        {"addSheet": {"properties": {"sheetId": sheet_id, "title": tab.title, "gridProperties": {
+            "rowCount": rows, "columnCount": len(tab.headers), "frozenRowCount": 1}}}},
+        {"updateCells": {"start": {"sheetId": sheet_id, "rowIndex": 0, "columnIndex": 0},
+                         "rows": [{"values": [dict(_cell(h, limit), userEnteredFormat={"textFormat": {"bold": True}})
+                                              for h in tab.headers]}],
+                         "fields": "userEnteredValue,userEnteredFormat.textFormat.bold"}},
+    ]
+    if tab.rows:
+        requests_.append({"updateCells": {"start": {"sheetId": sheet_id, "rowIndex": 1, "columnIndex": 0},
+                                          "rows": [_row(r, limit) for r in tab.rows], "fields": "userEnteredValue"}})
+    for position, header in enumerate(tab.headers):
+        width = tab.column_widths.get(header)
+        if width:
+            requests_.append({"updateDimensionProperties": {
+                "range": {"sheetId": sheet_id, "dimension": "COLUMNS", "startIndex": position, "endIndex": position + 1},
+                "properties": {"pixelSize": int(width * 7)}, "fields": "pixelSize"}})
+    if tab.checkbox_column and tab.rows:
+        column = tab.headers.index(tab.checkbox_column)
+        requests_.append({"setDataValidation": {
+            "range": _column_range(sheet_id, column, 1, len(tab.rows) + 1),
+            "rule": {"condition": {"type": "BOOLEAN"}, "showCustomUi": True}}})
+    for header, choices in tab.dropdowns.items():
+        column = tab.headers.index(header)
+        requests_.append({"setDataValidation": {
+            "range": _column_range(sheet_id, column, 1, rows),
+            "rule": {"condition": {"type": "ONE_OF_LIST", "values": [{"userEnteredValue": c} for c in choices]},
+                     "strict": False, "showCustomUi": True}}})
+    return requests_
+
+
+def _column_range(sheet_id: int, column: int, start_row: int, end_row: int) -> dict:
+    return {"sheetId": sheet_id, "startRowIndex": start_row, "endRowIndex": end_row,
+            "startColumnIndex": column, "endColumnIndex": column + 1}
