@@ -109,3 +109,44 @@ def read_tab(path: Path, title: str) -> list[dict]:
 
 def edits_tab(path: Path) -> str:
     return next(t for t in openpyxl.load_workbook(path, read_only=True).sheetnames if t.startswith("Edits "))
+
+
+@pytest.fixture(scope="session")
+def google_key_file(tmp_path_factory):
+    """One service-account key for the session (RSA key generation is the slow part)."""
+    from tests.backends import service_account_key
+
+    return service_account_key(tmp_path_factory.mktemp("keys") / "key.json", "http://127.0.0.1:1/token")
+
+
+@pytest.fixture
+def google(monkeypatch, tmp_path, google_key_file):
+    """The fake Sheets API, and the environment pointing gspread and google-auth at it."""
+    import json as _json
+
+    from loop.sheets.google import RetryingHTTPClient
+    from tests.fake_sheets import FakeSheets
+
+    with FakeSheets() as fake:
+        info = _json.loads(google_key_file.read_text())
+        info["token_uri"] = fake.url + "/token"
+        key = tmp_path / "service-account.json"
+        key.write_text(_json.dumps(info))
+        monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key))
+        monkeypatch.setenv("LOOP_SHEETS_API_ROOT", fake.url)
+        monkeypatch.setenv("LOOP_GOOGLE_TOKEN", str(tmp_path / "no-token.json"))
+        monkeypatch.setattr(RetryingHTTPClient, "base_delay", 0.01)
+        yield fake
+
+
+@pytest.fixture(params=["xlsx", "google"])
+def sheet(request, workspace, monkeypatch):
+    """The workbook under test on each backend; LOOP_SHEET points at it."""
+    from tests.backends import GoogleSheet, XlsxSheet
+
+    if request.param == "google":
+        target = GoogleSheet(request.getfixturevalue("google"))
+    else:
+        target = XlsxSheet(workspace)
+    monkeypatch.setenv("LOOP_SHEET", target.location)
+    return target
