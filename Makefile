@@ -35,6 +35,7 @@ apply: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_improve.py
+	$(PY) benchmarks/bench_google.py
 
 template: $(STAMP)
 	$(PY) scripts/make_template.py sheets_template.xlsx

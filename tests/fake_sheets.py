@@ -295,13 +295,19 @@ class FakeSheets:
                 return self._send(handler, 400, {"error": "invalid_grant", "error_description": "Invalid JWT."})
             with self._lock:
                 self.service_account_emails.append(claims.get("iss", ""))
+        elif grant == "authorization_code":  # a person's consent, as the OAuth flow of `loop auth` ends
+            if not form.get("code"):
+                return self._send(handler, 400, {"error": "invalid_grant", "error_description": "Missing code."})
         elif grant != "refresh_token" or not form.get("refresh_token"):
             return self._send(handler, 400, {"error": "unsupported_grant_type",
                                              "error_description": f"Invalid grant_type: {grant or ''}"})
         token = "ya29.fake-" + uuid.uuid4().hex
         with self._lock:
             self._tokens.add(token)
-        self._send(handler, 200, {"access_token": token, "expires_in": 3599, "token_type": "Bearer"})
+        answer = {"access_token": token, "expires_in": 3599, "token_type": "Bearer"}
+        if grant == "authorization_code":
+            answer.update(refresh_token="1//fake-refresh", scope="https://www.googleapis.com/auth/spreadsheets")
+        self._send(handler, 200, answer)
 
     @staticmethod
     def _send(handler, status: int, payload: dict, headers: dict | None = None) -> None:

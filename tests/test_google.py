@@ -151,3 +151,34 @@ def test_runs_row_lands_below_existing_rows_and_adds_missing_columns(workspace, 
     assert runs[1]["failures"] == 2 and "llm_calls" in runs[1]
     assert json.dumps(google.values(KEY, schema.RUNS)[0][:2]) == json.dumps(["run_id", "notes"])
     assert (workspace / "prompts" / "support_agent.md").read_text() == PROMPT
+
+
+def test_loop_auth_signs_a_person_in_and_later_commands_use_their_token(workspace, google, cli, monkeypatch):
+    """The OAuth flow end to end: consent in a (simulated) browser, the code exchanged at the token
+    endpoint, the token kept, and the next command refreshing it without any key file."""
+    import threading
+    import urllib.parse
+    import urllib.request
+    import webbrowser
+
+    class Browser:
+        def open(self, url, new=0, autoraise=True):
+            query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
+            back = f"{query['redirect_uri'][0]}?code=consented&state={query['state'][0]}"
+            threading.Thread(target=urllib.request.urlopen, args=(back,), daemon=True).start()
+            return True
+
+    monkeypatch.setattr(webbrowser, "get", lambda using=None: Browser())
+    monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")  # the fake token endpoint is plain http
+    token_file = workspace / "token.json"
+    monkeypatch.setenv("LOOP_GOOGLE_TOKEN", str(token_file))
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS")
+    secret = workspace / "client_secret.json"
+    secret.write_text(json.dumps({"installed": {
+        "client_id": "123.apps.googleusercontent.com", "client_secret": "s", "auth_uri": google.url + "/auth",
+        "token_uri": google.url + "/token", "redirect_uris": ["http://localhost"]}}))
+
+    assert "Signed in" in cli("auth", "--client-secret", str(secret)).output
+    assert json.loads(token_file.read_text())["refresh_token"] == "1//fake-refresh"
+    GoogleSheet(google).create(reviewed(3))
+    assert "Drafts: 3 in all" in cli("status", "--sheet", KEY).output
