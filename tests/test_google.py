@@ -182,3 +182,13 @@ def test_loop_auth_signs_a_person_in_and_later_commands_use_their_token(workspac
     assert json.loads(token_file.read_text())["refresh_token"] == "1//fake-refresh"
     GoogleSheet(google).create(reviewed(3))
     assert "Drafts: 3 in all" in cli("status", "--sheet", KEY).output
+
+
+def test_a_request_that_times_out_is_retried(workspace, google, model, cli, monkeypatch):
+    from loop.sheets.google import RetryingHTTPClient
+
+    monkeypatch.setattr(RetryingHTTPClient, "timeout_seconds", (2.0, 0.5))
+    GoogleSheet(google).create(reviewed(6))
+    google.fail({"delay": 1.5, "match": "batchGet"})
+    cli("status", "--sheet", KEY)
+    assert len(api_requests(google, "values:batchGet")) == 2
