@@ -6,5 +6,6 @@ The library behind the `loop` command: everything the CLI does is a plain functi
 from .approval import apply, rollback
 from .config import Settings, resolve
 from .improver import improve
+from .traces import log_draft, log_drafts
 
-__all__ = ["Settings", "apply", "improve", "resolve", "rollback"]
+__all__ = ["Settings", "apply", "improve", "log_draft", "log_drafts", "resolve", "rollback"]

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import functools
+from contextlib import ExitStack
 import sys
 
 import click
 
-from . import approval, config, improver, setup
+import json
+
+from . import agent, approval, config, improver, judge as judge_module, setup, traces
 from . import status as status_module
-from .errors import LoopError
+from .errors import LoopError, UsageError
+from .kb import KnowledgeBase
+from .model import ModelClient
+from .prompt_store import PromptStore
 from .sheets import google_auth
 
 def _warn(message: str) -> None:
@@ -153,3 +159,84 @@ def status(settings, since):
     else:
         extra = " plus unrecorded hand edits" if state.hand_edited else ""
         click.echo(f"Prompt: {settings.prompt} at {state.version.label}{extra}.")
+
+
+@main.command()
+@click.option("--ticket", help="The customer's message (instead of JSON on stdin).")
+@click.option("--draft", "draft_text", help="The reply your agent drafted.")
+@click.option("--ticket-id", default="")
+@click.option("--thread", default="")
+@click.option("--kb-sources", default="", help="Knowledge-base documents used, comma-separated.")
+@click.option("--prompt-version", default="", help="Defaults to the managed prompt's current version.")
+@common
+def log(settings, ticket, draft_text, ticket_id, thread, kb_sources, prompt_version):
+    """Log drafts: JSON objects on stdin, one a line (or --ticket and --draft); prints the trace ids."""
+    if ticket or draft_text:
+        records = [{"ticket": ticket, "draft": draft_text, "ticket_id": ticket_id, "thread": thread,
+                    "kb_sources": kb_sources, "prompt_version": prompt_version}]
+    else:
+        records = []
+        for number, line in enumerate(sys.stdin, start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(traces.normalize(json.loads(line), number))
+            except json.JSONDecodeError as error:
+                raise UsageError(f"line {number} is not JSON ({error.msg}); send one object per line.") from None
+    for trace_id in traces.log_drafts(records, settings):
+        click.echo(trace_id)
+
+
+@main.command()
+@click.option("--tickets", type=click.Path(dir_okay=False), help="Tickets to answer: a .jsonl or .csv file.")
+@click.option("--kb", "kb_folder", default="kb", show_default=True, help="Knowledge-base folder (.md/.txt files).")
+@click.option("--concurrency", default=4, show_default=True, type=click.IntRange(1, 32))
+@click.option("--limit", type=click.IntRange(min=1), help="Draft at most this many tickets.")
+@click.option("--replay", "replay_id", help="Draft a logged trace again and print it, without logging.")
+@click.option("--candidate", type=click.Path(exists=True, dir_okay=False),
+              help="With --replay: a candidate prompt file to draft with instead of the managed prompt.")
+@click.option("--model", help="Model to call. [env LOOP_MODEL]")
+@common
+def draft(settings, tickets, kb_folder, concurrency, limit, replay_id, candidate):
+    """Run the bundled support agent over tickets and log its drafts."""
+    knowledge = KnowledgeBase(kb_folder)
+    prompt = PromptStore(settings.prompt).read()
+    if replay_id:
+        text = open(candidate, encoding="utf-8").read() if candidate else prompt
+        reply = agent.replay(settings, replay_id, text, knowledge)
+        click.echo(reply.draft)
+        return
+    if not tickets:
+        raise UsageError("Pass --tickets FILE (a .jsonl or .csv of tickets), or --replay TRACE_ID.")
+    batch = agent.load_tickets(tickets)[:limit]
+    model = ModelClient(settings)
+    with click.progressbar(length=len(batch), label="Drafting", file=sys.stderr) as bar:
+        replies = agent.draft_all(model, knowledge, prompt, batch, concurrency, on_done=lambda: bar.update(1))
+    ids = traces.log_drafts([{"ticket": r.ticket.ticket, "ticket_id": r.ticket.ticket_id, "thread": r.ticket.thread,
+                              "draft": r.draft, "kb_sources": r.sources} for r in replies], settings)
+    click.echo(f"Logged {len(ids)} drafts to {settings.sheet}; {model.usage.calls} model calls. "
+               "Reviewers can score them now (or run `loop judge`).")
+
+
+@main.command()
+@click.option("--limit", type=click.IntRange(min=1), help="Judge at most this many drafts.")
+@click.option("--concurrency", default=4, show_default=True, type=click.IntRange(1, 32))
+@click.option("--model", help="Model to call. [env LOOP_MODEL]")
+@common
+def judge(settings, limit, concurrency):
+    """Pre-score drafts nobody has reviewed into judge_score and judge_comment (prompts/judge.md)."""
+    with ExitStack() as stack:
+        bar = []
+
+        def start(total):
+            bar.append(stack.enter_context(click.progressbar(length=total, label="Judging", file=sys.stderr)))
+
+        report = judge_module.judge(settings, limit=limit, concurrency=concurrency, on_start=start,
+                                    on_done=lambda: bar[0].update(1))
+    if not report.verdicts:
+        click.echo("No unreviewed drafts to judge.")
+        return
+    downs = sum(v.score == "down" for v in report.verdicts.values())
+    click.echo(f"Judged {len(report.verdicts)} of {report.waiting} unreviewed drafts with rubric "
+               f"{report.rubric_version}: {len(report.verdicts) - downs} up, {downs} down. "
+               "A person's score still wins; `loop improve --include-judge` counts these.")

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
 
-from . import schema
+from . import schema, traces
 from .config import Settings
 from .edits import PROPOSED, REJECTED, Edit, validate
 from .errors import UsageError
@@ -86,6 +86,7 @@ def improve(
     workbook.ensure_writable()  # before any model call, so a refusal costs nothing
     tables = workbook.read([schema.DRAFTS, schema.RUNS])  # Runs too: its header row places the new row
     drafts, skipped = read_drafts(tables.get(schema.DRAFTS))
+    drafts = traces.restore(drafts, traces.traces_dir(settings))
     store = PromptStore(settings.prompt)
     prompt = store.read()
     window = select_window(drafts, start, include_judge)

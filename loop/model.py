@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
 from dataclasses import dataclass
 
 import openai
@@ -29,7 +30,8 @@ def estimate_tokens(text: str) -> int:
 
 
 def estimate_messages(messages: list[dict]) -> int:
-    return sum(estimate_tokens(m["content"]) + _MESSAGE_OVERHEAD_TOKENS for m in messages)
+    return sum(estimate_tokens(json.dumps(m, ensure_ascii=False) if not isinstance(m.get("content"), str) else m["content"])
+               + _MESSAGE_OVERHEAD_TOKENS for m in messages)
 
 
 def response_format(name: str, answer_type: type[BaseModel]) -> dict:
@@ -51,6 +53,7 @@ class ModelClient:
         self.model = settings.model
         self.max_input_tokens = settings.max_input_tokens
         self.usage = Usage()
+        self._lock = threading.Lock()
         self._client = client or _make_client(settings)
 
     def ask(self, name: str, answer_type: type[BaseModel], messages: list[dict]) -> BaseModel:
@@ -60,7 +63,7 @@ class ModelClient:
             raise AssertionError(f"{name} request of ~{estimate} tokens exceeds the {self.max_input_tokens} budget")
         problem = ""
         for _ in range(1 + FORMAT_RETRIES):
-            completion = self._create(name, answer_type, messages, estimate)
+            completion = self._create(messages, estimate, response_format=response_format(name, answer_type))
             choice = completion.choices[0] if completion.choices else None
             content = getattr(choice.message, "content", None) if choice else None
             if not content:
@@ -75,13 +78,17 @@ class ModelClient:
             "try a model that supports structured outputs (LOOP_MODEL). Nothing was written."
         )
 
-    def _create(self, name, answer_type, messages, estimate):
+    def chat(self, messages: list[dict], **options):
+        """A plain Chat Completions turn (tools and all); returns the assistant message."""
+        completion = self._create(messages, estimate_messages(messages), **options)
+        if not completion.choices:
+            raise RunFailure("The model server sent an answer with no message; try again.")
+        return completion.choices[0].message
+
+    def _create(self, messages, estimate, **options):
         try:
             completion = self._client.chat.completions.create(
-                model=self.model,
-                messages=messages,
-                response_format=response_format(name, answer_type),
-                temperature=0,
+                model=self.model, messages=messages, temperature=0, **options
             )
         except openai.AuthenticationError:
             raise UsageError("The model server rejected the API key; check OPENAI_API_KEY.") from None
@@ -97,10 +104,11 @@ class ModelClient:
                 f"The model server answered HTTP {error.status_code} after retries; try again later. "
                 "Nothing was written."
             ) from None
-        self.usage.calls += 1
         usage = getattr(completion, "usage", None)
-        self.usage.input_tokens += getattr(usage, "prompt_tokens", None) or estimate
-        self.usage.output_tokens += getattr(usage, "completion_tokens", None) or 0
+        with self._lock:  # the agent and the judge call from several threads
+            self.usage.calls += 1
+            self.usage.input_tokens += getattr(usage, "prompt_tokens", None) or estimate
+            self.usage.output_tokens += getattr(usage, "completion_tokens", None) or 0
         return completion
 
 

@@ -28,6 +28,10 @@ def messages(template: str, **values) -> list[dict]:
     ]
 
 
+def render(template: str, **values) -> str:
+    return _environment().get_template(template).render(**values)
+
+
 def overhead(template: str, **values) -> int:
     """Tokens a request of `template` costs before any data is put in it."""
     return estimate_messages(messages(template, **values))

@@ -62,8 +62,33 @@ def smart_answer(name: str, schema: dict, user: str) -> dict:
             })
         return {"edits": edits}
     if name == "judge_verdict":
-        return {"score": "up", "comment": "Fine."}
+        draft = data_block(user, "draft").get("draft", "")
+        if len(draft) > 600:
+            return {"score": "down", "comment": "Too long: two or three sentences would do."}
+        return {"score": "up", "comment": "Short and to the point."}
     raise ValueError(f"unknown schema {name}")
+
+
+def agent_turn(messages: list[dict]) -> tuple[str | None, list | None]:
+    """The support agent's tool loop: search the docs, read the best hit, then answer from it."""
+    tools = [m for m in messages if m.get("role") == "tool"]
+    user = next(m["content"] for m in messages if m["role"] == "user")
+    ticket = re.search(r"<ticket[^>]*>\n(.*?)\n</ticket>", user, re.S)
+    question = ticket.group(1) if ticket else ""
+
+    def call(name, arguments):
+        return [{"id": f"call_{len(tools)}", "type": "function",
+                 "function": {"name": name, "arguments": json.dumps(arguments)}}]
+
+    if not tools:
+        return None, call("search_kb", {"query": " ".join(question.split()[:12])})
+    last = json.loads(tools[-1]["content"])
+    if isinstance(last, list):
+        if last:
+            return None, call("read_doc", {"doc_id": last[0]["doc_id"]})
+        return "Thanks for reaching out. I could not find this in our help centre, so I have asked a specialist.", None
+    first_sentence = re.split(r"(?<=[.!?])\s", " ".join(last.get("text", "").split()[2:60]))[0]
+    return f"Thanks for reaching out. {first_sentence} (See: {last.get('title', '')}.)", None
 
 
 class FakeOpenAI:
@@ -115,19 +140,24 @@ class FakeOpenAI:
         response_format = body.get("response_format", {}).get("json_schema", {})
         messages = body.get("messages", [])
         user = messages[-1]["content"] if messages else ""
+        tool_calls = None
         if "content" in action:
             content = action["content"]
+        elif body.get("tools") and body.get("tool_choice") != "none" and not response_format:
+            content, tool_calls = agent_turn(messages)
         elif "json" in action:
             content = json.dumps(action["json"])
         else:
             content = json.dumps(smart_answer(response_format.get("name", ""), response_format.get("schema", {}), user))
         prompt_tokens = sum(len(m.get("content") or "") for m in messages) // 4
+        content = content or ""
         payload = json.dumps({
             "id": f"chatcmpl-{len(self.requests)}",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": body.get("model", "fake"),
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content, "tool_calls": tool_calls},
+                         "finish_reason": "tool_calls" if tool_calls else "stop"}],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(content) // 4,
                       "total_tokens": prompt_tokens + len(content) // 4},
         }).encode()

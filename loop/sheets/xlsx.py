@@ -61,6 +61,7 @@ class XlsxWorkbook:
         return list(self._calamine().sheet_names)
 
     def read(self, titles: list[str]) -> dict[str, Table]:
+        self._book = None  # read what is on disk now, not what titles() saw
         book = self._calamine()
         tables = {}
         for title in titles:

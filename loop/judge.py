@@ -1,0 +1,107 @@
+"""`loop judge`: an LLM pre-scores drafts nobody has reviewed, into `judge_score` and
+`judge_comment`, following the rubric in `prompts/judge.md` (a managed, versioned prompt).
+
+A person's `score` and `comment` are never read for judging nor written: the judge only fills its
+own columns, and `loop improve` counts its scores only with `--include-judge`.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from . import evidence, schema
+from .config import Settings
+from .errors import LoopError
+from .model import ModelClient, Usage, dumps_data
+from .prompt_store import PromptStore
+from .reviews import Draft, read_drafts
+from .sheets import CellUpdate, WriteBatch, open_workbook
+from .templates import messages
+
+JUDGE_PROMPT = "prompts/judge.md"
+SCORE_MARKS = {"up": "👍", "down": "👎"}
+
+
+class JudgeVerdict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    score: Literal["up", "down"]
+    comment: str
+
+
+@dataclass
+class JudgeReport:
+    waiting: int = 0
+    verdicts: dict[str, JudgeVerdict] = field(default_factory=dict)
+    rubric_version: str = ""
+    usage: Usage = field(default_factory=Usage)
+
+
+def judge_prompt_path() -> Path:
+    return Path(os.environ.get("LOOP_JUDGE_PROMPT") or JUDGE_PROMPT)
+
+
+def needs_judging(drafts: list[Draft]) -> list[Draft]:
+    """Drafts no person has scored and the judge has not scored yet, oldest first."""
+    return sorted((d for d in drafts if d.score is None and d.judge_score is None), key=lambda d: d.created_at)
+
+
+def judge(
+    settings: Settings,
+    limit: int | None = None,
+    concurrency: int = 4,
+    model: ModelClient | None = None,
+    on_start: Callable[[int], None] = lambda total: None,
+    on_done: Callable[[], None] = lambda: None,
+) -> JudgeReport:
+    store = PromptStore(judge_prompt_path())
+    rubric = store.read()
+    workbook = open_workbook(settings.sheet, credentials=settings.credentials)
+    workbook.ensure_writable()
+    drafts, _ = read_drafts(workbook.read([schema.DRAFTS]).get(schema.DRAFTS))
+    waiting = needs_judging(drafts)
+    report = JudgeReport(waiting=len(waiting))
+    chosen = waiting[:limit] if limit else waiting
+    if not chosen:
+        return report
+    with store.lock():
+        report.rubric_version = store.sync().label
+    model = model or ModelClient(settings)
+    report.usage = model.usage
+    on_start(len(chosen))
+    room = (settings.max_input_tokens - 200) * 3 - len(rubric) - 2000
+
+    def verdict(draft: Draft) -> JudgeVerdict:
+        record = evidence.record(draft, max(room, 1000))
+        record.pop("comment", None), record.pop("final_reply", None)
+        return model.ask("judge_verdict", JudgeVerdict, messages("judge.j2", rubric=rubric, draft=dumps_data(record)))
+
+    failure: LoopError | None = None
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        futures = {pool.submit(verdict, d): d for d in chosen}
+        for future in as_completed(futures):
+            try:
+                report.verdicts[futures[future].trace_id] = future.result()
+            except LoopError as error:
+                failure = failure or error
+                for other in futures:
+                    other.cancel()
+            on_done()
+    # Rows may have moved (a sort, a new draft) and people may have scored meanwhile: look again.
+    fresh, _ = read_drafts(workbook.read([schema.DRAFTS]).get(schema.DRAFTS))
+    rows = {d.trace_id: d.row for d in fresh if d.score is None}
+    updates = []
+    for trace_id, result in report.verdicts.items():
+        if trace_id not in rows:
+            continue
+        updates += [CellUpdate(schema.DRAFTS, rows[trace_id], "judge_score", SCORE_MARKS[result.score]),
+                    CellUpdate(schema.DRAFTS, rows[trace_id], "judge_comment", result.comment.strip())]
+    workbook.write(WriteBatch(updates=updates))  # verdicts already made are kept even if a later one failed
+    if failure:
+        raise failure
+    return report

@@ -1,0 +1,121 @@
+"""CONTRACT §7: logging drafts from any agent, safely with several writers, with a trace archive."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from loop import log_draft, schema
+from tests.conftest import draft, read_tab, write_workbook
+
+
+def test_log_draft_appends_a_row_with_a_new_trace_id_and_the_prompt_version(workspace, monkeypatch):
+    write_workbook(workspace / "loop.xlsx", [draft(trace_id="old", comment="keep")])
+    trace_id = log_draft(ticket="Where is my invoice?", draft="Under Invoices.", ticket_id="TH-1",
+                         kb_sources=["kb/invoices.md", "kb/billing.md"])
+    rows = read_tab(workspace / "loop.xlsx", schema.DRAFTS)
+    assert rows[0]["trace_id"] == "old" and rows[0]["comment"] == "keep"
+    new = rows[1]
+    assert new["trace_id"] == trace_id and len(trace_id) == 36
+    assert new["ticket"] == "Where is my invoice?" and new["ticket_id"] == "TH-1"
+    assert new["kb_sources"] == "kb/invoices.md, kb/billing.md"
+    assert new["prompt_version"] == "v1" and new["score"] is None
+    assert new["created_at"].endswith("Z")
+
+
+def test_loop_log_reads_json_lines_and_prints_trace_ids(workspace, cli):
+    write_workbook(workspace / "loop.xlsx", [])
+    lines = "\n".join(json.dumps({"ticket": f"t{i}", "draft": f"d{i}", "prompt_version": "v7"}) for i in range(3))
+    from click.testing import CliRunner
+
+    from loop.cli import main
+
+    result = CliRunner().invoke(main, ["log"], input=lines + "\n")
+    assert result.exit_code == 0, result.output
+    ids = result.output.split()
+    rows = read_tab(workspace / "loop.xlsx", schema.DRAFTS)
+    assert [r["trace_id"] for r in rows] == ids and [r["prompt_version"] for r in rows] == ["v7"] * 3
+
+
+def test_loop_log_takes_flags(workspace, cli):
+    write_workbook(workspace / "loop.xlsx", [])
+    result = cli("log", "--ticket", "=1+1 help", "--draft", "Sure.")
+    rows = read_tab(workspace / "loop.xlsx", schema.DRAFTS)
+    assert rows[0]["trace_id"] == result.output.strip() and rows[0]["ticket"] == "=1+1 help"
+
+
+@pytest.mark.parametrize("line, message", [
+    ('{"ticket": "x"}', "draft is missing"),
+    ("not json", "line 2 is not JSON"),
+    ('{"ticket": "x", "draft": "y", "colour": "red"}', "unknown field(s) colour"),
+])
+def test_bad_input_to_loop_log_is_exit_2_and_writes_nothing(workspace, line, message):
+    from click.testing import CliRunner
+
+    from loop.cli import main
+
+    path = write_workbook(workspace / "loop.xlsx", [])
+    before = path.read_bytes()
+    result = CliRunner().invoke(main, ["log"], input='{"ticket": "ok", "draft": "ok"}\n' + line + "\n")
+    assert result.exit_code == 2 and message in result.output
+    assert path.read_bytes() == before
+
+
+def test_fields_over_the_cell_limit_are_cut_and_kept_whole_in_the_archive(workspace, model, cli):
+    write_workbook(workspace / "loop.xlsx", [])
+    thread = "Customer (Nov 1): " + "the export is empty. " * 2500  # 52,500 characters
+    trace_id = log_draft(ticket="Export broken", draft="Try again.", thread=thread)
+    row = read_tab(workspace / "loop.xlsx", schema.DRAFTS)[0]
+    assert len(row["thread"]) == 32_767 and "more characters]" in row["thread"]
+    archived = [json.loads(line) for line in (workspace / "loop.traces" / "traces.jsonl").read_text().splitlines()]
+    assert archived[0]["trace_id"] == trace_id and archived[0]["thread"] == thread
+
+    # the improver reads the whole thread back from the archive
+    from loop import config, traces
+    from loop.reviews import read_drafts
+    from loop.sheets import open_workbook
+
+    drafts, _ = read_drafts(open_workbook("loop.xlsx").read([schema.DRAFTS])[schema.DRAFTS])
+    assert traces.restore(drafts, workspace / "loop.traces")[0].thread == thread
+    assert traces.traces_dir(config.resolve()).resolve() == workspace / "loop.traces"
+
+
+WRITER = """
+import sys
+from loop import log_draft
+for i in range(int(sys.argv[2])):
+    log_draft(ticket=f"writer {sys.argv[1]} ticket {i}", draft="draft")
+"""
+
+
+def test_several_writers_at_once_lose_no_row_and_keep_reviewer_cells(workspace):
+    write_workbook(workspace / "loop.xlsx", [draft(trace_id="reviewed", score="👎", comment="too long")])
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(w), "5"], cwd=workspace,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for w in range(4)]
+    outputs = [w.communicate(timeout=240)[0] for w in writers]
+    assert all(w.returncode == 0 for w in writers), outputs
+    rows = read_tab(workspace / "loop.xlsx", schema.DRAFTS)
+    tickets = sorted(r["ticket"] for r in rows[1:])
+    assert tickets == sorted(f"writer {w} ticket {i}" for w in range(4) for i in range(5))
+    assert len({r["trace_id"] for r in rows}) == 21
+    assert (rows[0]["trace_id"], rows[0]["score"], rows[0]["comment"]) == ("reviewed", "👎", "too long")
+
+
+def test_log_draft_works_on_a_google_sheet(workspace, google):
+    from tests.backends import KEY, GoogleSheet
+
+    sheet = GoogleSheet(google)
+    sheet.create([draft(trace_id="reviewed")])
+    google.requests.clear()
+    import os
+
+    os.environ["LOOP_SHEET"] = KEY
+    try:
+        trace_id = log_draft(ticket="=HYPERLINK(1)", draft="ok")
+    finally:
+        del os.environ["LOOP_SHEET"]
+    rows = sheet.tab(schema.DRAFTS)
+    assert [r["trace_id"] for r in rows] == ["reviewed", trace_id]
+    assert rows[1]["ticket"] == "=HYPERLINK(1)" and google.formulas(KEY, schema.DRAFTS) == []
+    assert [r["path"].rsplit("/", 1)[-1] for r in google.requests] == [KEY, "values:batchGet", f"{KEY}:batchUpdate"]
