@@ -21,10 +21,15 @@ install: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
+# The demo works on a copy of examples/: the agent drafts new tickets, the judge pre-scores them,
+# and the improver proposes edits from the reviewed drafts (and, with --include-judge, the judged ones).
 demo: $(STAMP)
 	rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
-	cp -r examples/prompts examples/loop.xlsx $(DEMO_DIR)/
-	cd $(DEMO_DIR) && ../$(LOOP) improve --since $(DEMO_SINCE)
+	cp -r examples/prompts examples/kb examples/loop.xlsx examples/tickets.jsonl $(DEMO_DIR)/
+	rm -f $(DEMO_DIR)/kb/.kb-index.sqlite
+	cd $(DEMO_DIR) && ../$(LOOP) draft --tickets tickets.jsonl --kb kb
+	cd $(DEMO_DIR) && ../$(LOOP) judge
+	cd $(DEMO_DIR) && ../$(LOOP) improve --since $(DEMO_SINCE) --include-judge
 	@echo "Tick edits in $(DEMO_DIR)/loop.xlsx, then: cd $(DEMO_DIR) && ../$(LOOP) apply"
 
 improve: $(STAMP)
@@ -36,6 +41,8 @@ apply: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_improve.py
 	$(PY) benchmarks/bench_google.py
+	$(PY) benchmarks/bench_judge.py
+	$(PY) benchmarks/bench_kb.py
 
 template: $(STAMP)
 	$(PY) scripts/make_template.py sheets_template.xlsx

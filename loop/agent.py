@@ -84,6 +84,14 @@ def load_tickets(path: str | Path) -> list[Ticket]:
     return tickets
 
 
+def tickets_from_table(table) -> list[Ticket]:
+    """Tickets from a Tickets tab with `ticket` (and optionally `ticket_id`, `thread`) columns."""
+    if table.column("ticket") is None:
+        raise UsageError(f"The {table.title} tab has no ticket column; add one to row 1.")
+    return [Ticket(str(r.get("ticket") or "").strip(), str(r.get("ticketid") or ""), str(r.get("thread") or ""))
+            for _, r in table.records() if str(r.get("ticket") or "").strip()]
+
+
 def fit_thread(thread: str, limit: int = THREAD_CHARS) -> str:
     """The thread within `limit` characters: the newest messages stay whole, the oldest are dropped,
     and a note says how many were left out and how the conversation began."""

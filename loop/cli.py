@@ -16,6 +16,9 @@ from .errors import LoopError, UsageError
 from .kb import KnowledgeBase
 from .model import ModelClient
 from .prompt_store import PromptStore
+from .sheets import open_workbook
+
+TICKETS = "Tickets"
 from .sheets import google_auth
 
 def _warn(message: str) -> None:
@@ -188,7 +191,8 @@ def log(settings, ticket, draft_text, ticket_id, thread, kb_sources, prompt_vers
 
 
 @main.command()
-@click.option("--tickets", type=click.Path(dir_okay=False), help="Tickets to answer: a .jsonl or .csv file.")
+@click.option("--tickets", type=click.Path(dir_okay=False),
+              help="Tickets to answer: a .jsonl or .csv file. [default: the workbook's Tickets tab]")
 @click.option("--kb", "kb_folder", default="kb", show_default=True, help="Knowledge-base folder (.md/.txt files).")
 @click.option("--concurrency", default=4, show_default=True, type=click.IntRange(1, 32))
 @click.option("--limit", type=click.IntRange(min=1), help="Draft at most this many tickets.")
@@ -206,9 +210,13 @@ def draft(settings, tickets, kb_folder, concurrency, limit, replay_id, candidate
         reply = agent.replay(settings, replay_id, text, knowledge)
         click.echo(reply.draft)
         return
-    if not tickets:
-        raise UsageError("Pass --tickets FILE (a .jsonl or .csv of tickets), or --replay TRACE_ID.")
-    batch = agent.load_tickets(tickets)[:limit]
+    if tickets:
+        batch = agent.load_tickets(tickets)[:limit]
+    else:
+        table = open_workbook(settings.sheet, credentials=settings.credentials).read([TICKETS]).get(TICKETS)
+        if table is None:
+            raise UsageError(f"Pass --tickets FILE (.jsonl or .csv), add a {TICKETS} tab, or use --replay TRACE_ID.")
+        batch = agent.tickets_from_table(table)[:limit]
     model = ModelClient(settings)
     with click.progressbar(length=len(batch), label="Drafting", file=sys.stderr) as bar:
         replies = agent.draft_all(model, knowledge, prompt, batch, concurrency, on_done=lambda: bar.update(1))

@@ -111,8 +111,13 @@ class KnowledgeBase:
         on_disk = self._scan()
         added = updated = removed = 0
         with self._connect() as conn:
-            # WAL lets searches keep reading the last committed index while a refresh writes.
-            conn.execute("PRAGMA journal_mode=WAL")
+            # WAL lets searches keep reading the last committed index while a refresh writes. It is
+            # only an optimisation: switching can fail at once (no busy wait) while another process
+            # holds the lock, and that process is switching it anyway.
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.OperationalError:
+                pass
             conn.execute("BEGIN IMMEDIATE")
             try:
                 self._ensure_schema(conn)

@@ -135,3 +135,16 @@ def test_a_person_who_scores_while_the_judge_runs_wins(workspace, model, cli, mo
     cli("judge")
     row = read_tab(path, schema.DRAFTS)[0]
     assert (row["score"], row["comment"], row["judge_score"]) == ("👍", "person", None)
+
+
+def test_tickets_can_come_from_a_tickets_tab(workspace, model, kb, cli):
+    import openpyxl
+
+    path = write_workbook(workspace / "loop.xlsx", [])
+    book = openpyxl.load_workbook(path)
+    tab = book.create_sheet("Tickets")
+    tab.append(["Ticket ID", "Ticket", "Thread"])
+    tab.append(["TH-77", "Is SSO on the Team plan?", ""])
+    book.save(path)
+    assert "Logged 1 drafts" in cli("draft", "--kb", str(kb.folder)).output
+    assert read_tab(path, schema.DRAFTS)[0]["ticket_id"] == "TH-77"

@@ -50,15 +50,26 @@ def test_the_committed_example_matches_its_source(tmp_path):
     assert fresh[0]["ticket"] and any(str(r["ticket"]).startswith("=") for r in fresh)
 
 
-def test_the_demo_proposes_edits_on_a_copy_and_leaves_the_example_alone(tmp_path, monkeypatch, model, cli):
-    digests = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in (ROOT / "examples").rglob("*") if p.is_file()}
-    shutil.copytree(ROOT / "examples" / "prompts", tmp_path / "prompts")
-    shutil.copy(ROOT / "examples" / "loop.xlsx", tmp_path / "loop.xlsx")
+def test_the_demo_drafts_judges_and_improves_on_a_copy_and_leaves_the_example_alone(tmp_path, monkeypatch, model, cli):
+    """What `make demo` runs, step by step."""
+    digests = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in (ROOT / "examples").rglob("*")
+               if p.is_file() and "__pycache__" not in p.parts and p.name != ".kb-index.sqlite"}
+    for name in ("prompts", "kb"):
+        shutil.copytree(ROOT / "examples" / name, tmp_path / name, ignore=shutil.ignore_patterns(".kb-index.sqlite"))
+    for name in ("loop.xlsx", "tickets.jsonl"):
+        shutil.copy(ROOT / "examples" / name, tmp_path / name)
     monkeypatch.chdir(tmp_path)
-    result = cli("improve", "--since", "2026-11-01")
-    assert "36 failures, 14 successes" in result.output
+    monkeypatch.delenv("LOOP_JUDGE_PROMPT", raising=False)
+
+    assert "Logged 12 drafts" in cli("draft", "--tickets", "tickets.jsonl", "--kb", "kb").output
+    drafted = read_tab(tmp_path / "loop.xlsx", schema.DRAFTS)[-12:]
+    assert all(row["kb_sources"] and row["draft"] for row in drafted)
+    assert "Judged 15 of 15" in cli("judge").output  # the 12 new drafts and the 3 nobody reviewed
+    result = cli("improve", "--since", "2026-11-01", "--include-judge")
+    assert "failures" in result.output and "Wrote tab" in result.output
     edits = read_tab(tmp_path / "loop.xlsx", edits_tab(tmp_path / "loop.xlsx"))
     assert edits and all(e["status"] == "proposed" for e in edits)
     assert len(read_tab(tmp_path / "loop.xlsx", "Runs")) == 1
-    after = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in (ROOT / "examples").rglob("*") if p.is_file()}
+    after = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in (ROOT / "examples").rglob("*")
+             if p.is_file() and "__pycache__" not in p.parts and p.name != ".kb-index.sqlite"}
     assert after == digests
