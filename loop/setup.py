@@ -9,7 +9,7 @@ from typing import Callable
 from . import schema, template
 from .config import Settings
 from .errors import UsageError
-from .sheets import NewTab, WriteBatch, is_google, open_workbook
+from .sheets import WriteBatch, is_google, open_workbook
 
 STARTER_PROMPT = """You are a customer-support agent. Read the whole ticket and its thread, search the knowledge base,
 and draft a reply the support team can send.
@@ -20,24 +20,13 @@ and draft a reply the support team can send.
 """
 
 
-def template_tabs() -> list[NewTab]:
-    """The Drafts and Runs tabs as the template has them."""
-    return [
-        NewTab(schema.DRAFTS, schema.DRAFT_HEADERS, [],
-               column_widths={name: width for name, _, width, _ in schema.DRAFT_COLUMNS},
-               dropdowns={"score": schema.SCORE_CHOICES}),
-        NewTab(schema.RUNS, schema.RUN_HEADERS, [],
-               column_widths={name: max(12, len(name) + 4) for name, _ in schema.RUN_COLUMNS}),
-    ]
-
-
 def init(settings: Settings, force: bool = False, warn: Callable[[str], None] = lambda m: None) -> list[str]:
     """Set up the workbook and prompt; returns what was done, a line each."""
     done = []
     if is_google(settings.sheet):
         workbook = open_workbook(settings.sheet, warn=warn, credentials=settings.credentials)
         existing = set(workbook.titles())
-        missing = [tab for tab in template_tabs() if tab.title not in existing]
+        missing = [tab for tab in template.template_tabs() if tab.title not in existing]
         workbook.write(WriteBatch(new_tabs=missing))
         added = ", ".join(t.title for t in missing)
         done.append(f"Added the {added} tab(s) to the Google Sheet." if missing else "The Google Sheet already has the Drafts and Runs tabs.")

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import openpyxl
 from openpyxl.styles import Alignment, Font
-from openpyxl.utils import get_column_letter
-from openpyxl.worksheet.datavalidation import DataValidation
 
 from . import schema
+from .sheets import NewTab
+from .sheets.xlsx import add_tab
 
 ABOUT_TITLE = "About"
 _ABOUT_INTRO = [
@@ -20,24 +20,23 @@ _ABOUT_INTRO = [
 ]
 
 
+def template_tabs() -> list[NewTab]:
+    """The Drafts and Runs tabs, as `loop init` creates them on either backend."""
+    return [
+        NewTab(schema.DRAFTS, schema.DRAFT_HEADERS, [],
+               column_widths={name: width for name, _, width, _ in schema.DRAFT_COLUMNS},
+               dropdowns={"score": schema.SCORE_CHOICES}),
+        NewTab(schema.RUNS, schema.RUN_HEADERS, [],
+               column_widths={name: max(12, len(name) + 4) for name, _ in schema.RUN_COLUMNS}),
+    ]
+
+
 def build(path: str | Path) -> None:
     """Write a fresh workbook with the Drafts, Runs and About tabs."""
     book = openpyxl.Workbook()
-    drafts = book.active
-    drafts.title = schema.DRAFTS
-    _headers(drafts, [(name, width) for name, _, width, _ in schema.DRAFT_COLUMNS])
-    score = get_column_letter(schema.DRAFT_HEADERS.index("score") + 1)
-    dropdown = DataValidation(
-        type="list",
-        formula1='"' + ",".join(schema.SCORE_CHOICES) + '"',
-        allow_blank=True,
-        showErrorMessage=False,  # people also type up/down, yes/no: the reader accepts them
-    )
-    dropdown.add(f"{score}2:{score}1048576")
-    drafts.add_data_validation(dropdown)
-
-    runs = book.create_sheet(schema.RUNS)
-    _headers(runs, [(name, max(12, len(name) + 4)) for name, _ in schema.RUN_COLUMNS])
+    book.remove(book.active)
+    for tab in template_tabs():
+        add_tab(book, tab)
 
     about = book.create_sheet(ABOUT_TITLE)
     about.column_dimensions["A"].width = 18
@@ -63,10 +62,3 @@ def build(path: str | Path) -> None:
         row += 1
     book.save(path)
 
-
-def _headers(sheet, columns: list[tuple[str, int]]) -> None:
-    for index, (name, width) in enumerate(columns, start=1):
-        cell = sheet.cell(1, index, name)
-        cell.font = Font(bold=True)
-        sheet.column_dimensions[get_column_letter(index)].width = width
-    sheet.freeze_panes = "A2"

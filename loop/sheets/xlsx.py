@@ -91,7 +91,7 @@ class XlsxWorkbook:
             lost = self._fragile_parts()
             book = openpyxl.load_workbook(self.path, rich_text=True)
             for tab in batch.new_tabs:
-                self._add_tab(book, tab)
+                add_tab(book, tab)
             for append in batch.appends:
                 self._append(book, append)
             for update in batch.updates:
@@ -99,7 +99,7 @@ class XlsxWorkbook:
                 column = _header_index(sheet).get(normalize_header(update.column))
                 if column is None:
                     column = _add_column(sheet, update.column)
-                self._set(sheet.cell(update.row, column), update.value)
+                set_value(sheet.cell(update.row, column), update.value)
             if lost:
                 backup = self.path.with_name(f"{self.path.stem}.backup-{datetime.now():%Y%m%d-%H%M%S}{self.path.suffix}")
                 shutil.copy2(self.path, backup)
@@ -133,42 +133,9 @@ class XlsxWorkbook:
             Path(temporary).unlink(missing_ok=True)
             raise
 
-    def _set(self, cell, value) -> None:
-        """Store a plain value; text is never turned into a formula whatever it starts with."""
-        if isinstance(value, str):
-            value = cell_text(_ILLEGAL_XML.sub("", value), self.cell_limit)
-            cell.value = value
-            cell.data_type = "s"
-        else:
-            cell.value = value
-
-    def _add_tab(self, book, tab: NewTab) -> None:
-        sheet = book.create_sheet(tab.title)
-        for column, header in enumerate(tab.headers, start=1):
-            self._set(sheet.cell(1, column), header)
-            sheet.cell(1, column).font = openpyxl.styles.Font(bold=True)
-            width = tab.column_widths.get(header)
-            if width:
-                sheet.column_dimensions[get_column_letter(column)].width = width
-        for row_number, row in enumerate(tab.rows, start=2):
-            for column, value in enumerate(row, start=1):
-                self._set(sheet.cell(row_number, column), value)
-        sheet.freeze_panes = "A2"
-        if tab.checkbox_column and tab.rows:
-            letter = get_column_letter(tab.headers.index(tab.checkbox_column) + 1)
-            validation = DataValidation(type="list", formula1='"TRUE,FALSE"', allow_blank=True)
-            validation.add(f"{letter}2:{letter}{len(tab.rows) + 1}")
-            sheet.add_data_validation(validation)
-        for header, choices in tab.dropdowns.items():
-            letter = get_column_letter(tab.headers.index(header) + 1)
-            dropdown = DataValidation(type="list", formula1='"' + ",".join(choices) + '"', allow_blank=True,
-                                      showErrorMessage=False)
-            dropdown.add(f"{letter}2:{letter}1048576")
-            sheet.add_data_validation(dropdown)
-
     def _append(self, book, append: Append) -> None:
         if append.tab not in book.sheetnames:
-            self._add_tab(book, NewTab(append.tab, append.headers, []))
+            add_tab(book, NewTab(append.tab, append.headers, []))
         sheet = book[append.tab]
         columns = _header_index(sheet)
         row_number = _last_used_row(sheet) + 1
@@ -176,7 +143,43 @@ class XlsxWorkbook:
             column = columns.get(normalize_header(key))
             if column is None:
                 column = columns[normalize_header(key)] = _add_column(sheet, key)
-            self._set(sheet.cell(row_number, column), value)
+            set_value(sheet.cell(row_number, column), value)
+
+
+def set_value(cell, value) -> None:
+    """Store a plain value; text is never turned into a formula whatever it starts with."""
+    if isinstance(value, str):
+        cell.value = cell_text(_ILLEGAL_XML.sub("", value), EXCEL_CELL_LIMIT)
+        cell.data_type = "s"
+    else:
+        cell.value = value
+
+
+def add_tab(book, tab: NewTab) -> None:
+    """A new sheet with a bold, frozen header row, column widths, checkboxes and dropdowns."""
+    sheet = book.create_sheet(tab.title)
+    for column, header in enumerate(tab.headers, start=1):
+        set_value(sheet.cell(1, column), header)
+        sheet.cell(1, column).font = openpyxl.styles.Font(bold=True)
+        width = tab.column_widths.get(header)
+        if width:
+            sheet.column_dimensions[get_column_letter(column)].width = width
+    for row_number, row in enumerate(tab.rows, start=2):
+        for column, value in enumerate(row, start=1):
+            set_value(sheet.cell(row_number, column), value)
+    sheet.freeze_panes = "A2"
+    if tab.checkbox_column and tab.rows:
+        letter = get_column_letter(tab.headers.index(tab.checkbox_column) + 1)
+        validation = DataValidation(type="list", formula1='"TRUE,FALSE"', allow_blank=True)
+        validation.add(f"{letter}2:{letter}{len(tab.rows) + 1}")
+        sheet.add_data_validation(validation)
+    for header, choices in tab.dropdowns.items():
+        letter = get_column_letter(tab.headers.index(header) + 1)
+        # people also type up/down, yes/no: the reader accepts them, so the list only offers
+        dropdown = DataValidation(type="list", formula1='"' + ",".join(choices) + '"', allow_blank=True,
+                                  showErrorMessage=False)
+        dropdown.add(f"{letter}2:{letter}1048576")
+        sheet.add_data_validation(dropdown)
 
 
 def _header_index(sheet) -> dict[str, int]:
