@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for `loop` without installing
 
-from loop.kb import KnowledgeBase  # noqa: E402
+from loop.kb import KnowledgeBase
 
 VOCABULARY_SIZE = 20_000
 
