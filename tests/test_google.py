@@ -192,3 +192,17 @@ def test_a_request_that_times_out_is_retried(workspace, google, model, cli, monk
     google.fail({"delay": 1.5, "match": "batchGet"})
     cli("status", "--sheet", KEY)
     assert len(api_requests(google, "values:batchGet")) == 2
+
+
+def test_the_judge_works_on_a_google_sheet_without_touching_scores(workspace, google, model, cli):
+    (workspace / "prompts" / "judge.md").write_text("Down if the draft is too long.\n")
+    headers = [h for h in schema.DRAFT_HEADERS if not h.startswith("judge")]  # the judge adds its columns
+    sheet = GoogleSheet(google)
+    sheet.create([draft(trace_id="p", score="👍", comment="fine"),
+                  draft(trace_id="u", score=None, comment=None, draft="Long reply. " * 80)], headers=headers)
+    google.requests.clear()
+    assert "Judged 1 of 1" in cli("judge", "--sheet", KEY).output
+    rows = {r["trace_id"]: r for r in sheet.tab(schema.DRAFTS)}
+    assert (rows["p"]["score"], rows["p"]["comment"], rows["p"].get("judge_score")) == ("👍", "fine", None)
+    assert (rows["u"]["judge_score"], rows["u"]["score"]) == ("👎", None)
+    assert len(google.requests) == 4  # metadata, read, read again before writing, one batchUpdate
