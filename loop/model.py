@@ -88,7 +88,7 @@ class ModelClient:
     def _create(self, messages, estimate, **options):
         try:
             completion = self._client.chat.completions.create(
-                model=self.model, messages=messages, temperature=0, **options
+                model=self.model, messages=messages, **options
             )
         except openai.AuthenticationError:
             raise UsageError("The model server rejected the API key; check OPENAI_API_KEY.") from None
@@ -100,6 +100,13 @@ class ModelClient:
                 "after retries; check OPENAI_BASE_URL or try again. Nothing was written."
             ) from None
         except openai.APIStatusError as error:
+            if 400 <= error.status_code < 500 and error.status_code not in (408, 409, 429):
+                body = error.body if isinstance(error.body, dict) else {}
+                detail = " ".join(str(body.get("message") or error.message).split())[:300]
+                raise UsageError(
+                    f"The model server refused the request (HTTP {error.status_code}: {detail}); "
+                    "check LOOP_MODEL and that the server supports JSON-schema structured outputs."
+                ) from None
             raise RunFailure(
                 f"The model server answered HTTP {error.status_code} after retries; try again later. "
                 "Nothing was written."
