@@ -102,20 +102,31 @@ def test_several_writers_at_once_lose_no_row_and_keep_reviewer_cells(workspace):
     assert (rows[0]["trace_id"], rows[0]["score"], rows[0]["comment"]) == ("reviewed", "👎", "too long")
 
 
-def test_log_draft_works_on_a_google_sheet(workspace, google):
+def test_log_draft_works_on_a_google_sheet(workspace, google, monkeypatch):
     from tests.backends import KEY, GoogleSheet
 
     sheet = GoogleSheet(google)
     sheet.create([draft(trace_id="reviewed")])
     google.requests.clear()
-    import os
-
-    os.environ["LOOP_SHEET"] = KEY
-    try:
-        trace_id = log_draft(ticket="=HYPERLINK(1)", draft="ok")
-    finally:
-        del os.environ["LOOP_SHEET"]
+    monkeypatch.setenv("LOOP_SHEET", KEY)
+    trace_id = log_draft(ticket="=HYPERLINK(1)", draft="ok")
     rows = sheet.tab(schema.DRAFTS)
     assert [r["trace_id"] for r in rows] == ["reviewed", trace_id]
     assert rows[1]["ticket"] == "=HYPERLINK(1)" and google.formulas(KEY, schema.DRAFTS) == []
     assert [r["path"].rsplit("/", 1)[-1] for r in google.requests] == [KEY, "values:batchGet", f"{KEY}:batchUpdate"]
+
+
+def test_several_writers_at_once_on_a_google_sheet_lose_no_row(workspace, google, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.backends import KEY, GoogleSheet
+
+    sheet = GoogleSheet(google)
+    sheet.create([draft(trace_id="reviewed", comment="too long")])
+    monkeypatch.setenv("LOOP_SHEET", KEY)
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        ids = list(pool.map(lambda i: log_draft(ticket=f"ticket {i}", draft="d", prompt_version="v1"), range(24)))
+    rows = sheet.tab(schema.DRAFTS)
+    assert [r["trace_id"] for r in rows[1:]] and sorted(r["trace_id"] for r in rows[1:]) == sorted(ids)
+    assert sorted(r["ticket"] for r in rows[1:]) == sorted(f"ticket {i}" for i in range(24))
+    assert rows[0]["comment"] == "too long"
