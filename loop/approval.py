@@ -79,7 +79,7 @@ def apply(settings: Settings, warn: Callable[[str], None] = lambda message: None
             try:
                 text = apply_one(text, item.edit)
             except NotLocated as problem:
-                item.edit.check = f"stale: {problem} any more"
+                item.edit.check = f"stale: {problem}"
                 report.stale.append(item)
                 continue
             report.applied.append(item)

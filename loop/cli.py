@@ -19,6 +19,7 @@ from .prompt_store import PromptStore
 from .sheets import open_workbook
 
 TICKETS = "Tickets"
+SHOW_SKIPPED = 20
 from .sheets import google_auth
 
 def _warn(message: str) -> None:
@@ -93,8 +94,10 @@ def auth(client_secret):
 def improve(settings, since, include_judge):
     """Propose prompt edits from the failures of the review window, in a new Edits tab."""
     report = improver.improve(settings, since=since, include_judge=include_judge, warn=_warn)
-    for skipped in report.skipped:
+    for skipped in report.skipped[:SHOW_SKIPPED]:
         click.echo(f"skipped {skipped}", err=True)
+    if len(report.skipped) > SHOW_SKIPPED:
+        click.echo(f"skipped {len(report.skipped) - SHOW_SKIPPED} more unreadable rows (`loop status` counts them)", err=True)
     window = report.window
     if not window.failures:
         what = "reviewed drafts" if not (window.successes) else "failures (every reviewed draft was scored up)"

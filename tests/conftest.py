@@ -11,9 +11,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import openpyxl
-from openpyxl.cell import WriteOnlyCell
 import pytest
 from click.testing import CliRunner
+from openpyxl.cell import WriteOnlyCell
 
 from loop import schema
 from loop.cli import main

@@ -11,7 +11,8 @@ import json
 import re
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from tests.local_server import LocalServer
 
 KEYWORDS = [
     ("Too verbose", ("long", "verbose", "shorter", "sentences", "wordy", "padding")),
@@ -91,40 +92,23 @@ def agent_turn(messages: list[dict]) -> tuple[str | None, list | None]:
     return f"Thanks for reaching out. {first_sentence} (See: {last.get('title', '')}.)", None
 
 
-class FakeOpenAI:
+class FakeOpenAI(LocalServer):
     """Start with `with FakeOpenAI() as server:`; point OPENAI_BASE_URL at `server.url`."""
 
     def __init__(self, latency: float = 0.0):
+        super().__init__()
         self.script: list[dict] = []
         self.requests: list[dict] = []
         self.latency = latency
         self._lock = threading.Lock()
-        fake = self
+        self.url = self.root + "/v1"
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
-                with fake._lock:
-                    fake.requests.append(body)
-                    action = fake.script.pop(0) if fake.script else {}
-                fake._respond(self, body, action)
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/v1"
-
-    def __enter__(self):
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc):
-        self._server.shutdown()
-        self._server.server_close()
+    def handle(self, handler) -> None:
+        body = json.loads(handler.rfile.read(int(handler.headers.get("Content-Length", 0))) or b"{}")
+        with self._lock:
+            self.requests.append(body)
+            action = self.script.pop(0) if self.script else {}
+        self._respond(handler, body, action)
 
     def queue(self, *actions: dict) -> None:
         """Actions: {"status": 429, "headers": {...}}, {"delay": s}, {"content": "raw"}, {"json": {...}}."""

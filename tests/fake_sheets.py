@@ -25,8 +25,9 @@ import threading
 import time
 import uuid
 import zlib
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from tests.local_server import LocalServer
 
 MAX_CELL_CHARS = 50_000
 STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
@@ -150,7 +151,7 @@ def check_grid(sheet: dict, first_r: int, last_r: int, first_c: int, last_c: int
                             f"in grid[{cols - 1}]")
 
 
-class FakeSheets:
+class FakeSheets(LocalServer):
     """Start with `with FakeSheets() as fake:`; API root is `fake.url`, token endpoint `fake.url + "/token"`."""
 
     def __init__(self):
@@ -161,30 +162,11 @@ class FakeSheets:
         self._tokens: set[str] = set()
         self._faults: list[dict] = []
         self._lock = threading.RLock()
-        fake = self
+        super().__init__()
+        self.url = self.root
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def handle_any(self):
-                fake._handle(self)
-
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = handle_any
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def __enter__(self):
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc):
-        self._server.shutdown()
-        self._server.server_close()
+    def handle(self, handler) -> None:
+        self._handle(handler)
 
     # ----- test-side API -----
 

@@ -3,9 +3,7 @@ run that still fails leaves the workbook and the prompt exactly as they were."""
 
 import socket
 
-
 from tests.conftest import PROMPT, draft, read_tab, write_workbook
-
 
 
 def setup_workbook(workspace):
