@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from . import schema
+from . import schema, traces
 from .config import Settings
 from .errors import UsageError
 from .kb import KnowledgeBase
@@ -177,8 +177,6 @@ def draft_all(model: ModelClient, kb: KnowledgeBase | None, prompt: str, tickets
 def replay(settings: Settings, trace_id: str, prompt: str, kb: KnowledgeBase | None,
            model: ModelClient | None = None) -> Reply:
     """Draft a logged trace's ticket again, with `prompt` (e.g. a candidate with proposed edits applied)."""
-    from . import traces
-
     workbook = open_workbook(settings.sheet, credentials=settings.credentials)
     drafts, _ = read_drafts(workbook.read([schema.DRAFTS]).get(schema.DRAFTS))
     drafts = traces.restore(drafts, traces.traces_dir(settings))

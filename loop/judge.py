@@ -22,7 +22,7 @@ from .model import ModelClient, Usage, dumps_data
 from .prompt_store import PromptStore
 from .reviews import Draft, read_drafts
 from .sheets import CellUpdate, WriteBatch, open_workbook
-from .templates import messages
+from .templates import data_room, messages
 
 JUDGE_PROMPT = "prompts/judge.md"
 SCORE_MARKS = {"up": "👍", "down": "👎"}
@@ -74,11 +74,11 @@ def judge(
     model = model or ModelClient(settings)
     report.usage = model.usage
     on_start(len(chosen))
-    room = (settings.max_input_tokens - 200) * 3 - len(rubric) - 2000
+    room = data_room("judge.j2", settings.max_input_tokens, rubric=rubric, draft="")
 
     def verdict(draft: Draft) -> JudgeVerdict:
-        record = evidence.record(draft, max(room, 1000))
-        record.pop("comment", None), record.pop("final_reply", None)
+        # the judge scores the draft itself, not what a reviewer may have said of it
+        record = {k: v for k, v in evidence.record(draft, max(room, 1000)).items() if k not in ("comment", "final_reply")}
         return model.ask("judge_verdict", JudgeVerdict, messages("judge.j2", rubric=rubric, draft=dumps_data(record)))
 
     failure: LoopError | None = None

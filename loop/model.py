@@ -24,9 +24,12 @@ FORMAT_RETRIES = 2
 _MESSAGE_OVERHEAD_TOKENS = 8
 
 
+CHARS_PER_TOKEN = 3
+
+
 def estimate_tokens(text: str) -> int:
     """A deliberately high estimate (about 3 characters a token) that needs no tokenizer download."""
-    return math.ceil(len(text) / 3)
+    return math.ceil(len(text) / CHARS_PER_TOKEN)
 
 
 def estimate_messages(messages: list[dict]) -> int:

@@ -15,9 +15,8 @@ from . import evidence
 from .errors import UsageError
 from .model import ModelClient, dumps_data
 from .reviews import Draft
-from .templates import messages, overhead
+from .templates import data_room, messages
 
-CHARS_PER_TOKEN = 3  # matches model.estimate_tokens
 UNASSIGNED = "Other failures"
 MAX_MERGE_ROUNDS = 4
 
@@ -56,7 +55,7 @@ class Pattern:
 
 def batches(failures: list[Draft], budget_tokens: int) -> list[list[dict]]:
     """Failure records packed greedily into batches that each fit one request."""
-    room = (budget_tokens - overhead("find_patterns.j2", count=0, failures="")) * CHARS_PER_TOKEN - 64
+    room = data_room("find_patterns.j2", budget_tokens, count=0, failures="")
     if room < 400:
         raise UsageError(f"LOOP_MAX_INPUT_TOKENS={budget_tokens} leaves no room for a single failure; raise it.")
     packed, current, used = [], [], 0
@@ -144,7 +143,7 @@ def _merge_item(key: str, pattern: Pattern) -> dict:
 
 
 def _merge_groups(patterns: list[Pattern], budget_tokens: int) -> list[list[Pattern]]:
-    room = (budget_tokens - overhead("merge_patterns.j2", patterns="")) * CHARS_PER_TOKEN - 64
+    room = data_room("merge_patterns.j2", budget_tokens, patterns="")
     groups, current, used = [], [], 0
     for index, pattern in enumerate(patterns):
         cost = evidence.size(_merge_item(f"P{index + 1}", pattern))

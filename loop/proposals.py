@@ -8,9 +8,9 @@ from . import evidence
 from .edits import Edit
 from .errors import UsageError
 from .model import ModelClient, dumps_data
-from .patterns import CHARS_PER_TOKEN, Pattern
+from .patterns import Pattern
 from .reviews import Draft
-from .templates import messages, overhead
+from .templates import data_room, messages
 
 MAX_EDITS = 8
 EXAMPLES_PER_PATTERN = 3
@@ -53,7 +53,7 @@ def propose_edits(
 ) -> list[Edit]:
     max_edits = min(MAX_EDITS, 2 * len(patterns))
     fixed = dict(prompt=prompt, max_edit_chars=max_edit_chars, max_edits=max_edits)
-    room = (model.max_input_tokens - overhead("propose_edits.j2", patterns="", failures="", successes="", **fixed)) * CHARS_PER_TOKEN - 64
+    room = data_room("propose_edits.j2", model.max_input_tokens, patterns="", failures="", successes="", **fixed)
     pattern_items = [
         {"pattern": p.name, "description": p.description, "count": p.count, "trace_ids": p.trace_ids[:TRACE_IDS_PER_PATTERN]}
         for p in patterns

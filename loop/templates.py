@@ -6,7 +6,7 @@ from functools import lru_cache
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from .model import estimate_messages
+from .model import CHARS_PER_TOKEN, estimate_messages
 
 
 @lru_cache(maxsize=1)
@@ -32,6 +32,7 @@ def render(template: str, **values) -> str:
     return _environment().get_template(template).render(**values)
 
 
-def overhead(template: str, **values) -> int:
-    """Tokens a request of `template` costs before any data is put in it."""
-    return estimate_messages(messages(template, **values))
+def data_room(template: str, budget_tokens: int, **empty) -> int:
+    """Characters of data a request of `template` can carry within `budget_tokens`, given the
+    template rendered with its data left `empty` (a small margin keeps packing on the safe side)."""
+    return (budget_tokens - estimate_messages(messages(template, **empty))) * CHARS_PER_TOKEN - 64

@@ -75,14 +75,10 @@ def log_drafts(records: list[dict], settings: Settings | None = None) -> list[st
         return []
     workbook = open_workbook(settings.sheet, credentials=settings.credentials)
     workbook.ensure_writable()
-    version = None
+    version = current_version(settings) if any(not r.get("prompt_version") for r in records) else ""
     created_at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    rows = []
-    for record in records:
-        if not record.get("prompt_version"):
-            version = version if version is not None else current_version(settings)
-            record["prompt_version"] = version
-        rows.append({"trace_id": str(uuid.uuid4()), "created_at": created_at, **record})
+    rows = [{"trace_id": str(uuid.uuid4()), "created_at": created_at, **r,
+             "prompt_version": r.get("prompt_version") or version} for r in records]
     archive(rows, traces_dir(settings))
     workbook.write(WriteBatch(appends=[Append(schema.DRAFTS, schema.DRAFT_HEADERS, row) for row in rows]))
     return [row["trace_id"] for row in rows]
