@@ -84,6 +84,16 @@ def load_tickets(path: str | Path) -> list[Ticket]:
     return tickets
 
 
+def find_tickets(settings: Settings, path: str | Path | None = None) -> list[Ticket]:
+    """Tickets from a file when one is given, else from the workbook's Tickets tab."""
+    if path:
+        return load_tickets(path)
+    table = open_workbook(settings.sheet, credentials=settings.credentials).read([schema.TICKETS]).get(schema.TICKETS)
+    if table is None:
+        raise UsageError(f"Pass --tickets FILE (.jsonl or .csv), add a {schema.TICKETS} tab, or use --replay TRACE_ID.")
+    return tickets_from_table(table)
+
+
 def tickets_from_table(table) -> list[Ticket]:
     """Tickets from a Tickets tab with `ticket` (and optionally `ticket_id`, `thread`) columns."""
     if table.column("ticket") is None:

@@ -8,17 +8,12 @@ import sys
 
 import click
 
-import json
-
 from . import agent, approval, config, improver, judge as judge_module, setup, traces
 from . import status as status_module
-from .errors import LoopError, UsageError
+from .errors import LoopError
 from .kb import KnowledgeBase
 from .model import ModelClient
 from .prompt_store import PromptStore
-from .sheets import open_workbook
-
-TICKETS = "Tickets"
 SHOW_SKIPPED = 20
 from .sheets import google_auth
 
@@ -181,14 +176,7 @@ def log(settings, ticket, draft_text, ticket_id, thread, kb_sources, prompt_vers
         records = [{"ticket": ticket, "draft": draft_text, "ticket_id": ticket_id, "thread": thread,
                     "kb_sources": kb_sources, "prompt_version": prompt_version}]
     else:
-        records = []
-        for number, line in enumerate(sys.stdin, start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append(traces.normalize(json.loads(line), number))
-            except json.JSONDecodeError as error:
-                raise UsageError(f"line {number} is not JSON ({error.msg}); send one object per line.") from None
+        records = traces.read_json_lines(sys.stdin)
     for trace_id in traces.log_drafts(records, settings):
         click.echo(trace_id)
 
@@ -213,13 +201,7 @@ def draft(settings, tickets, kb_folder, concurrency, limit, replay_id, candidate
         reply = agent.replay(settings, replay_id, text, knowledge)
         click.echo(reply.draft)
         return
-    if tickets:
-        batch = agent.load_tickets(tickets)[:limit]
-    else:
-        table = open_workbook(settings.sheet, credentials=settings.credentials).read([TICKETS]).get(TICKETS)
-        if table is None:
-            raise UsageError(f"Pass --tickets FILE (.jsonl or .csv), add a {TICKETS} tab, or use --replay TRACE_ID.")
-        batch = agent.tickets_from_table(table)[:limit]
+    batch = agent.find_tickets(settings, tickets)[:limit]
     model = ModelClient(settings)
     with click.progressbar(length=len(batch), label="Drafting", file=sys.stderr) as bar:
         replies = agent.draft_all(model, knowledge, prompt, batch, concurrency, on_done=lambda: bar.update(1))

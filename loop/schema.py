@@ -5,6 +5,7 @@ from __future__ import annotations
 
 DRAFTS = "Drafts"
 RUNS = "Runs"
+TICKETS = "Tickets"  # optional: tickets for the bundled agent (ticket, ticket_id, thread)
 EDITS_PREFIX = "Edits "
 SCORE_CHOICES = ["👍", "👎"]
 

@@ -67,6 +67,19 @@ def normalize(record: dict, line: int | None = None) -> dict:
     return clean
 
 
+def read_json_lines(lines) -> list[dict]:
+    """Draft records from JSON objects, one a line; every line is checked before anything is written."""
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(normalize(json.loads(line), number))
+        except json.JSONDecodeError as error:
+            raise UsageError(f"line {number} is not JSON ({error.msg}); send one object per line.") from None
+    return records
+
+
 def log_drafts(records: list[dict], settings: Settings | None = None) -> list[str]:
     """Append one Drafts row per record, in one write; returns the new trace ids in order."""
     settings = settings or resolve()
