@@ -148,8 +148,7 @@ class GoogleWorkbook:
         if not batch:
             return
         sheets = self._sheets()
-        known = set(sheets)
-        self._fetch_headers({a.tab for a in batch.appends} | {u.tab for u in batch.updates}, known)
+        self._fetch_headers({a.tab for a in batch.appends} | {u.tab for u in batch.updates})
         used_ids = {p["sheetId"] for p in sheets.values()}
         ids = {title: p["sheetId"] for title, p in sheets.items()}
         columns = {title: p.get("gridProperties", {}).get("columnCount", 26) for title, p in sheets.items()}
@@ -184,8 +183,9 @@ class GoogleWorkbook:
         self._metadata = None
         self._headers = {}
 
-    def _fetch_headers(self, tabs: set[str], known: set[str]) -> None:
-        missing = [t for t in tabs if t in known and t not in self._headers]
+    def _fetch_headers(self, tabs: set[str]) -> None:
+        """Row 1 of existing tabs this command did not read, in one request."""
+        missing = [t for t in tabs if t in self._sheets() and t not in self._headers]
         if missing:
             answer = self._call(lambda: self._http.values_batch_get(
                 self.key, [absolute_range_name(t, "1:1") for t in missing]))
