@@ -22,8 +22,9 @@ from .errors import UsageError
 from .kb import KnowledgeBase
 from .model import ModelClient
 from .reviews import read_drafts
-from .sheets import open_workbook
 from .templates import render
+from .values import valid_unicode
+from .workspace import Workspace
 
 MAX_TOOL_ROUNDS = 6
 THREAD_CHARS = 12_000
@@ -84,11 +85,11 @@ def load_tickets(path: str | Path) -> list[Ticket]:
     return tickets
 
 
-def find_tickets(settings: Settings, path: str | Path | None = None) -> list[Ticket]:
+def find_tickets(where: Settings | Workspace, path: str | Path | None = None) -> list[Ticket]:
     """Tickets from a file when one is given, else from the workbook's Tickets tab."""
     if path:
         return load_tickets(path)
-    table = open_workbook(settings.sheet, credentials=settings.credentials).read([schema.TICKETS]).get(schema.TICKETS)
+    table = Workspace.of(where).workbook.read([schema.TICKETS]).get(schema.TICKETS)
     if table is None:
         raise UsageError(f"Pass --tickets FILE (.jsonl or .csv), add a {schema.TICKETS} tab, or use --replay TRACE_ID.")
     return tickets_from_table(table)
@@ -136,7 +137,7 @@ def draft_reply(model: ModelClient, kb: KnowledgeBase | None, prompt: str, ticke
         message = model.chat(messages, **options)
         calls = list(getattr(message, "tool_calls", None) or [])
         if not calls:
-            reply.draft = (message.content or "").strip()
+            reply.draft = valid_unicode((message.content or "").strip())
             return reply
         messages.append({"role": "assistant", "content": message.content or "",
                          "tool_calls": [{"id": c.id, "type": "function",
@@ -184,14 +185,29 @@ def draft_all(model: ModelClient, kb: KnowledgeBase | None, prompt: str, tickets
         return list(pool.map(one, tickets))
 
 
-def replay(settings: Settings, trace_id: str, prompt: str, kb: KnowledgeBase | None,
-           model: ModelClient | None = None) -> Reply:
+def replay(where: Settings | Workspace, trace_id: str, prompt: str, kb: KnowledgeBase | None) -> Reply:
     """Draft a logged trace's ticket again, with `prompt` (e.g. a candidate with proposed edits applied)."""
-    workbook = open_workbook(settings.sheet, credentials=settings.credentials)
-    drafts, _ = read_drafts(workbook.read([schema.DRAFTS]).get(schema.DRAFTS))
-    drafts = traces.restore(drafts, traces.traces_dir(settings))
+    workspace = Workspace.of(where)
+    drafts, _ = read_drafts(workspace.workbook.read([schema.DRAFTS]).get(schema.DRAFTS))
+    drafts = traces.restore(drafts, workspace.traces)
     found = next((d for d in drafts if d.trace_id == trace_id), None)
     if found is None:
-        raise UsageError(f"No draft with trace_id {trace_id} in {settings.sheet}; copy it from the Drafts tab.")
+        raise UsageError(f"No draft with trace_id {trace_id} in {workspace.settings.sheet}; copy it from the Drafts tab.")
     ticket = Ticket(found.ticket, thread=found.thread)
-    return draft_reply(model or ModelClient(settings), kb, prompt, ticket)
+    return draft_reply(workspace.model, kb, prompt, ticket)
+
+
+def draft_tickets(where: Settings | Workspace, tickets: str | Path | None = None, kb_folder: str | Path = "kb",
+                  concurrency: int = 4, limit: int | None = None,
+                  on_start: Callable[[int], None] = lambda total: None,
+                  on_done: Callable[[], None] = lambda: None) -> list[str]:
+    """`loop draft`: answer tickets (a file, or the Tickets tab) with the managed prompt and log the
+    drafts with the documents they used; returns the trace ids."""
+    workspace = Workspace.of(where)
+    knowledge = KnowledgeBase(kb_folder)
+    prompt = workspace.prompt.read()
+    batch = find_tickets(workspace, tickets)[:limit]
+    on_start(len(batch))
+    replies = draft_all(workspace.model, knowledge, prompt, batch, concurrency, on_done=on_done)
+    return traces.log_drafts([{"ticket": r.ticket.ticket, "ticket_id": r.ticket.ticket_id, "thread": r.ticket.thread,
+                               "draft": r.draft, "kb_sources": r.sources} for r in replies], workspace)

@@ -1,46 +1,52 @@
-"""`loop apply` and `loop rollback`: ticked edits become one new prompt version.
+"""`loop apply` and `loop rollback`: ticked edits become one new prompt version, and back.
 
-The prompt history, not the status column, decides whether an edit is already in the prompt: if
+The prompt history, not the status column, decides what is in the prompt: an edit is already applied
+when a version in the current lineage holds an edit with its id and the same find and replace. So if
 marking the rows failed after a version was written, the next apply marks them and applies nothing
-twice. The whole command runs under the prompt store's lock, so concurrent applies serialize.
+twice, and rows of a version that was rolled back are marked `rolled back`, ready to be ticked again.
+Everything that could refuse the command is checked before the prompt changes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from datetime import datetime, timezone
 
 from . import schema
 from .config import Settings
-from .edits import APPLIED, PROPOSED, STALE, Edit, NotLocated, apply_one
-from .prompt_store import PromptStore, Version
-from .sheets import CellUpdate, Table, WriteBatch, open_workbook
+from .edits import APPLIED, PROPOSED, REJECTED, ROLLED_BACK, STALE, Edit, NotLocated, apply_one
+from .prompt_store import Rollback, Version
+from .sheets import CellUpdate, Table, WriteBatch
 from .values import as_text, is_ticked, normalize_header
+from .workspace import Workspace
 
 
 @dataclass
-class ApprovedEdit:
+class EditRow:
+    """One row of an Edits tab, as `apply` and `rollback` see it."""
+
     tab: str
     row: int
     edit: Edit
+    ticked: bool
 
 
 @dataclass
 class ApplyReport:
     version: Version | None = None
     previous: Version | None = None
-    applied: list[ApprovedEdit] = field(default_factory=list)
-    already_applied: list[ApprovedEdit] = field(default_factory=list)
-    stale: list[ApprovedEdit] = field(default_factory=list)
+    applied: list[EditRow] = field(default_factory=list)
+    already_applied: list[EditRow] = field(default_factory=list)
+    stale: list[EditRow] = field(default_factory=list)
+    ignored: list[EditRow] = field(default_factory=list)  # ticked, but rejected by validation
+    rolled_back: list[EditRow] = field(default_factory=list)
 
 
-def approved_edits(tables: dict[str, Table]) -> list[ApprovedEdit]:
-    """Ticked rows whose status is still `proposed`, in tab then row order."""
+def edit_rows(tables: dict[str, Table]) -> list[EditRow]:
+    """Every edit row of the Edits tabs, in tab then row order."""
     found = []
     for title, table in tables.items():
         for row, record in table.records():
-            if not is_ticked(record.get("approve")) or as_text(record.get("status")).lower() != PROPOSED:
-                continue
             text = {key: as_text(value) if key not in ("find", "replace") else _raw(value) for key, value in record.items()}
             edit = Edit(
                 edit_id=text.get(normalize_header("edit_id"), "") or f"{title}!{row}",
@@ -48,8 +54,11 @@ def approved_edits(tables: dict[str, Table]) -> list[ApprovedEdit]:
                 find=text.get("find", ""),
                 replace=text.get("replace", ""),
                 evidence=[t.strip() for t in text.get("evidence", "").split(",") if t.strip()],
+                status=text.get("status", "").lower(),
+                check=text.get("check", ""),
+                applied_version=text.get(normalize_header("applied_version"), ""),
             )
-            found.append(ApprovedEdit(title, row, edit))
+            found.append(EditRow(title, row, edit, is_ticked(record.get("approve"))))
     return found
 
 
@@ -58,22 +67,38 @@ def _raw(value: object) -> str:
     return "" if value is None else str(value)
 
 
-def apply(settings: Settings, warn: Callable[[str], None] = lambda message: None) -> ApplyReport:
-    store = PromptStore(settings.prompt)
-    workbook = open_workbook(settings.sheet, warn=warn, credentials=settings.credentials)
+def _read_rows(workspace: Workspace) -> list[EditRow]:
+    workbook = workspace.workbook
+    titles = [t for t in workbook.titles() if t.startswith(schema.EDITS_PREFIX)]
+    return edit_rows(workbook.read(titles))
+
+
+def apply(where: Settings | Workspace) -> ApplyReport:
+    workspace = Workspace.of(where)
+    store, workbook = workspace.prompt, workspace.workbook
+    workbook.ensure_writable()
+    store.ensure_writable()
     report = ApplyReport()
     with store.lock():
         current = store.sync()
         report.previous = report.version = current
-        titles = [t for t in workbook.titles() if t.startswith(schema.EDITS_PREFIX)]
-        approved = approved_edits(workbook.read(titles))
-        if not approved:
-            return report
-        in_history = store.applied_edits()
+        rows = _read_rows(workspace)
+        lineage = store.lineage()
+        in_prompt = {e["edit_id"]: (v.label, e.get("find"), e.get("replace")) for v in reversed(lineage) for e in v.edits}
+        labels = {v.label for v in lineage}
+        report.rolled_back = [r for r in rows if r.edit.status == APPLIED and r.edit.applied_version not in labels]
         text = store.read()
-        for item in approved:
-            if item.edit.edit_id in in_history:
-                item.edit.applied_version = in_history[item.edit.edit_id]
+        for item in rows:
+            if not item.ticked:
+                continue
+            if item.edit.status == REJECTED:
+                report.ignored.append(item)
+                continue
+            if item.edit.status not in (PROPOSED, ROLLED_BACK):
+                continue
+            label, find, replace = in_prompt.get(item.edit.edit_id, (None, None, None))
+            if label and (find, replace) == (item.edit.find, item.edit.replace):
+                item.edit.applied_version = label
                 report.already_applied.append(item)
                 continue
             try:
@@ -95,7 +120,7 @@ def apply(settings: Settings, warn: Callable[[str], None] = lambda message: None
             )
             for item in report.applied:
                 item.edit.applied_version = report.version.label
-        workbook.write(_marks(report))
+        workspace.write(_marks(report))
     return report
 
 
@@ -112,11 +137,42 @@ def _marks(report: ApplyReport) -> WriteBatch:
             CellUpdate(item.tab, item.row, "status", STALE),
             CellUpdate(item.tab, item.row, "check", item.edit.check),
         ]
+    batch.updates += _rolled_back_marks(report.rolled_back)
     return batch
 
 
-def rollback(settings: Settings) -> tuple[Version, Version]:
-    """Restore the version before the current one; returns (rolled back, restored)."""
-    store = PromptStore(settings.prompt)
+def _rolled_back_marks(rows: list[EditRow]) -> list[CellUpdate]:
+    """Rows whose version is no longer in the prompt: unticked, so applying them again is a new decision."""
+    today = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    updates = []
+    for item in rows:
+        updates += [
+            CellUpdate(item.tab, item.row, "status", ROLLED_BACK),
+            CellUpdate(item.tab, item.row, "approve", False),
+            CellUpdate(item.tab, item.row, "check",
+                       f"rolled back from {item.edit.applied_version} ({today}); tick it to apply it again"),
+            CellUpdate(item.tab, item.row, "applied_version", ""),
+        ]
+    return updates
+
+
+@dataclass
+class RollbackReport:
+    undone: Version | None
+    current: Version
+    rows: list[EditRow] = field(default_factory=list)
+
+
+def rollback(where: Settings | Workspace) -> RollbackReport:
+    """Restore the version before the current one, and mark the edits it undid `rolled back`."""
+    workspace = Workspace.of(where)
+    store, workbook = workspace.prompt, workspace.workbook
+    workbook.ensure_writable()
+    store.ensure_writable()
     with store.lock():
-        return store.rollback()
+        result: Rollback = store.rollback()
+        labels = {v.label for v in store.lineage()}
+        rows = [r for r in _read_rows(workspace) if r.edit.status == APPLIED and r.edit.applied_version not in labels]
+        if rows:
+            workspace.write(WriteBatch(updates=_rolled_back_marks(rows)))
+    return RollbackReport(result.undone, result.current, rows)

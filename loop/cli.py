@@ -1,28 +1,76 @@
-"""The `loop` command: parses options, calls the library, prints. Errors become one or two lines."""
+"""The `loop` command: parses options, calls the library, prints. Errors become one or two lines;
+warnings and progress from the library reach stderr through one logging handler."""
 
 from __future__ import annotations
 
 import functools
-from contextlib import ExitStack
+import logging
+import re
 import sys
+from contextlib import ExitStack
 
 import click
 
-from . import agent, approval, config, improver, judge as judge_module, setup, traces
-from . import status as status_module
+from . import agent, approval, config, improver, judge as judge_module, setup, status as status_module, traces
 from .errors import LoopError
-from .kb import KnowledgeBase
-from .model import ModelClient
-from .prompt_store import PromptStore
-SHOW_SKIPPED = 20
-from .sheets import google_auth
+from .sheets import WriteBatch
+from .workspace import Workspace
 
-def _warn(message: str) -> None:
-    click.echo(message, err=True)
+SHOW_SKIPPED = 20
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """`1 tab`, `2 tabs`."""
+    return f"{count} {word if count == 1 else many or word + 's'}"
+
+
+def shown(text: str) -> str:
+    """Untrusted text (a pattern name, a model's reason) as it may be printed: no terminal control codes."""
+    return _CONTROL.sub("\ufffd", text)
+
+
+class _EchoHandler(logging.Handler):
+    """Warnings and progress from the library, on stderr: one place, so no command swallows them."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        prefix = "warning: " if record.levelno >= logging.WARNING else ""
+        click.echo(prefix + shown(record.getMessage()), err=True)
+
+
+def _install_logging(debug: bool) -> None:
+    logger = logging.getLogger("loop")
+    if not any(isinstance(handler, _EchoHandler) for handler in logger.handlers):
+        logger.addHandler(_EchoHandler())
+    logger.setLevel(logging.DEBUG if debug else logging.INFO)
+
+
+def _errors(command, debug: bool, *args, **kwargs):
+    """Run `command`; a LoopError or an OSError becomes one line and its exit code (a traceback with --debug)."""
+    from filelock import Timeout
+
+    _install_logging(debug)
+    try:
+        return command(*args, **kwargs)
+    except LoopError as error:
+        if debug:
+            raise
+        click.echo(f"error: {error}", err=True)
+        sys.exit(error.exit_code)
+    except Timeout as error:
+        if debug:
+            raise
+        click.echo(f"error: another loop command holds {error.lock_file}; wait for it and run again.", err=True)
+        sys.exit(1)
+    except OSError as error:  # disk full, permission denied: nothing was half-written
+        if debug:
+            raise
+        click.echo(f"error: {error.strerror or error} ({error.filename or 'a file'}); fix it and run again.", err=True)
+        sys.exit(1)
 
 
 def common(command):
-    """Options every command shares, resolved once into Settings."""
+    """Options every command shares, resolved once into a Workspace."""
 
     @click.option("--sheet", help="A local .xlsx path, or a Google Sheets URL or key. [env LOOP_SHEET; default loop.xlsx]")
     @click.option("--prompt", help="The managed prompt file. [env LOOP_PROMPT; default prompts/support_agent.md]")
@@ -31,138 +79,151 @@ def common(command):
     @click.option("--debug", is_flag=True, help="Show a traceback on errors.")
     @functools.wraps(command)
     def wrapper(sheet, prompt, credentials, debug, **options):
-        try:
+        def run():
             settings = config.resolve(
                 sheet=sheet, prompt=prompt, credentials=credentials, model=options.pop("model", None),
                 max_input_tokens=options.pop("max_input_tokens", None),
                 max_edit_chars=options.pop("max_edit_chars", None),
             )
-            return command(settings=settings, **options)
-        except LoopError as error:
-            if debug:
-                raise
-            click.echo(f"error: {error}", err=True)
-            sys.exit(error.exit_code)
-        except OSError as error:  # disk full, permission denied: nothing was half-written
-            if debug:
-                raise
-            click.echo(f"error: {error.strerror or error} ({error.filename or 'a file'}); fix it and run again.", err=True)
-            sys.exit(1)
+            return command(workspace=Workspace(settings), **options)
+
+        return _errors(run, debug)
 
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="loop-prompt-improver", prog_name="loop")
 def main():
     """Improve a support agent's prompt from reviewers' scores and comments."""
 
 
-@main.command()
+@main.command(short_help="Create the workbook, a starter prompt and a judge rubric.")
 @click.option("--force", is_flag=True, help="Replace an existing local workbook.")
 @common
-def init(settings, force):
-    """Create the workbook (or add the Drafts and Runs tabs to a Google Sheet), and a starter prompt."""
-    for line in setup.init(settings, force=force, warn=_warn):
+def init(workspace, force):
+    """Create the workbook (or add the Drafts and Runs tabs to a Google Sheet), and a starter prompt
+    and judge rubric where there are none."""
+    for line in setup.init(workspace, force=force):
         click.echo(line)
 
 
-@main.command()
+@main.command(short_help="Sign in with your own Google account.")
 @click.option("--client-secret", required=True, type=click.Path(exists=True, dir_okay=False),
               help="The OAuth client file (Desktop app) downloaded from Google Cloud.")
-def auth(client_secret):
+@click.option("--debug", is_flag=True, help="Show a traceback on errors.")
+def auth(client_secret, debug):
     """Sign in with your own Google account, for sheets shared with you rather than a service account."""
-    try:
-        token = google_auth.authorize(client_secret)
-    except LoopError as error:
-        click.echo(f"error: {error}", err=True)
-        sys.exit(error.exit_code)
+    from .sheets import google_auth
+
+    token = _errors(google_auth.authorize, debug, client_secret)
     click.echo(f"Signed in; the token is kept in {token}. Set LOOP_SHEET to your sheet's URL and run `loop init`.")
 
 
-@main.command()
+@main.command(short_help="Propose prompt edits from recent failures, in a new Edits tab.")
 @click.option("--since", default="14d", show_default=True, help="Review window: 14d, 2w, 36h or a date.")
 @click.option("--include-judge", is_flag=True, help="Count LLM judge scores on drafts no person scored.")
 @click.option("--model", help="Model to call. [env LOOP_MODEL]")
 @click.option("--max-input-tokens", type=click.IntRange(min=1), help="Most input tokens per request. [env LOOP_MAX_INPUT_TOKENS]")
 @click.option("--max-edit-chars", type=click.IntRange(min=1), help="Largest change one edit may make. [env LOOP_MAX_EDIT_CHARS]")
 @common
-def improve(settings, since, include_judge):
+def improve(workspace, since, include_judge):
     """Propose prompt edits from the failures of the review window, in a new Edits tab."""
-    report = improver.improve(settings, since=since, include_judge=include_judge, warn=_warn)
+    report = improver.improve(workspace, since=since, include_judge=include_judge)
     for skipped in report.skipped[:SHOW_SKIPPED]:
         click.echo(f"skipped {skipped}", err=True)
     if len(report.skipped) > SHOW_SKIPPED:
         click.echo(f"skipped {len(report.skipped) - SHOW_SKIPPED} more unreadable rows (`loop status` counts them)", err=True)
     window = report.window
     if not window.failures:
-        what = "reviewed drafts" if not (window.successes) else "failures (every reviewed draft was scored up)"
+        if window.successes:
+            what = "failures (every reviewed draft was scored up)"
+        else:
+            waiting = sum(d.score is None for d in window.drafts)
+            what = f"reviewed drafts ({plural(waiting, 'draft')} wait for review)" if waiting else "reviewed drafts"
         click.echo(f"No {what} since {window.since:%Y-%m-%d %H:%M} UTC: nothing to improve.")
         return
     click.echo(
-        f"{len(window.drafts)} drafts since {window.since:%Y-%m-%d}: "
-        f"{len(window.failures)} failures, {len(window.successes)} successes."
+        f"{plural(len(window.drafts), 'draft')} since {window.since:%Y-%m-%d}: "
+        f"{plural(len(window.failures), 'failure')}, {plural(len(window.successes), 'success', 'successes')}."
     )
     click.echo("Failure patterns:")
     for pattern in report.patterns:
-        click.echo(f"  {pattern.count:4d}  {pattern.name}")
+        click.echo(f"  {pattern.count:4d}  {shown(pattern.name)}")
     click.echo(f"Edits: {len(report.proposed)} proposed, {len(report.rejected)} rejected.")
     for edit in report.rejected:
-        click.echo(f"  rejected {edit.edit_id}: {edit.check}")
+        click.echo(f"  rejected {edit.edit_id}: {shown(edit.check)}")
     usage = report.usage
-    click.echo(f"Model: {usage.calls} calls, {usage.input_tokens} input and {usage.output_tokens} output tokens.")
-    click.echo(f"Wrote tab {report.edits_tab!r} to {settings.sheet}: tick `approve` on the edits you want, then run `loop apply`.")
+    click.echo(f"Model: {plural(usage.calls, 'call')}, {usage.input_tokens} input and {usage.output_tokens} output tokens.")
+    click.echo(f"Wrote tab {report.edits_tab!r} to {workspace.settings.sheet}: tick `approve` on the edits you want, "
+               "then run `loop apply`.")
 
 
-@main.command()
+@main.command(short_help="Apply the ticked edits as one new prompt version.")
 @common
-def apply(settings):
+def apply(workspace):
     """Apply the ticked edits as one new prompt version."""
-    report = approval.apply(settings, warn=_warn)
+    report = approval.apply(workspace)
+    prompt = workspace.settings.prompt
+    for item in report.ignored:
+        click.echo(f"ignored {item.edit.edit_id}: it is ticked but was rejected ({shown(item.edit.check)}); "
+                   "rejected edits are never applied.")
     for item in report.stale:
-        click.echo(f"stale {item.edit.edit_id}: {item.edit.check}")
+        click.echo(f"stale {item.edit.edit_id}: {shown(item.edit.check)}")
     for item in report.already_applied:
         click.echo(f"{item.edit.edit_id} was already in {item.edit.applied_version}: marked applied")
+    for item in report.rolled_back:
+        click.echo(f"{item.edit.edit_id} was rolled back with {item.edit.applied_version}: marked rolled back")
     if report.applied:
         click.echo(
-            f"Applied {len(report.applied)} edit(s) to {settings.prompt}: "
+            f"Applied {plural(len(report.applied), 'edit')} to {prompt}: "
             f"{report.previous.label} → {report.version.label}. Undo with `loop rollback`."
         )
     elif not (report.stale or report.already_applied):
-        click.echo(f"No ticked edits to apply; {settings.prompt} stays at {report.version.label}.")
+        click.echo(f"No ticked edits to apply; {prompt} stays at {report.version.label}.")
 
 
-@main.command()
+@main.command(short_help="Restore the prompt version before the current one.")
 @common
-def rollback(settings):
-    """Restore the prompt version before the current one."""
-    rolled_back, restored = approval.rollback(settings)
-    click.echo(f"Rolled {settings.prompt} back from {rolled_back.label} to {restored.label}.")
+def rollback(workspace):
+    """Restore the prompt version before the current one, and mark the edits it undid `rolled back`."""
+    report = approval.rollback(workspace)
+    prompt = workspace.settings.prompt
+    if report.undone is None:
+        click.echo(f"{prompt} is at its first recorded version ({report.current.label}); nothing to roll back.")
+        return
+    click.echo(f"Rolled {prompt} back from {report.undone.label} to {report.current.label}.")
+    if report.rows:
+        click.echo(f"Marked {plural(len(report.rows), 'edit')} `rolled back`; tick one again to re-apply it.")
 
 
-@main.command()
+@main.command(short_help="Unreviewed drafts, pending edits, the prompt version.")
 @click.option("--since", default="14d", show_default=True, help="Review window for the counts.")
 @common
-def status(settings, since):
+def status(workspace, since):
     """What is pending: unreviewed drafts, proposed and approved edits, the prompt version."""
-    state = status_module.status(settings, since)
+    state = status_module.status(workspace, since)
     recent = state.recent
     click.echo(f"Drafts: {len(state.drafts)} in all; since {state.since:%Y-%m-%d}: {len(recent)}, of which "
-               f"{sum(d.score is None for d in recent)} unreviewed, {sum(d.is_failure for d in recent)} failures, "
-               f"{sum(d.is_success for d in recent)} successes.")
+               f"{sum(d.score is None for d in recent)} unreviewed, {plural(sum(d.is_failure for d in recent), 'failure')}, "
+               f"{plural(sum(d.is_success for d in recent), 'success', 'successes')}.")
+    if state.pending_drafts:
+        click.echo(f"Pending: {plural(state.pending_drafts, 'logged draft')} not in the sheet yet; `loop sync` writes them.")
     if state.skipped:
         click.echo(f"Unreadable rows: {len(state.skipped)} (first: {state.skipped[0]})")
     summary = ", ".join(f"{count} {name}" for name, count in sorted(state.edits.items())) or "none"
-    click.echo(f"Edits ({len(state.edit_tabs)} tabs): {summary}.")
+    click.echo(f"Edits ({plural(len(state.edit_tabs), 'tab')}): {summary}.")
+    prompt = workspace.settings.prompt
     if not state.prompt_exists:
-        click.echo(f"Prompt: {settings.prompt} does not exist.")
+        click.echo(f"Prompt: {prompt} does not exist.")
     elif state.version is None:
-        click.echo(f"Prompt: {settings.prompt}, not versioned yet (the next improve or apply records it as v1).")
+        click.echo(f"Prompt: {prompt}, not versioned yet (the next improve or apply records it as v1).")
     else:
         extra = " plus unrecorded hand edits" if state.hand_edited else ""
-        click.echo(f"Prompt: {settings.prompt} at {state.version.label}{extra}.")
+        click.echo(f"Prompt: {prompt} at {state.version.label}{extra}.")
 
 
-@main.command()
+@main.command(short_help="Log drafts (JSON lines on stdin, or flags); prints trace ids.")
 @click.option("--ticket", help="The customer's message (instead of JSON on stdin).")
 @click.option("--draft", "draft_text", help="The reply your agent drafted.")
 @click.option("--ticket-id", default="")
@@ -170,18 +231,39 @@ def status(settings, since):
 @click.option("--kb-sources", default="", help="Knowledge-base documents used, comma-separated.")
 @click.option("--prompt-version", default="", help="Defaults to the managed prompt's current version.")
 @common
-def log(settings, ticket, draft_text, ticket_id, thread, kb_sources, prompt_version):
+def log(workspace, ticket, draft_text, ticket_id, thread, kb_sources, prompt_version):
     """Log drafts: JSON objects on stdin, one a line (or --ticket and --draft); prints the trace ids."""
     if ticket or draft_text:
         records = [{"ticket": ticket, "draft": draft_text, "ticket_id": ticket_id, "thread": thread,
                     "kb_sources": kb_sources, "prompt_version": prompt_version}]
     else:
-        records = traces.read_json_lines(sys.stdin)
-    for trace_id in traces.log_drafts(records, settings):
+        records = traces.read_json_lines(_stdin_lines())
+    for trace_id in traces.log_drafts(records, workspace):
         click.echo(trace_id)
 
 
-@main.command()
+def _stdin_lines():
+    """Standard input as text lines; bytes that are not UTF-8 are a usage error, not a traceback."""
+    from .errors import UsageError
+
+    for number, raw in enumerate(sys.stdin.buffer, start=1):
+        try:
+            yield raw.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError as error:
+            raise UsageError(f"line {number} is not UTF-8 (byte {error.start}); send UTF-8 text.") from None
+
+
+@main.command(short_help="Write the drafts waiting in the trace archive to the sheet.")
+@common
+def sync(workspace):
+    """Write to the sheet every logged draft that is still waiting (the workbook was open in Excel,
+    locked, or unreachable when it was logged)."""
+    delivered = workspace.write(WriteBatch())
+    click.echo(f"Wrote {plural(delivered, 'pending draft')} to {workspace.settings.sheet}." if delivered
+               else "No pending drafts: the sheet has every logged draft.")
+
+
+@main.command(short_help="Run the bundled support agent over tickets; log its drafts.")
 @click.option("--tickets", type=click.Path(dir_okay=False),
               help="Tickets to answer: a .jsonl or .csv file. [default: the workbook's Tickets tab]")
 @click.option("--kb", "kb_folder", default="kb", show_default=True, help="Knowledge-base folder (.md/.txt files).")
@@ -192,31 +274,34 @@ def log(settings, ticket, draft_text, ticket_id, thread, kb_sources, prompt_vers
               help="With --replay: a candidate prompt file to draft with instead of the managed prompt.")
 @click.option("--model", help="Model to call. [env LOOP_MODEL]")
 @common
-def draft(settings, tickets, kb_folder, concurrency, limit, replay_id, candidate):
+def draft(workspace, tickets, kb_folder, concurrency, limit, replay_id, candidate):
     """Run the bundled support agent over tickets and log its drafts."""
-    knowledge = KnowledgeBase(kb_folder)
-    prompt = PromptStore(settings.prompt).read()
+    from .kb import KnowledgeBase
+    from .prompt_store import PromptStore
+
     if replay_id:
-        text = open(candidate, encoding="utf-8").read() if candidate else prompt
-        reply = agent.replay(settings, replay_id, text, knowledge)
+        prompt = PromptStore(candidate, setting="--candidate").read() if candidate else workspace.prompt.read()
+        reply = agent.replay(workspace, replay_id, prompt, KnowledgeBase(kb_folder))
         click.echo(reply.draft)
         return
-    batch = agent.find_tickets(settings, tickets)[:limit]
-    model = ModelClient(settings)
-    with click.progressbar(length=len(batch), label="Drafting", file=sys.stderr) as bar:
-        replies = agent.draft_all(model, knowledge, prompt, batch, concurrency, on_done=lambda: bar.update(1))
-    ids = traces.log_drafts([{"ticket": r.ticket.ticket, "ticket_id": r.ticket.ticket_id, "thread": r.ticket.thread,
-                              "draft": r.draft, "kb_sources": r.sources} for r in replies], settings)
-    click.echo(f"Logged {len(ids)} drafts to {settings.sheet}; {model.usage.calls} model calls. "
-               "Reviewers can score them now (or run `loop judge`).")
+    with ExitStack() as stack:
+        bar = []
+
+        def start(total):
+            bar.append(stack.enter_context(click.progressbar(length=total, label="Drafting", file=sys.stderr)))
+
+        ids = agent.draft_tickets(workspace, tickets, kb_folder, concurrency=concurrency, limit=limit,
+                                  on_start=start, on_done=lambda: bar[0].update(1))
+    click.echo(f"Logged {plural(len(ids), 'draft')} to {workspace.settings.sheet}; "
+               f"{plural(workspace.model.usage.calls, 'model call')}. Reviewers can score them now (or run `loop judge`).")
 
 
-@main.command()
+@main.command(short_help="Pre-score unreviewed drafts with an LLM judge.")
 @click.option("--limit", type=click.IntRange(min=1), help="Judge at most this many drafts.")
 @click.option("--concurrency", default=4, show_default=True, type=click.IntRange(1, 32))
 @click.option("--model", help="Model to call. [env LOOP_MODEL]")
 @common
-def judge(settings, limit, concurrency):
+def judge(workspace, limit, concurrency):
     """Pre-score drafts nobody has reviewed into judge_score and judge_comment (prompts/judge.md)."""
     with ExitStack() as stack:
         bar = []
@@ -224,7 +309,7 @@ def judge(settings, limit, concurrency):
         def start(total):
             bar.append(stack.enter_context(click.progressbar(length=total, label="Judging", file=sys.stderr)))
 
-        report = judge_module.judge(settings, limit=limit, concurrency=concurrency, on_start=start,
+        report = judge_module.judge(workspace, limit=limit, concurrency=concurrency, on_start=start,
                                     on_done=lambda: bar[0].update(1))
     if not report.verdicts:
         click.echo("No unreviewed drafts to judge.")

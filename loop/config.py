@@ -10,14 +10,18 @@ from .errors import UsageError
 
 DEFAULT_SHEET = "loop.xlsx"
 DEFAULT_PROMPT = "prompts/support_agent.md"
+DEFAULT_JUDGE_PROMPT = "prompts/judge.md"
 DEFAULT_MODEL = "gpt-4.1"
 # Small enough for most local servers' context windows (llama.cpp and Ollama often run 8k-32k).
 DEFAULT_MAX_INPUT_TOKENS = 12_000
 # The largest change one edit may make, in characters removed plus characters added.
 DEFAULT_MAX_EDIT_CHARS = 600
+# The largest share of the prompt one edit may remove or rewrite, so a short prompt is never
+# replaced whole by one "minimal" edit.
+DEFAULT_MAX_EDIT_SHARE = 0.25
 
 
-def _env_number(name: str, default: float, minimum: float = 1, kind: type = int):
+def _env_number(name: str, default: float, minimum: float = 1, kind: type = int, maximum: float | None = None):
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
@@ -25,8 +29,9 @@ def _env_number(name: str, default: float, minimum: float = 1, kind: type = int)
         value = kind(raw)
     except ValueError:
         raise UsageError(f"{name}={raw!r} is not a {'whole ' if kind is int else ''}number; set it to e.g. {default}.") from None
-    if value < minimum:
-        raise UsageError(f"{name} must be at least {minimum}; set it to e.g. {default}.")
+    if value < minimum or (maximum is not None and value > maximum):
+        bounds = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+        raise UsageError(f"{name} must be {bounds}; set it to e.g. {default}.")
     return value
 
 
@@ -37,6 +42,10 @@ class Settings:
     model: str = DEFAULT_MODEL
     max_input_tokens: int = DEFAULT_MAX_INPUT_TOKENS
     max_edit_chars: int = DEFAULT_MAX_EDIT_CHARS
+    max_edit_share: float = DEFAULT_MAX_EDIT_SHARE
+    judge_prompt: Path = Path(DEFAULT_JUDGE_PROMPT)
+    # the trace archive folder; None means beside the workbook (LOOP_TRACES moves it)
+    traces: Path | None = None
     # openai client settings; the client itself retries 429/5xx/timeouts with backoff.
     max_retries: int = 3
     timeout: float = 120.0
@@ -51,6 +60,7 @@ def resolve(
     max_input_tokens: int | None = None,
     max_edit_chars: int | None = None,
     credentials: str | None = None,
+    max_edit_share: float | None = None,
 ) -> Settings:
     """Build Settings from flags (non-None arguments), then the environment, then defaults."""
     env = os.environ
@@ -60,6 +70,10 @@ def resolve(
         model=model or env.get("LOOP_MODEL") or DEFAULT_MODEL,
         max_input_tokens=max_input_tokens or _env_number("LOOP_MAX_INPUT_TOKENS", DEFAULT_MAX_INPUT_TOKENS),
         max_edit_chars=max_edit_chars or _env_number("LOOP_MAX_EDIT_CHARS", DEFAULT_MAX_EDIT_CHARS),
+        max_edit_share=max_edit_share or _env_number("LOOP_MAX_EDIT_SHARE", DEFAULT_MAX_EDIT_SHARE, minimum=0.01,
+                                                     kind=float, maximum=1),
+        judge_prompt=Path(env.get("LOOP_JUDGE_PROMPT") or DEFAULT_JUDGE_PROMPT),
+        traces=Path(env["LOOP_TRACES"]) if env.get("LOOP_TRACES") else None,
         max_retries=_env_number("LOOP_MAX_RETRIES", 3, minimum=0),
         timeout=_env_number("LOOP_TIMEOUT", 120.0, minimum=0.1, kind=float),
         credentials=credentials,

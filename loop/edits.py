@@ -8,7 +8,7 @@ import difflib
 import re
 from dataclasses import dataclass, field
 
-PROPOSED, REJECTED, APPLIED, STALE = "proposed", "rejected", "applied", "stale"
+PROPOSED, REJECTED, APPLIED, STALE, ROLLED_BACK = "proposed", "rejected", "applied", "stale", "rolled back"
 
 
 @dataclass
@@ -47,23 +47,33 @@ def locate(prompt: str, find: str) -> tuple[int, int]:
     raise NotLocated("find is not in the prompt")
 
 
+def _changes(find: str, replace: str) -> tuple[int, int]:
+    """(characters removed, characters added) by turning `find` into `replace`."""
+    matcher = difflib.SequenceMatcher(None, find, replace, autojunk=False)
+    opcodes = [op for op in matcher.get_opcodes() if op[0] != "equal"]
+    return sum(i2 - i1 for _, i1, i2, _, _ in opcodes), sum(j2 - j1 for _, _, _, j1, j2 in opcodes)
+
+
 def change_size(find: str, replace: str) -> int:
     """Characters removed plus characters added: a sentence tightened is small, a rewrite is large."""
-    matcher = difflib.SequenceMatcher(None, find, replace, autojunk=False)
-    return sum((i2 - i1) + (j2 - j1) for tag, i1, i2, j1, j2 in matcher.get_opcodes() if tag != "equal")
+    return sum(_changes(find, replace))
 
 
-def validate(edits: list[Edit], prompt: str, failure_ids: set[str], max_edit_chars: int) -> list[Edit]:
-    """Mark each edit proposed or rejected, with the reason in `check`; returns the same list."""
+def validate(edits: list[Edit], prompt: str, failure_ids: set[str], max_edit_chars: int,
+             max_edit_share: float = 1.0) -> list[Edit]:
+    """Mark each edit proposed or rejected, with the reason in `check`; returns the same list.
+
+    An edit is too large when its passage, or the characters it removes plus adds, pass
+    `max_edit_chars`, or when it removes or rewrites more than `max_edit_share` of the prompt."""
     spans: dict[str, tuple[int, int]] = {}
     for edit in edits:
-        reason = _first_problem(edit, prompt, failure_ids, max_edit_chars, spans)
+        reason = _first_problem(edit, prompt, failure_ids, max_edit_chars, max_edit_share, spans)
         edit.status, edit.check = (REJECTED, reason) if reason else (PROPOSED, "")
     _reject_overlaps([e for e in edits if e.status == PROPOSED], spans)
     return edits
 
 
-def _first_problem(edit, prompt, failure_ids, max_edit_chars, spans) -> str:
+def _first_problem(edit, prompt, failure_ids, max_edit_chars, max_edit_share, spans) -> str:
     try:
         spans[edit.edit_id] = locate(prompt, edit.find)
     except NotLocated as problem:
@@ -77,9 +87,12 @@ def _first_problem(edit, prompt, failure_ids, max_edit_chars, spans) -> str:
         return f"evidence {', '.join(unknown[:5])} is not a failure in the window"
     if len(edit.find) > max_edit_chars:
         return f"too large: find is {len(edit.find)} characters (limit {max_edit_chars}, LOOP_MAX_EDIT_CHARS)"
-    size = change_size(edit.find, edit.replace)
-    if size > max_edit_chars:
-        return f"too large: changes {size} characters (limit {max_edit_chars}, LOOP_MAX_EDIT_CHARS)"
+    removed, added = _changes(prompt[slice(*spans[edit.edit_id])], edit.replace)
+    if removed + added > max_edit_chars:
+        return f"too large: changes {removed + added} characters (limit {max_edit_chars}, LOOP_MAX_EDIT_CHARS)"
+    if removed > max_edit_share * len(prompt):
+        return (f"too large: removes or rewrites {removed} of the prompt's {len(prompt)} characters "
+                f"(limit {max_edit_share:.0%}, LOOP_MAX_EDIT_SHARE)")
     return ""
 
 

@@ -7,21 +7,26 @@ succeeded, so a failure leaves the workbook and the prompt exactly as they were.
 
 from __future__ import annotations
 
+import logging
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable
 
 from . import schema, traces
 from .config import Settings
 from .edits import PROPOSED, REJECTED, Edit, validate
-from .errors import UsageError
+from .errors import TitleTaken, UsageError
 from .model import ModelClient, Usage
 from .patterns import Pattern, find_patterns
-from .prompt_store import PromptStore
 from .proposals import propose_edits
 from .reviews import Draft, SkippedRow, read_drafts
-from .sheets import Append, NewTab, WriteBatch, open_workbook
+from .sheets import Append, NewTab, WriteBatch
 from .values import BadValue, DOWN, UP, parse_since
+from .workspace import Workspace
+
+log = logging.getLogger(__name__)
+# Tries at a free Edits tab title when other runs keep taking the one chosen.
+TITLE_ATTEMPTS = 5
 
 
 @dataclass
@@ -69,51 +74,64 @@ def select_window(drafts: list[Draft], since: datetime, include_judge: bool = Fa
     return Window(since, in_window, failures, successes, judge_only)
 
 
+def new_run_id(now: datetime) -> str:
+    """The run's time and a random part: unique across runs and machines, even within one second."""
+    return f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
 def improve(
-    settings: Settings,
+    where: Settings | Workspace,
     since: str = "14d",
     include_judge: bool = False,
     now: datetime | None = None,
     model: ModelClient | None = None,
-    warn: Callable[[str], None] = lambda message: None,
 ) -> RunReport:
+    workspace = Workspace.of(where)
+    settings = workspace.settings
     now = now or datetime.now(timezone.utc)
     try:
         start = parse_since(since, now)
     except BadValue as problem:
         raise UsageError(str(problem)) from None
-    workbook = open_workbook(settings.sheet, warn=warn, credentials=settings.credentials)
+    workbook = workspace.workbook
     workbook.ensure_writable()  # before any model call, so a refusal costs nothing
+    prompt = workspace.prompt.read()
     tables = workbook.read([schema.DRAFTS, schema.RUNS])  # Runs too: its header row places the new row
     drafts, skipped = read_drafts(tables.get(schema.DRAFTS))
-    drafts = traces.restore(drafts, traces.traces_dir(settings))
-    store = PromptStore(settings.prompt)
-    prompt = store.read()
+    drafts = traces.restore(drafts, workspace.traces)
     window = select_window(drafts, start, include_judge)
-    report = RunReport(run_id=f"{now:%Y%m%d-%H%M%S}", window=window, skipped=skipped)
+    report = RunReport(run_id=new_run_id(now), window=window, skipped=skipped)
     if not window.failures:
         return report
 
-    model = model or ModelClient(settings)
+    model = model or workspace.model
     report.usage = model.usage
+    log.info("%d failures and %d successes since %s.", len(window.failures), len(window.successes),
+             f"{start:%Y-%m-%d %H:%M}")
     report.patterns = find_patterns(model, window.failures)
     proposals = propose_edits(
         model, prompt, report.patterns, window.failures, window.successes, settings.max_edit_chars, report.run_id
     )
     failure_ids = {d.trace_id for d in window.failures}
-    report.edits = validate(proposals, prompt, failure_ids, settings.max_edit_chars)
+    report.edits = validate(proposals, prompt, failure_ids, settings.max_edit_chars, settings.max_edit_share)
 
-    with store.lock():
-        version = store.sync()
-    report.prompt_version = version.label
-    report.edits_tab = _free_title(f"{schema.EDITS_PREFIX}{now:%Y-%m-%d %H%M}", workbook.titles())
-    workbook.write(_run_batch(report, settings, now))
-    return report
+    report.prompt_version = workspace.prompt_version()
+    title, taken = f"{schema.EDITS_PREFIX}{now:%Y-%m-%d %H%M}", workbook.titles()
+    for attempt in range(TITLE_ATTEMPTS):
+        report.edits_tab = free_title(title, taken)
+        try:
+            workspace.write(_run_batch(report, settings, now))
+            return report
+        except TitleTaken:  # another run took it meanwhile: pick again from what is there now
+            taken = [*workbook.titles(), report.edits_tab]
+    raise UsageError(f"Could not find a free tab title like {title!r}; rename some Edits tabs and run again.")
 
 
-def _free_title(title: str, taken: list[str]) -> str:
+def free_title(title: str, taken: list[str]) -> str:
+    """`title`, or `title (2)`, `(3)`…: the first that no tab has (titles match regardless of case)."""
+    used = {t.casefold() for t in taken}
     candidate, n = title, 2
-    while candidate in taken:
+    while candidate.casefold() in used:
         candidate, n = f"{title} ({n})", n + 1
     return candidate
 
@@ -148,5 +166,5 @@ def _run_batch(report: RunReport, settings: Settings, now: datetime) -> WriteBat
     widths = {name: width for name, width, _ in schema.EDIT_COLUMNS}
     return WriteBatch(
         new_tabs=[NewTab(report.edits_tab, schema.EDIT_HEADERS, rows, checkbox_column="approve", column_widths=widths)],
-        appends=[Append(schema.RUNS, schema.RUN_HEADERS, run)],
+        appends=[Append(schema.RUNS, schema.RUN_HEADERS, run, key="run_id")],
     )

@@ -7,25 +7,24 @@ own columns, and `loop improve` counts its scores only with `--include-judge`.
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from . import evidence, schema
 from .config import Settings
-from .errors import LoopError
+from .errors import LoopError, UsageError
 from .model import ModelClient, Usage, dumps_data
-from .prompt_store import PromptStore
 from .reviews import Draft, read_drafts
-from .sheets import CellUpdate, WriteBatch, open_workbook
+from .sheets import CellUpdate, WriteBatch
 from .templates import data_room, messages
+from .workspace import Workspace
 
-JUDGE_PROMPT = "prompts/judge.md"
 SCORE_MARKS = {"up": "👍", "down": "👎"}
+# The least room a draft needs in a judge request, in characters.
+MIN_DRAFT_ROOM = 1_000
 
 
 class JudgeVerdict(BaseModel):
@@ -42,26 +41,28 @@ class JudgeReport:
     usage: Usage = field(default_factory=Usage)
 
 
-def judge_prompt_path() -> Path:
-    return Path(os.environ.get("LOOP_JUDGE_PROMPT") or JUDGE_PROMPT)
-
-
 def needs_judging(drafts: list[Draft]) -> list[Draft]:
     """Drafts no person has scored and the judge has not scored yet, oldest first."""
     return sorted((d for d in drafts if d.score is None and d.judge_score is None), key=lambda d: d.created_at)
 
 
 def judge(
-    settings: Settings,
+    where: Settings | Workspace,
     limit: int | None = None,
     concurrency: int = 4,
     model: ModelClient | None = None,
     on_start: Callable[[int], None] = lambda total: None,
     on_done: Callable[[], None] = lambda: None,
 ) -> JudgeReport:
-    store = PromptStore(judge_prompt_path())
+    workspace = Workspace.of(where)
+    settings = workspace.settings
+    store = workspace.rubric
     rubric = store.read()
-    workbook = open_workbook(settings.sheet, credentials=settings.credentials)
+    room = data_room("judge.j2", settings.max_input_tokens, rubric=rubric, draft="")
+    if room < MIN_DRAFT_ROOM:
+        raise UsageError(f"The judge's rubric {store.path} leaves no room for a draft within "
+                         f"LOOP_MAX_INPUT_TOKENS={settings.max_input_tokens}; raise it or shorten the rubric.")
+    workbook = workspace.workbook
     workbook.ensure_writable()
     drafts, _ = read_drafts(workbook.read([schema.DRAFTS]).get(schema.DRAFTS))
     waiting = needs_judging(drafts)
@@ -71,14 +72,13 @@ def judge(
         return report
     with store.lock():
         report.rubric_version = store.sync().label
-    model = model or ModelClient(settings)
+    model = model or workspace.model
     report.usage = model.usage
     on_start(len(chosen))
-    room = data_room("judge.j2", settings.max_input_tokens, rubric=rubric, draft="")
 
     def verdict(draft: Draft) -> JudgeVerdict:
         # the judge scores the draft itself, not what a reviewer may have said of it
-        record = {k: v for k, v in evidence.record(draft, max(room, 1000)).items() if k not in ("comment", "final_reply")}
+        record = {k: v for k, v in evidence.record(draft, room).items() if k not in ("comment", "final_reply")}
         return model.ask("judge_verdict", JudgeVerdict, messages("judge.j2", rubric=rubric, draft=dumps_data(record)))
 
     failure: LoopError | None = None
@@ -101,7 +101,7 @@ def judge(
             continue
         updates += [CellUpdate(schema.DRAFTS, rows[trace_id], "judge_score", SCORE_MARKS[result.score]),
                     CellUpdate(schema.DRAFTS, rows[trace_id], "judge_comment", result.comment.strip())]
-    workbook.write(WriteBatch(updates=updates))  # verdicts already made are kept even if a later one failed
+    workspace.write(WriteBatch(updates=updates))  # verdicts already made are kept even if a later one failed
     if failure:
         raise failure
     return report

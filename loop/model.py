@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from .config import Settings
 from .errors import RunFailure, UsageError
+from .values import valid_unicode
 
 # Answers that are not JSON or break the schema are asked again this many extra times.
 FORMAT_RETRIES = 2
@@ -63,7 +64,8 @@ class ModelClient:
         """One structured request; returns the validated answer or raises RunFailure."""
         estimate = estimate_messages(messages)
         if estimate > self.max_input_tokens:
-            raise AssertionError(f"{name} request of ~{estimate} tokens exceeds the {self.max_input_tokens} budget")
+            raise UsageError(f"The {name} request needs about {estimate} tokens, more than "
+                             f"LOOP_MAX_INPUT_TOKENS={self.max_input_tokens}; raise it, or shorten the prompt.")
         problem = ""
         for _ in range(1 + FORMAT_RETRIES):
             completion = self._create(messages, estimate, response_format=response_format(name, answer_type))
@@ -73,9 +75,11 @@ class ModelClient:
                 problem = "an empty answer"
                 continue
             try:
-                return answer_type.model_validate_json(_strip_fences(content))
+                return answer_type.model_validate(valid_unicode(json.loads(_strip_fences(content))))
             except ValidationError as error:
                 problem = f"an answer that breaks the {name} schema ({error.error_count()} errors)"
+            except ValueError:
+                problem = "an answer that is not JSON"
         raise RunFailure(
             f"The model gave {problem} {1 + FORMAT_RETRIES} times for {name}; "
             "try a model that supports structured outputs (LOOP_MODEL). Nothing was written."

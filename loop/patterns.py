@@ -7,6 +7,7 @@ out are gathered in an "Other failures" pattern, so counts always add up.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict
@@ -16,6 +17,8 @@ from .errors import UsageError
 from .model import ModelClient, dumps_data
 from .reviews import Draft
 from .templates import data_room, messages
+
+log = logging.getLogger(__name__)
 
 UNASSIGNED = "Other failures"
 MAX_MERGE_ROUNDS = 4
@@ -75,7 +78,8 @@ def batches(failures: list[Draft], budget_tokens: int) -> list[list[dict]]:
 def find_patterns(model: ModelClient, failures: list[Draft]) -> list[Pattern]:
     found: list[Pattern] = []
     packed = batches(failures, model.max_input_tokens)
-    for batch in packed:
+    for number, batch in enumerate(packed, start=1):
+        log.info("Finding failure patterns: batch %d of %d (%d failures)", number, len(packed), len(batch))
         answer = model.ask(
             "failure_patterns",
             FailurePatterns,
@@ -120,8 +124,9 @@ def _by_name(patterns: list[Pattern]) -> list[Pattern]:
 
 def merge(model: ModelClient, patterns: list[Pattern]) -> list[Pattern]:
     """Join patterns from different batches that name the same mistake, in rounds that fit the budget."""
-    for _ in range(MAX_MERGE_ROUNDS):
+    for round_number in range(1, MAX_MERGE_ROUNDS + 1):
         groups = _merge_groups(patterns, model.max_input_tokens)
+        log.info("Merging %d patterns from the batches: round %d, %d request(s)", len(patterns), round_number, len(groups))
         merged: list[Pattern] = []
         for group in groups:
             merged.extend(_merge_group(model, group))

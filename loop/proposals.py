@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from pydantic import BaseModel, ConfigDict
 
 from . import evidence
@@ -11,6 +13,8 @@ from .model import ModelClient, dumps_data
 from .patterns import Pattern
 from .reviews import Draft
 from .templates import data_room, messages
+
+log = logging.getLogger(__name__)
 
 MAX_EDITS = 8
 EXAMPLES_PER_PATTERN = 3
@@ -76,6 +80,8 @@ def propose_edits(
         if used + cost <= room:
             target.append(item)
             used += cost
+    log.info("Proposing edits for %d pattern(s), with %d example failures and %d successes for contrast",
+             len(patterns), len(examples), len(contrast))
     answer = model.ask(
         "prompt_edits",
         PromptEdits,

@@ -1,15 +1,15 @@
 """`loop init`: a new local workbook from the template, or the Drafts and Runs tabs added to a
-Google Sheet without touching its other tabs; and a starter prompt when there is none."""
+Google Sheet without touching its other tabs; and a starter prompt and judge rubric when there are none."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
 
-from . import schema, template
+from . import files, schema, template
 from .config import Settings
 from .errors import UsageError
-from .sheets import WriteBatch, is_google, open_workbook
+from .sheets import WriteBatch, is_google
+from .workspace import Workspace
 
 STARTER_PROMPT = """You are a customer-support agent. Read the whole ticket and its thread, search the knowledge base,
 and draft a reply the support team can send.
@@ -19,15 +19,29 @@ and draft a reply the support team can send.
 - If you are not sure, say what you will check and escalate to a person.
 """
 
+STARTER_RUBRIC = """# Judge rubric
 
-def init(settings: Settings, force: bool = False, warn: Callable[[str], None] = lambda m: None) -> list[str]:
-    """Set up the workbook and prompt; returns what was done, a line each."""
+A draft is good ("up") only if all of these hold:
+
+- It answers the customer's actual question, as of the newest message in the thread.
+- It is short: two to five sentences unless the customer asked for steps.
+- Every menu path, setting and plan name it mentions comes from the knowledge base.
+- It suggests no workaround that does not apply to this customer's problem.
+- The tone is friendly and professional.
+
+Otherwise it is "down"; name the first rule it breaks.
+"""
+
+
+def init(where: Settings | Workspace, force: bool = False) -> list[str]:
+    """Set up the workbook, the prompt and the judge's rubric; returns what was done, a line each."""
+    workspace = Workspace.of(where)
+    settings = workspace.settings
     done = []
     if is_google(settings.sheet):
-        workbook = open_workbook(settings.sheet, warn=warn, credentials=settings.credentials)
-        existing = set(workbook.titles())
+        existing = set(workspace.workbook.titles())
         missing = [tab for tab in template.template_tabs() if tab.title not in existing]
-        workbook.write(WriteBatch(new_tabs=missing))
+        workspace.write(WriteBatch(new_tabs=missing))
         added = ", ".join(t.title for t in missing)
         done.append(f"Added the {added} tab(s) to the Google Sheet." if missing else "The Google Sheet already has the Drafts and Runs tabs.")
     else:
@@ -35,12 +49,13 @@ def init(settings: Settings, force: bool = False, warn: Callable[[str], None] = 
         if path.exists() and not force:
             raise UsageError(f"{path} already exists; use --force to replace it, or --sheet to pick another name.")
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.new")
-        template.build(temporary)
-        temporary.replace(path)
+        with files.atomic_path(path) as temporary:
+            template.build(temporary)
         done.append(f"Created {path} with the {schema.DRAFTS}, {schema.RUNS} and About tabs.")
-    if not settings.prompt.exists():
-        settings.prompt.parent.mkdir(parents=True, exist_ok=True)
-        settings.prompt.write_text(STARTER_PROMPT, encoding="utf-8")
-        done.append(f"Created a starter prompt at {settings.prompt}; replace it with your agent's prompt.")
+    for target, text, what in ((settings.prompt, STARTER_PROMPT, "prompt"),
+                               (settings.judge_prompt, STARTER_RUBRIC, "judge rubric")):
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            files.write_text(target, text)
+            done.append(f"Created a starter {what} at {target}; replace it with your own.")
     return done

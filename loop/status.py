@@ -8,12 +8,13 @@ from datetime import datetime, timezone
 
 from . import schema
 from .config import Settings
-from .edits import PROPOSED
+from .approval import edit_rows
+from .edits import APPLIED, PROPOSED, ROLLED_BACK
 from .errors import UsageError
-from .prompt_store import PromptStore, Version
+from .prompt_store import Version
 from .reviews import Draft, SkippedRow, read_drafts
-from .sheets import open_workbook
-from .values import BadValue, as_text, is_ticked, parse_since
+from .values import BadValue, parse_since
+from .workspace import Workspace
 
 APPROVED = "approved, not yet applied"
 
@@ -29,27 +30,31 @@ class Status:
     version: Version | None = None
     hand_edited: bool = False
     prompt_exists: bool = True
+    pending_drafts: int = 0  # logged, waiting in the trace archive for the sheet
 
 
-def status(settings: Settings, since: str = "14d", now: datetime | None = None) -> Status:
+def status(where: Settings | Workspace, since: str = "14d", now: datetime | None = None) -> Status:
+    workspace = Workspace.of(where)
     try:
         start = parse_since(since, now or datetime.now(timezone.utc))
     except BadValue as problem:
         raise UsageError(str(problem)) from None
-    workbook = open_workbook(settings.sheet, credentials=settings.credentials)
+    workbook = workspace.workbook
     edit_tabs = [t for t in workbook.titles() if t.startswith(schema.EDITS_PREFIX)]
     tables = workbook.read([schema.DRAFTS, *edit_tabs])
     drafts, skipped = read_drafts(tables.get(schema.DRAFTS))
     result = Status(start, drafts, [d for d in drafts if d.created_at >= start], skipped, edit_tabs)
-    for title in edit_tabs:
-        for _, record in tables[title].records():
-            state = as_text(record.get("status")).lower() or "?"
-            if state == PROPOSED and is_ticked(record.get("approve")):
-                state = APPROVED
-            result.edits[state] += 1
-    store = PromptStore(settings.prompt)
-    result.prompt_exists = settings.prompt.exists()
+    store = workspace.prompt
+    in_prompt = {v.label for v in store.lineage()}
+    for row in edit_rows({title: tables[title] for title in edit_tabs}):
+        state = row.edit.status or "?"
+        if state in (PROPOSED, ROLLED_BACK) and row.ticked:
+            state = APPROVED
+        elif state == APPLIED and row.edit.applied_version not in in_prompt:
+            state = ROLLED_BACK  # its version was rolled back; the next apply or rollback marks the row
+        result.edits[state] += 1
+    result.prompt_exists = store.exists()
     result.version = store.current()
-    if result.prompt_exists and result.version:
-        result.hand_edited = store.read() != store.text_of(result.version.number)
+    result.hand_edited = store.hand_edited()
+    result.pending_drafts = len(workspace.traces.pending().rows)
     return result

@@ -1,51 +1,121 @@
-"""Logging drafts: `log_draft` / `loop log` append Drafts rows, and keep every trace whole in a
-local archive, since a spreadsheet cell holds at most 32,767 (Excel) or 50,000 (Google) characters.
+"""Logging drafts: `log_draft` / `loop log` keep every draft whole in a local trace archive first,
+then append it to the Drafts tab.
 
-The archive is a folder beside the workbook (`loop.traces/` for `loop.xlsx`; set LOOP_TRACES to
-move it) holding `traces.jsonl`, one JSON line per trace. The improver reads it, when present, to
-restore fields the sheet had to cut.
+The archive is a folder beside the workbook (`loop.traces/` for `loop.xlsx`; LOOP_TRACES moves it):
+`traces.jsonl` holds one JSON line per draft, whole (a cell holds at most 32,767 characters in Excel,
+50,000 in Google Sheets, and the improver restores cut fields from here), and `delivered.json` says
+how much of it the sheet has. A draft is durable once it is in the archive. When the sheet cannot
+take it yet (open in Excel, locked by another writer, Google unreachable) it waits as pending, and
+the next command that writes, or `loop sync`, delivers every pending draft in order, exactly once:
+a delivery that may have landed before a crash is checked against the sheet before it is repeated.
 """
 
 from __future__ import annotations
 
 import json
-import os
+import logging
 import uuid
-from dataclasses import replace
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
-from . import schema
-from .config import Settings, resolve
-from .errors import UsageError
-from .prompt_store import PromptStore
+from . import files, schema
+from .errors import RunFailure, UsageError, WorkbookBusy
 from .reviews import Draft
-from .sheets import Append, WriteBatch, is_google, open_workbook
-from .values import TRUNCATION_MARKER
+from .sheets import Append, WriteBatch
+from .values import TRUNCATION_MARKER, lone_surrogate
+
+log = logging.getLogger(__name__)
 
 FIELDS = ("ticket", "draft", "ticket_id", "thread", "kb_sources", "prompt_version")
 _CUT_SIGN = TRUNCATION_MARKER.split("{")[0]
+# How long `loop log` waits for another writer before leaving its drafts pending.
+LOG_WAIT_SECONDS = 5.0
 
 
-def traces_dir(settings: Settings) -> Path:
-    configured = os.environ.get("LOOP_TRACES")
-    if configured:
-        return Path(configured)
-    if is_google(settings.sheet):
-        return Path("loop.traces")
-    sheet = Path(settings.sheet)
-    return sheet.with_name(sheet.stem + ".traces")
+@dataclass
+class Pending:
+    rows: list[dict] = field(default_factory=list)
+    end: int = 0
+    recheck: bool = False  # an earlier delivery of these rows may have landed
 
 
-def current_version(settings: Settings) -> str:
-    """The managed prompt's version label, recording a hand edit first if there is one."""
-    store = PromptStore(settings.prompt)
-    if not settings.prompt.exists():
-        return ""
-    with store.lock():
-        return store.sync().label
+class TraceArchive:
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.path = self.folder / "traces.jsonl"
+        self._state = self.folder / "delivered.json"
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def add(self, rows: list[dict]) -> None:
+        """Append drafts to the archive, durably: once this returns, they cannot be lost."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.folder / ".lock"), timeout=60):
+            if not self._state.exists():
+                # an archive from before deliveries were tracked: its drafts were written to the sheet then
+                size = self.path.stat().st_size if self.path.exists() else 0
+                files.write_text(self._state, json.dumps({"offset": size, "inflight": None}))
+            files.append_json_lines(self.path, rows)
+
+    def _read_state(self) -> dict:
+        try:
+            return json.loads(self._state.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {"offset": self.path.stat().st_size if self.path.exists() else 0, "inflight": None}
+
+    def pending(self) -> Pending:
+        state = self._read_state()
+        rows, end = files.read_json_lines(self.path, state["offset"])
+        return Pending(rows, end, recheck=state.get("inflight") is not None)
+
+    @contextmanager
+    def delivering(self, wait: float | None):
+        """Held while pending drafts are read, written and marked delivered, so two writers never deliver one twice."""
+        lock = FileLock(str(self.folder / ".deliver.lock"), timeout=60 if wait is None else wait)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise WorkbookBusy("Another loop command is writing to the sheet; try again in a moment.") from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def deliver(self, workbook, batch: WriteBatch | None = None, wait: float | None = None) -> int:
+        """Write `batch` together with every pending draft; returns how many drafts were delivered."""
+        batch = batch or WriteBatch()
+        if not self.exists():
+            workbook.write(batch, wait)
+            return 0
+        with self.delivering(wait):
+            pending = self.pending()
+            if pending.rows:
+                appends = [Append(schema.DRAFTS, schema.DRAFT_HEADERS, sheet_row(row), key="trace_id")
+                           for row in pending.rows]
+                batch = replace(batch, appends=batch.appends + appends, recheck=batch.recheck or pending.recheck)
+                offset = self._read_state()["offset"]
+                files.write_text(self._state, json.dumps({"offset": offset, "inflight": pending.end}))
+            workbook.write(batch, wait)
+            if pending.rows:
+                files.write_text(self._state, json.dumps({"offset": pending.end, "inflight": None}))
+        return len(pending.rows)
+
+    def whole(self, trace_ids: set[str]) -> dict[str, dict]:
+        """The archived records of `trace_ids`, as logged."""
+        found = {}
+        for record in files.read_json_lines(self.path)[0]:
+            if record.get("trace_id") in trace_ids:
+                found[record["trace_id"]] = record
+        return found
+
+
+def sheet_row(record: dict) -> dict:
+    return {key: record.get(key, "") for key in ("trace_id", "created_at", *FIELDS)}
 
 
 def normalize(record: dict, line: int | None = None) -> dict:
@@ -56,15 +126,37 @@ def normalize(record: dict, line: int | None = None) -> dict:
     unknown = sorted(set(record) - set(FIELDS))
     if unknown:
         raise UsageError(f"{where}unknown field(s) {', '.join(unknown)}; use {', '.join(FIELDS)}.")
-    for required in ("ticket", "draft"):
-        if not str(record.get(required) or "").strip():
-            raise UsageError(f"{where}{required} is missing or empty; every draft needs a ticket and a draft.")
     clean = {}
     for key, value in record.items():
-        if isinstance(value, (list, tuple)):
-            value = ", ".join(str(v) for v in value)
-        clean[key] = "" if value is None else str(value)
+        text = _as_field(key, value)
+        position = lone_surrogate(text)
+        if position is not None:
+            raise UsageError(f"{where}{key} holds a lone surrogate (\\u{ord(text[position]):04x}) at character "
+                             f"{position}, which no file can store; send valid UTF-8 text.")
+        clean[key] = text
+    for required in ("ticket", "draft"):
+        if not clean.get(required, "").strip():
+            raise UsageError(f"{where}{required} is missing or empty; every draft needs a ticket and a draft.")
     return clean
+
+
+def _as_field(key: str, value) -> str:
+    """A field as text: a thread given as a list is one message a line, other lists are comma-separated."""
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):
+        if key == "thread":
+            return "\n".join(_message(item) for item in value)
+        return ", ".join(str(item) for item in value)
+    return str(value)
+
+
+def _message(item) -> str:
+    if isinstance(item, dict):
+        who = item.get("role") or item.get("author") or item.get("from") or ""
+        text = item.get("content") or item.get("text") or item.get("body") or ""
+        return f"{str(who).capitalize()}: {text}" if who else str(text)
+    return str(item)
 
 
 def read_json_lines(lines) -> list[dict]:
@@ -80,56 +172,48 @@ def read_json_lines(lines) -> list[dict]:
     return records
 
 
-def log_drafts(records: list[dict], settings: Settings | None = None) -> list[str]:
-    """Append one Drafts row per record, in one write; returns the new trace ids in order."""
-    settings = settings or resolve()
+def log_drafts(records: list[dict], settings=None, wait: bool = True) -> list[str]:
+    """Log drafts; returns their new trace ids in order. They are in the archive when this returns and
+    in the Drafts tab too unless the sheet could not take them now (then they wait as pending, with a
+    warning). With `wait=False` the sheet write is left to the next command that writes, or `loop sync`."""
+    from .workspace import Workspace
+
+    workspace = Workspace.of(settings)
     records = [normalize(r) for r in records]
     if not records:
         return []
-    workbook = open_workbook(settings.sheet, credentials=settings.credentials)
-    workbook.ensure_writable()
-    version = current_version(settings) if any(not r.get("prompt_version") for r in records) else ""
+    left = workspace.workbook.rows_left(schema.DRAFTS)  # refusals that will not pass come before the archive
+    if left is not None and left < len(records):
+        raise UsageError(f"The {schema.DRAFTS} tab of {workspace.settings.sheet} is full; move older rows to another "
+                         "workbook and log again. Nothing was logged.")
+    version = workspace.prompt_version() if any(not r.get("prompt_version") for r in records) else ""
     created_at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     rows = [{"trace_id": str(uuid.uuid4()), "created_at": created_at, **r,
              "prompt_version": r.get("prompt_version") or version} for r in records]
-    archive(rows, traces_dir(settings))
-    workbook.write(WriteBatch(appends=[Append(schema.DRAFTS, schema.DRAFT_HEADERS, row) for row in rows]))
+    workspace.traces.add(rows)
+    if wait:
+        try:
+            workspace.write(WriteBatch(), wait=LOG_WAIT_SECONDS)
+        except (WorkbookBusy, RunFailure) as reason:
+            log.warning("%s %d draft(s) wait in %s and reach the sheet with the next command that writes, "
+                        "or `loop sync`.", reason, len(rows), workspace.traces.folder)
     return [row["trace_id"] for row in rows]
 
 
-def log_draft(ticket: str, draft: str, *, ticket_id: str = "", thread: str = "", kb_sources="",
-              prompt_version: str = "", settings: Settings | None = None) -> str:
+def log_draft(ticket: str, draft: str, *, ticket_id: str = "", thread="", kb_sources="",
+              prompt_version: str = "", settings=None, wait: bool = True) -> str:
     """Log one draft your agent wrote; returns its trace id. Configuration comes from LOOP_* variables."""
     record = {"ticket": ticket, "draft": draft, "ticket_id": ticket_id, "thread": thread,
               "kb_sources": kb_sources, "prompt_version": prompt_version}
-    return log_drafts([record], settings)[0]
+    return log_drafts([record], settings, wait=wait)[0]
 
 
-def archive(rows: list[dict], folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    lines = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-    with FileLock(str(folder / ".lock"), timeout=60):
-        with open(folder / "traces.jsonl", "a", encoding="utf-8") as stream:
-            stream.write(lines)
-            stream.flush()
-            os.fsync(stream.fileno())
-
-
-def restore(drafts: list[Draft], folder: Path) -> list[Draft]:
+def restore(drafts: list[Draft], archive: TraceArchive) -> list[Draft]:
     """Drafts whose fields the sheet cut, made whole again from the archive when it has them."""
     cut = {d.trace_id for d in drafts if any(_CUT_SIGN in getattr(d, f) for f in ("ticket", "draft", "thread"))}
-    path = folder / "traces.jsonl"
-    if not cut or not path.exists():
+    if not cut:
         return drafts
-    whole = {}
-    with open(path, encoding="utf-8") as stream:
-        for line in stream:
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if record.get("trace_id") in cut:
-                whole[record["trace_id"]] = record
+    whole = archive.whole(cut)
     return [
         replace(d, **{f: whole[d.trace_id].get(f, getattr(d, f)) for f in ("ticket", "draft", "thread")})
         if d.trace_id in whole else d

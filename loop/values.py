@@ -17,6 +17,10 @@ _UP_WORDS = {"👍", "up", "thumbs up", "good", "yes", "y", "1", "+", "true", "p
 _TICKED_WORDS = {"true", "yes", "y", "x", "✓", "✔"}
 _EXCEL_EPOCH = datetime(1899, 12, 30, tzinfo=timezone.utc)
 TRUNCATION_MARKER = " …[cut: {n} more characters]"
+# What a character XML 1.0 forbids becomes, in any cell of either backend.
+REPLACEMENT = "\ufffd"
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class BadValue(ValueError):
@@ -100,16 +104,48 @@ def parse_since(text: str, now: datetime) -> datetime:
     match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([hdw])", raw)
     if match:
         amount, unit = float(match.group(1)), match.group(2)
-        return now - timedelta(hours=amount) * {"h": 1, "d": 24, "w": 24 * 7}[unit]
+        try:
+            start = now - timedelta(hours=amount) * {"h": 1, "d": 24, "w": 24 * 7}[unit]
+        except OverflowError:
+            start = None
+        if start is None or start.year < 1900:
+            raise BadValue(f"--since {text!r} reaches back before the year 1900; use a shorter window or a date.")
+        return start
+    if re.fullmatch(r"\d+(?:\.\d+)?", raw):
+        raise BadValue(f"--since {text!r} has no unit; write {raw}d for {raw} days (or 2w, 36h, or a date like 2026-11-01).")
     try:
         return parse_timestamp(text)
     except BadValue:
         raise BadValue(f"--since {text!r} is neither a duration (14d, 2w, 36h) nor a date (2026-11-01)") from None
 
 
+def xml_safe(text: str) -> str:
+    """`text` with every character XML 1.0 forbids (control characters, U+FFFE, U+FFFF, lone
+    surrogates) replaced by U+FFFD: a workbook holding one of them cannot be opened again."""
+    return _NOT_XML.sub(REPLACEMENT, text)
+
+
+def valid_unicode(value):
+    """`value` (text, or lists and dicts of it) with lone surrogates replaced by U+FFFD: a model may
+    send them, and no file or terminal can take them."""
+    if isinstance(value, str):
+        return _SURROGATE.sub(REPLACEMENT, value)
+    if isinstance(value, list):
+        return [valid_unicode(v) for v in value]
+    if isinstance(value, dict):
+        return {valid_unicode(k): valid_unicode(v) for k, v in value.items()}
+    return value
+
+
+def lone_surrogate(text: str) -> int | None:
+    """The position of the first lone surrogate in `text` (it cannot be stored as UTF-8), else None."""
+    match = _SURROGATE.search(text)
+    return match.start() if match else None
+
+
 def cell_text(value: object, limit: int) -> str:
-    """Text that fits a cell of `limit` characters, cut with a visible marker when it is longer."""
-    text = "" if value is None else str(value)
+    """Text safe for a cell of `limit` characters: XML-safe, and cut with a visible marker when longer."""
+    text = xml_safe("" if value is None else str(value))
     if len(text) <= limit:
         return text
     keep = limit - len(TRUNCATION_MARKER.format(n=len(text)))

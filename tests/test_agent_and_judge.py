@@ -127,9 +127,9 @@ def test_a_person_who_scores_while_the_judge_runs_wins(workspace, model, cli, mo
 
     class ScoredMeanwhile(original):
         @classmethod
-        def model_validate_json(cls, data, **kwargs):
+        def model_validate(cls, data, **kwargs):
             write_workbook(path, [draft(trace_id="x", score="👍", comment="person")])
-            return original.model_validate_json(data, **kwargs)
+            return original.model_validate(data, **kwargs)
 
     monkeypatch.setattr(judge_module, "JudgeVerdict", ScoredMeanwhile)
     cli("judge")
@@ -146,5 +146,5 @@ def test_tickets_can_come_from_a_tickets_tab(workspace, model, kb, cli):
     tab.append(["Ticket ID", "Ticket", "Thread"])
     tab.append(["TH-77", "Is SSO on the Team plan?", ""])
     book.save(path)
-    assert "Logged 1 drafts" in cli("draft", "--kb", str(kb.folder)).output
+    assert "Logged 1 draft " in cli("draft", "--kb", str(kb.folder)).output
     assert read_tab(path, schema.DRAFTS)[0]["ticket_id"] == "TH-77"

@@ -25,7 +25,7 @@ def test_headers_match_ignoring_case_spaces_and_order(workspace, model, cli):
     rows = [draft(trace_id="a1", my_own_notes="keep me"), draft(trace_id="a2", score="thumbs up")]
     write_workbook(workspace / "loop.xlsx", rows, headers=headers)
     result = cli("improve")
-    assert "1 failures, 1 successes" in result.output
+    assert "1 failure, 1 success." in result.output
     assert read_tab(workspace / "loop.xlsx", "Drafts")[0]["My own notes"] == "keep me"
 
 
@@ -140,7 +140,7 @@ def test_marks_lost_after_the_prompt_was_written_are_restored_without_applying_t
     book.save(path)
     from loop.sheets.xlsx import XlsxWorkbook
 
-    def broken_write(self, batch):
+    def broken_write(self, batch, wait=None):
         raise OSError(28, "No space left on device", str(path))
 
     with monkeypatch.context() as patch:
@@ -167,7 +167,7 @@ def test_two_applies_at_once_apply_each_edit_once(workspace, model, cli):
             for _ in range(2)]
     outputs = [run.communicate(timeout=120)[0] for run in runs]
     assert all(run.returncode == 0 for run in runs), outputs
-    assert sum("Applied 2 edit(s)" in out for out in outputs) == 1
+    assert sum("Applied 2 edits" in out for out in outputs) == 1
     prompt = (workspace / "prompts" / "support_agent.md").read_text()
     for edit in read_tab(path, title):
         assert prompt.count(edit["replace"]) == 1

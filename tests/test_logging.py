@@ -72,13 +72,14 @@ def test_fields_over_the_cell_limit_are_cut_and_kept_whole_in_the_archive(worksp
     assert archived[0]["trace_id"] == trace_id and archived[0]["thread"] == thread
 
     # the improver reads the whole thread back from the archive
-    from loop import config, traces
+    from loop import traces
     from loop.reviews import read_drafts
-    from loop.sheets import open_workbook
+    from loop.workspace import Workspace
 
-    drafts, _ = read_drafts(open_workbook("loop.xlsx").read([schema.DRAFTS])[schema.DRAFTS])
-    assert traces.restore(drafts, workspace / "loop.traces")[0].thread == thread
-    assert traces.traces_dir(config.resolve()).resolve() == workspace / "loop.traces"
+    archive = Workspace().traces
+    assert archive.folder.resolve() == workspace / "loop.traces"
+    drafts, _ = read_drafts(Workspace().workbook.read([schema.DRAFTS])[schema.DRAFTS])
+    assert traces.restore(drafts, archive)[0].thread == thread
 
 
 WRITER = """

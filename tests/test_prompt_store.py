@@ -87,8 +87,8 @@ def test_a_hand_edit_is_recorded_as_its_own_version_on_next_sync(store):
 def test_rollback_restores_the_previous_versions_text(store):
     synced(store)
     commit(store, V2, edits=[EDIT_A])
-    came_from, went_to = rollback(store)
-    assert (came_from.number, went_to.number) == (2, 1)
+    result = rollback(store)
+    assert (result.undone.number, result.current.number) == (2, 1)
     assert store.path.read_text(encoding="utf-8") == PROMPT
     assert store.current().number == 1
 
@@ -99,8 +99,8 @@ def test_a_second_rollback_goes_further_back(store):
     commit(store, V3, edits=[EDIT_B])
     rollback(store)
     assert store.path.read_text(encoding="utf-8") == V2
-    came_from, went_to = rollback(store)
-    assert (came_from.number, went_to.number) == (2, 1)
+    result = rollback(store)
+    assert (result.undone.number, result.current.number) == (2, 1)
     assert store.path.read_text(encoding="utf-8") == PROMPT
 
 
@@ -112,11 +112,12 @@ def test_rollback_undoes_a_hand_edit_too(store):
     assert [v.source for v in store.versions().values()] == ["initial", "hand edit"]
 
 
-def test_rollback_at_v1_is_a_usage_error(store):
+def test_rollback_at_v1_does_nothing_and_says_so(store):
     synced(store)
-    with pytest.raises(UsageError, match="v1"):
-        rollback(store)
+    result = rollback(store)
+    assert result.undone is None and result.current.number == 1
     assert store.path.read_text(encoding="utf-8") == PROMPT
+    assert len(log_lines(store)) == 1
 
 
 def test_every_version_is_kept_after_rollback(store):

@@ -4,6 +4,7 @@ never silently damaged, and a failed save that leaves the workbook exactly as it
 
 from __future__ import annotations
 
+import logging
 import re
 import zipfile
 from datetime import datetime
@@ -165,12 +166,12 @@ def test_text_longer_than_the_excel_cell_limit_is_cut_with_a_marker_not_a_failed
         assert MARKER.search(value), value[-50:]
 
 
-def test_control_characters_are_dropped(book_path):
-    XlsxWorkbook(book_path).write(WriteBatch(
-        updates=[CellUpdate(schema.DRAFTS, 2, "judge_comment", "a\x00b\x07c\x1bd\x1fe\tf\ng")]))
+def test_characters_xml_forbids_become_a_visible_mark(book_path):
+    text = "a\x00b\x07c\x1bd\x1fe\tf\ng\ufffeh\uffffi\ud800j"
+    XlsxWorkbook(book_path).write(WriteBatch(updates=[CellUpdate(schema.DRAFTS, 2, "judge_comment", text)]))
     value = openpyxl.load_workbook(book_path)[schema.DRAFTS].cell(
         2, schema.DRAFT_HEADERS.index("judge_comment") + 1).value
-    assert value == "abcde\tf\ng"
+    assert value == "a\ufffdb\ufffdc\ufffdd\ufffde\tf\ng\ufffdh\ufffdi\ufffdj"
 
 
 # --- a workbook open in Excel (§3, §8) -----------------------------------------------------------
@@ -198,7 +199,7 @@ def test_a_workbook_not_open_in_excel_passes_the_check(book_path):
 # --- parts openpyxl cannot keep ------------------------------------------------------------------
 
 
-def test_a_workbook_with_a_chart_warns_and_keeps_a_backup(book_path):
+def test_a_workbook_with_a_chart_warns_and_keeps_a_backup(book_path, caplog):
     book = openpyxl.load_workbook(book_path)
     stats = book.create_sheet("Stats")
     for row in (("week", "failures"), ("w1", 3), ("w2", 5)):
@@ -211,21 +212,19 @@ def test_a_workbook_with_a_chart_warns_and_keeps_a_backup(book_path):
     with zipfile.ZipFile(book_path) as archive:
         assert any(name.startswith("xl/charts/") for name in archive.namelist())
 
-    warnings = []
-    XlsxWorkbook(book_path, warn=warnings.append).write(
-        WriteBatch(updates=[CellUpdate(schema.DRAFTS, 2, "judge_score", "up")]))
-
+    with caplog.at_level(logging.WARNING, logger="loop"):
+        XlsxWorkbook(book_path).write(WriteBatch(updates=[CellUpdate(schema.DRAFTS, 2, "judge_score", "up")]))
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "chart" in warnings[0]
     backups = list(book_path.parent.glob("loop.backup-*.xlsx"))
     assert len(backups) == 1 and backups[0].name in warnings[0]
     assert backups[0].read_bytes() == original
 
 
-def test_a_plain_workbook_gives_no_warning_and_no_backup(book_path):
-    warnings = []
-    XlsxWorkbook(book_path, warn=warnings.append).write(
-        WriteBatch(updates=[CellUpdate(schema.DRAFTS, 2, "judge_score", "up")]))
-    assert warnings == []
+def test_a_plain_workbook_gives_no_warning_and_no_backup(book_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="loop"):
+        XlsxWorkbook(book_path).write(WriteBatch(updates=[CellUpdate(schema.DRAFTS, 2, "judge_score", "up")]))
+    assert caplog.records == []
     assert list(book_path.parent.glob("*.backup-*.xlsx")) == []
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Callable
-
 from .base import Append, CellUpdate, NewTab, Table, Workbook, WriteBatch
 
 __all__ = ["Append", "CellUpdate", "NewTab", "Table", "Workbook", "WriteBatch", "is_google", "open_workbook"]
@@ -15,15 +13,13 @@ def is_google(location: str) -> bool:
     return spreadsheet_key(location) is not None
 
 
-def open_workbook(
-    location: str, warn: Callable[[str], None] = lambda message: None, credentials: str | None = None
-) -> Workbook:
+def open_workbook(location: str, credentials: str | None = None) -> Workbook:
     """A Google Sheet for a Sheets URL or spreadsheet key, else a local .xlsx workbook."""
     from .google import GoogleWorkbook, spreadsheet_key
 
     key = spreadsheet_key(location)
     if key:
-        return GoogleWorkbook(key, credentials_file=credentials, warn=warn)
+        return GoogleWorkbook(key, credentials_file=credentials)
     from .xlsx import XlsxWorkbook
 
-    return XlsxWorkbook(location, warn=warn)
+    return XlsxWorkbook(location)

@@ -58,11 +58,15 @@ class NewTab:
 
 @dataclass
 class Append:
-    """A row appended to `tab` by header name; the tab (or a missing column) is created if needed."""
+    """A row appended to `tab` by header name; the tab (or a missing column) is created if needed.
+
+    `key` names the column whose value identifies the row (a trace id, a run id): how a write that
+    may already have landed recognises the rows it added."""
 
     tab: str
     headers: list[str]
     values: dict[str, object]
+    key: str | None = None
 
 
 @dataclass
@@ -80,6 +84,8 @@ class WriteBatch:
     new_tabs: list[NewTab] = field(default_factory=list)
     appends: list[Append] = field(default_factory=list)
     updates: list[CellUpdate] = field(default_factory=list)
+    # an earlier attempt at these appends may have landed: skip each whose key is already in its tab
+    recheck: bool = False
 
     def __bool__(self) -> bool:
         return bool(self.new_tabs or self.appends or self.updates)
@@ -98,7 +104,12 @@ class Workbook(Protocol):
         """The named tabs that exist, read in one pass."""
 
     def ensure_writable(self) -> None:
-        """Raise UsageError now if a later write is bound to be refused."""
+        """Raise UsageError (WorkbookBusy if it may pass later) now if a write is bound to be refused."""
 
-    def write(self, batch: WriteBatch) -> None:
-        """Apply every change of `batch`, or none of them."""
+    def rows_left(self, title: str) -> int | None:
+        """How many rows can still be appended to tab `title`, when that is cheap to know; else None."""
+
+    def write(self, batch: WriteBatch, wait: float | None = None) -> None:
+        """Apply every change of `batch`, or none of them; wait at most `wait` seconds for other writers.
+
+        Raises TitleTaken, before writing anything, if a new tab's title is in use."""

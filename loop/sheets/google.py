@@ -9,11 +9,11 @@ the Runs row appear together or not at all. Values are written as typed cell val
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import re
 import time
-from typing import Callable
 
 import gspread
 import requests
@@ -21,10 +21,12 @@ from gspread.exceptions import APIError
 from gspread.utils import absolute_range_name, extract_id_from_url
 from requests.adapters import HTTPAdapter
 
-from ..errors import RunFailure, UsageError
+from ..errors import RunFailure, TitleTaken, UsageError
 from ..values import cell_text, normalize_header
-from .base import NewTab, Table, WriteBatch
+from .base import Append, NewTab, Table, WriteBatch
 from .google_auth import account_email, load_credentials
+
+log = logging.getLogger(__name__)
 
 GOOGLE_CELL_LIMIT = 50_000
 SHEETS_ROOT = "https://sheets.googleapis.com"
@@ -42,9 +44,17 @@ def spreadsheet_key(location: str) -> str | None:
     return location if _KEY.match(location) and not location.lower().endswith(".xlsx") else None
 
 
+class AmbiguousWrite(Exception):
+    """A write whose answer was lost (a timeout, a dropped connection, a server error): Google may
+    have applied it. Sending it again blindly could add a second tab or the same rows twice."""
+
+
 class RetryingHTTPClient(gspread.HTTPClient):
     """gspread's client with what it lacks: a timeout on every request, and bounded, jittered
-    exponential backoff on rate limits, server errors and dropped connections, honouring Retry-After."""
+    exponential backoff on rate limits, server errors and dropped connections, honouring Retry-After.
+
+    A batchUpdate is only retried by this layer when Google surely did not apply it (a rate limit,
+    or a connection never made); otherwise AmbiguousWrite lets the caller look before it writes again."""
 
     attempts = 5
     base_delay = 1.0
@@ -55,16 +65,27 @@ class RetryingHTTPClient(gspread.HTTPClient):
         super().__init__(auth, session)
         self.set_timeout(self.timeout_seconds)
 
-    def request(self, *args, **kwargs):
+    def request(self, method, endpoint, *args, **kwargs):
+        once = method.lower() == "post" and endpoint.endswith(":batchUpdate")
         for attempt in range(1, self.attempts + 1):
             try:
-                return super().request(*args, **kwargs)
+                return super().request(method, endpoint, *args, **kwargs)
             except APIError as error:
                 status = error.response.status_code
-                if status not in _RETRIABLE or attempt == self.attempts:
+                if status not in _RETRIABLE:
+                    raise
+                if once and status != 429:
+                    raise AmbiguousWrite(f"HTTP {status}") from error
+                if attempt == self.attempts:
                     raise
                 delay = _retry_after(error.response) or self._backoff(attempt)
-            except (requests.ConnectionError, requests.Timeout):
+            except requests.ConnectTimeout:
+                if attempt == self.attempts:
+                    raise
+                delay = self._backoff(attempt)
+            except (requests.ConnectionError, requests.Timeout) as error:
+                if once:
+                    raise AmbiguousWrite(error.__class__.__name__) from error
                 if attempt == self.attempts:
                     raise
                 delay = self._backoff(attempt)
@@ -97,7 +118,7 @@ class _ApiRoot(HTTPAdapter):
 class GoogleWorkbook:
     cell_limit = GOOGLE_CELL_LIMIT
 
-    def __init__(self, key: str, credentials_file: str | None = None, warn: Callable[[str], None] = lambda m: None):
+    def __init__(self, key: str, credentials_file: str | None = None):
         self.key = key
         self.location = f"https://docs.google.com/spreadsheets/d/{key}"
         self._credentials = load_credentials(credentials_file)
@@ -122,6 +143,9 @@ class GoogleWorkbook:
     def ensure_writable(self) -> None:
         self._sheets()  # surfaces "not shared" and "no such sheet" before any model call
 
+    def rows_left(self, title: str) -> int | None:
+        return None  # appendCells grows the grid; only the spreadsheet's cell limit bounds it
+
     def read(self, titles: list[str]) -> dict[str, Table]:
         present = [t for t in titles if t in self._sheets()]
         if not present:
@@ -144,11 +168,48 @@ class GoogleWorkbook:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def write(self, batch: WriteBatch) -> None:
+    def write(self, batch: WriteBatch, wait: float | None = None) -> None:
+        """One atomic batchUpdate. If its answer is lost, look whether it landed before sending it again."""
         if not batch:
             return
+        client = self._http
+        for attempt in range(1, client.attempts + 1):
+            try:
+                requests_ = self._requests(batch)
+                if requests_:
+                    self._call(lambda: client.batch_update(self.key, {"requests": requests_}))
+                return
+            except AmbiguousWrite as lost:
+                self._forget()
+                if self._landed(batch):
+                    log.info("A write to the Google Sheet timed out but had landed; it was not sent again.")
+                    return
+                if attempt == client.attempts:
+                    raise RunFailure(f"Google Sheets did not confirm a write ({lost}) after {attempt} attempts; "
+                                     "Nothing was written; try again later.") from None
+                batch = WriteBatch(batch.new_tabs, batch.appends, batch.updates, recheck=True)
+                time.sleep(client._backoff(attempt))
+            except TitleTaken:
+                self._forget()
+                if self._landed(batch):  # an earlier attempt added it: the write is done
+                    return
+                raise
+            finally:
+                self._forget()
+
+    def _forget(self) -> None:
+        """Drop what this command read of the sheet's shape, so the next look is fresh."""
+        self._metadata = None
+        self._headers = {}
+
+    def _requests(self, batch: WriteBatch) -> list[dict]:
         sheets = self._sheets()
+        taken = {title.casefold() for title in sheets}
+        for tab in batch.new_tabs:
+            if tab.title.casefold() in taken:
+                raise TitleTaken(tab.title)
         self._fetch_headers({a.tab for a in batch.appends} | {u.tab for u in batch.updates})
+        appends = self._unwritten(batch.appends) if batch.recheck else batch.appends
         used_ids = {p["sheetId"] for p in sheets.values()}
         ids = {title: p["sheetId"] for title, p in sheets.items()}
         columns = {title: p.get("gridProperties", {}).get("columnCount", 26) for title, p in sheets.items()}
@@ -163,7 +224,8 @@ class GoogleWorkbook:
 
         for tab in batch.new_tabs:
             new_tab(tab)
-        for append in batch.appends:
+        rows: dict[str, list[dict]] = {}
+        for append in appends:
             if append.tab not in ids:
                 new_tab(NewTab(append.tab, append.headers, []))
             column_of = self._columns(append.tab, list(append.values), headers, columns, ids, requests_)
@@ -171,17 +233,58 @@ class GoogleWorkbook:
             row = [None] * width
             for key, value in append.values.items():
                 row[column_of[normalize_header(key)]] = value
-            requests_.append({"appendCells": {"sheetId": ids[append.tab], "rows": [_row(row, self.cell_limit)],
-                                              "fields": "userEnteredValue"}})
+            rows.setdefault(append.tab, []).append(_row(row, self.cell_limit))
+        for tab, tab_rows in rows.items():  # one appendCells per tab carries all of its rows, in order
+            requests_.append({"appendCells": {"sheetId": ids[tab], "rows": tab_rows, "fields": "userEnteredValue"}})
         for update in batch.updates:
             column_of = self._columns(update.tab, [update.column], headers, columns, ids, requests_)
             requests_.append({"updateCells": {
                 "start": {"sheetId": ids[update.tab], "rowIndex": update.row - 1,
                           "columnIndex": column_of[normalize_header(update.column)]},
                 "rows": [_row([update.value], self.cell_limit)], "fields": "userEnteredValue"}})
-        self._call(lambda: self._http.batch_update(self.key, {"requests": requests_}))
-        self._metadata = None
-        self._headers = {}
+        return requests_
+
+    def _landed(self, batch: WriteBatch) -> bool:
+        """Whether an atomic batch is already in the sheet: its first new tab holds what it wrote,
+        and its first identified row is there. A batch of cell updates only is safe to send again."""
+        witnesses = []
+        if batch.new_tabs:
+            tab = batch.new_tabs[0]
+            witnesses.append(lambda: self._holds(tab))
+        keyed = next((a for a in batch.appends if a.key), None)
+        if keyed:
+            witnesses.append(lambda: bool(keyed.tab in self._sheets() and not self._unwritten([keyed])))
+        return bool(witnesses) and all(check() for check in witnesses)
+
+    def _holds(self, tab: NewTab) -> bool:
+        if tab.title not in self._sheets():
+            return False
+        answer = self._call(lambda: self._http.values_batch_get(
+            self.key, [absolute_range_name(tab.title, "1:2")], params={"valueRenderOption": "UNFORMATTED_VALUE"}))
+        found = (answer.get("valueRanges") or [{}])[0].get("values", [])
+        wrote = [tab.headers] + tab.rows[:1]
+        return len(found) == len(wrote) and all(
+            [_plain(v) for v in got] == [_plain(v) for v in _trim(want)] for got, want in zip(found, wrote))
+
+    def _unwritten(self, appends: list[Append]) -> list[Append]:
+        """The appends whose key is not in their tab yet: one read of each key column."""
+        keyed = {(a.tab, a.key) for a in appends if a.key and a.tab in self._sheets()}
+        self._fetch_headers({tab for tab, _ in keyed})
+        ranges, where = [], []
+        for tab, key in sorted(keyed):
+            position = next((i for i, h in enumerate(self._headers.get(tab, [])) if normalize_header(h) == normalize_header(key)), None)
+            if position is not None:
+                letter = gspread.utils.rowcol_to_a1(1, position + 1).rstrip("0123456789")
+                ranges.append(absolute_range_name(tab, f"{letter}2:{letter}"))
+                where.append((tab, key))
+        present: dict[tuple[str, str], set[str]] = {}
+        if ranges:
+            answer = self._call(lambda: self._http.values_batch_get(
+                self.key, ranges, params={"valueRenderOption": "UNFORMATTED_VALUE", "majorDimension": "COLUMNS"}))
+            for spot, value_range in zip(where, answer.get("valueRanges", [])):
+                present[spot] = {str(v) for v in (value_range.get("values") or [[]])[0]}
+        return [a for a in appends
+                if not a.key or str(a.values.get(a.key)) not in present.get((a.tab, a.key), set())]
 
     def _fetch_headers(self, tabs: set[str]) -> None:
         """Row 1 of existing tabs this command did not read, in one request."""
@@ -221,6 +324,9 @@ class GoogleWorkbook:
         try:
             return action()
         except APIError as error:
+            if error.response.status_code == 400 and "already exists" in str(error.error.get("message", "")):
+                title = re.search(r'name "(.*)" already exists', error.error["message"], re.S)
+                raise TitleTaken(title.group(1) if title else "") from None
             raise self._explain(error) from None
         except RefreshError as error:
             raise UsageError(f"Google refused the credentials ({error}); check the key file or run `loop auth` again.") from None
@@ -242,7 +348,11 @@ class GoogleWorkbook:
             return UsageError("Google rejected the credentials; check GOOGLE_APPLICATION_CREDENTIALS or run `loop auth`.")
         if status in _RETRIABLE:
             return RunFailure(f"Google Sheets answered HTTP {status} after retries; try again later. Nothing was written.")
-        return RunFailure(f"Google Sheets refused the request: {error.error.get('message', error)}")
+        message = str(error.error.get("message", error))
+        if "above the limit" in message and "cells" in message:
+            return UsageError("The Google Sheet is full (Google allows 10 million cells in a spreadsheet); move older "
+                              "rows to another spreadsheet and run again. Nothing was written.")
+        return RunFailure(f"Google Sheets refused the request: {message}")
 
 
 def _new_sheet_id(used: set[int]) -> int:
@@ -260,6 +370,25 @@ def _cell(value, limit: int) -> dict:
     if isinstance(value, (int, float)):
         return {"userEnteredValue": {"numberValue": value}}
     return {"userEnteredValue": {"stringValue": cell_text(value, limit)}}
+
+
+def _plain(value):
+    """A cell value as written or read back, for comparing the two."""
+    if value is None:
+        return ""
+    if isinstance(value, bool) or isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)):
+        return float(value)
+    return str(value)
+
+
+def _trim(row: list) -> list:
+    """A row as the API reads it back: without its trailing empty cells, text cut to the cell limit."""
+    row = [cell_text(v, GOOGLE_CELL_LIMIT) if isinstance(v, str) else v for v in row]
+    while row and row[-1] in (None, ""):
+        row.pop()
+    return row
 
 
 def _row(values: list, limit: int) -> dict:
