@@ -68,9 +68,16 @@ class TraceArchive:
         except FileNotFoundError:
             return {"offset": self.path.stat().st_size if self.path.exists() else 0, "inflight": None}
 
+    def withdraw(self, trace_ids: list[str]) -> None:
+        """Take back drafts that the sheet refused for good (a damaged workbook): they are never delivered."""
+        with FileLock(str(self.folder / ".lock"), timeout=60):
+            files.append_json_lines(self.path, [{"withdrawn": trace_ids}])
+
     def pending(self) -> Pending:
         state = self._read_state()
-        rows, end = files.read_json_lines(self.path, state["offset"])
+        records, end = files.read_json_lines(self.path, state["offset"])
+        withdrawn = {trace_id for record in records for trace_id in record.get("withdrawn", [])}
+        rows = [r for r in records if "trace_id" in r and r["trace_id"] not in withdrawn]
         return Pending(rows, end, recheck=state.get("inflight") is not None)
 
     @contextmanager
@@ -101,7 +108,7 @@ class TraceArchive:
                 offset = self._read_state()["offset"]
                 files.write_text(self._state, json.dumps({"offset": offset, "inflight": pending.end}))
             workbook.write(batch, wait)
-            if pending.rows:
+            if pending.end > self._read_state()["offset"]:
                 files.write_text(self._state, json.dumps({"offset": pending.end, "inflight": None}))
         return len(pending.rows)
 
@@ -190,14 +197,18 @@ def log_drafts(records: list[dict], settings=None, wait: bool = True) -> list[st
     created_at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     rows = [{"trace_id": str(uuid.uuid4()), "created_at": created_at, **r,
              "prompt_version": r.get("prompt_version") or version} for r in records]
+    ids = [row["trace_id"] for row in rows]
     workspace.traces.add(rows)
     if wait:
         try:
             workspace.write(WriteBatch(), wait=LOG_WAIT_SECONDS)
         except (WorkbookBusy, RunFailure) as reason:
-            log.warning("%s %d draft(s) wait in %s and reach the sheet with the next command that writes, "
-                        "or `loop sync`.", reason, len(rows), workspace.traces.folder)
-    return [row["trace_id"] for row in rows]
+            log.warning("%s %s in %s and reach the sheet with the next command that writes, or `loop sync`.",
+                        reason, "1 draft waits" if len(ids) == 1 else f"{len(ids)} drafts wait", workspace.traces.folder)
+        except UsageError:
+            workspace.traces.withdraw(ids)  # a refusal that will not pass by itself: nothing was logged
+            raise
+    return ids
 
 
 def log_draft(ticket: str, draft: str, *, ticket_id: str = "", thread="", kb_sources="",
