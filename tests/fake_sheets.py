@@ -205,7 +205,9 @@ class FakeSheets(LocalServer):
 
     def fail(self, *actions: dict) -> None:
         """Queue {"status": 429, "headers": {...}, "message": ...} or {"delay": s}, optionally with
-        "match": "batchUpdate" | "batchGet" | "metadata" | "values" to wait for a request of that kind."""
+        "match": "batchUpdate" | "batchGet" | "metadata" | "values" to wait for a request of that kind.
+        With "after": True the request is applied first, then {"delay": s} holds the answer back or
+        {"drop": True} closes the connection without one: a write whose answer was lost."""
         with self._lock:
             self._faults.extend(actions)
 
@@ -236,10 +238,16 @@ class FakeSheets(LocalServer):
                 raise ApiError(401, f"Request is missing required authentication credential. {AUTH_HELP}")
             if token[len("Bearer "):] not in self._tokens:
                 raise ApiError(401, f"Request had invalid authentication credentials. {AUTH_HELP}")
-            self._inject_fault(path)
+            after = self._inject_fault(path)
             if bad_json or not isinstance(body, (dict, type(None))):
                 raise ApiError(400, "Invalid JSON payload received.")
             payload = self._route(method, path, query, body or {})
+            if after and after.get("drop"):  # applied, then the connection broke before the answer
+                handler.close_connection = True
+                handler.connection.shutdown(2)
+                return
+            if after and after.get("delay"):  # applied, then the answer came too late
+                time.sleep(after["delay"])
         except Exception as exc:  # noqa: BLE001 -- an ApiError answers as Google would; anything else is a bug: 500
             err = exc if isinstance(exc, ApiError) else ApiError(500, f"fake_sheets crashed: {exc!r}")
             if err.code == 401:
@@ -248,7 +256,9 @@ class FakeSheets(LocalServer):
             return self._send(handler, err.code, {"error": error}, err.headers)
         self._send(handler, 200, payload)
 
-    def _inject_fault(self, path: str) -> None:
+    def _inject_fault(self, path: str) -> dict | None:
+        """Act on the next queued fault for this kind of request; a fault marked "after" is returned,
+        to act once the request has been applied."""
         match = ROUTE.fullmatch(path)
         suffix = match.group(2) if match else None  # None: metadata; ":batchUpdate", "/values:batchGet", "/values/..."
         kind = (suffix.split(":")[-1] if suffix in (":batchUpdate", "/values:batchGet")
@@ -257,12 +267,15 @@ class FakeSheets(LocalServer):
             action = next((a for a in self._faults if a.get("match") in (None, kind)), None)
             if action is not None:
                 self._faults.remove(action)
+        if action and action.get("after"):
+            return action
         if action and action.get("delay"):
             time.sleep(action["delay"])
         if action and "status" in action:
             status = action["status"]
             message = action.get("message", MESSAGES.get(status, "Error"))
             raise ApiError(status, message, dict(action.get("headers", {})))
+        return None
 
     def _token(self, handler, raw: bytes) -> None:
         form = {k: v[0] for k, v in parse_qs(raw.decode(), keep_blank_values=True).items()}

@@ -206,3 +206,56 @@ def test_the_judge_works_on_a_google_sheet_without_touching_scores(workspace, go
     assert (rows["p"]["score"], rows["p"]["comment"], rows["p"].get("judge_score")) == ("👍", "fine", None)
     assert (rows["u"]["judge_score"], rows["u"]["score"]) == ("👎", None)
     assert len(google.requests) == 4  # metadata, read, read again before writing, one batchUpdate
+
+
+# --- a write whose answer was lost (timeout or dropped connection after Google applied it) ----------
+
+
+def _lost_answer_cases():
+    return [{"after": True, "delay": 1.5, "match": "batchUpdate"}, {"after": True, "drop": True, "match": "batchUpdate"}]
+
+
+def test_an_improve_whose_write_landed_but_timed_out_finishes_with_one_tab(workspace, google, model, cli, monkeypatch):
+    from loop.sheets.google import RetryingHTTPClient
+
+    monkeypatch.setattr(RetryingHTTPClient, "timeout_seconds", (2.0, 0.5))
+    sheet = GoogleSheet(google)
+    for fault in _lost_answer_cases():
+        sheet.create(reviewed(12))
+        google.requests.clear()
+        google.fail(fault)
+        result = cli("improve", "--sheet", KEY)
+        assert "Wrote tab" in result.output
+        tabs = [t for t in sheet.titles() if t.startswith(schema.EDITS_PREFIX)]
+        assert len(tabs) == 1, (fault, tabs)
+        assert len(sheet.tab(schema.RUNS)) == 1
+        assert len(api_requests(google, ":batchUpdate")) == 1  # recognised as landed: not sent again
+
+
+def test_logged_drafts_whose_write_landed_but_was_lost_are_not_doubled(workspace, google, model, cli, monkeypatch):
+    from loop.sheets.google import RetryingHTTPClient
+
+    monkeypatch.setattr(RetryingHTTPClient, "timeout_seconds", (2.0, 0.5))
+    sheet = GoogleSheet(google)
+    sheet.create([draft(trace_id="old")])
+    for fault in _lost_answer_cases():
+        google.fail(fault)
+        trace_id = cli("log", "--sheet", KEY, "--ticket", "t", "--draft", "d").output.split()[-1]
+        ids = [r["trace_id"] for r in sheet.tab(schema.DRAFTS)]
+        assert ids.count(trace_id) == 1, (fault, ids)
+    assert len(sheet.tab(schema.DRAFTS)) == 3
+
+
+def test_a_tab_title_another_run_took_is_not_mistaken_for_this_runs(workspace, google, model, cli):
+    from datetime import datetime, timezone
+
+    sheet = GoogleSheet(google)
+    sheet.create(reviewed(12))
+    now = datetime.now(timezone.utc)
+    google.fail({"status": 400, "match": "batchUpdate",
+                 "message": f'Invalid requests[0].addSheet: A sheet with the name "Edits {now:%Y-%m-%d %H%M}" '
+                            'already exists. Please enter another name.'})
+    result = cli("improve", "--sheet", KEY)
+    title = result.output.split("Wrote tab '")[1].split("'")[0]
+    assert title.endswith("(2)") or title != f"Edits {now:%Y-%m-%d %H%M}"
+    assert sheet.tab(schema.RUNS)[0]["edits_tab"] == title and title in sheet.titles()
