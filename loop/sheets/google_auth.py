@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+from .. import files
 from ..errors import UsageError
 
 SCOPES = ["https://www.googleapis.com/auth/spreadsheets"]
@@ -67,11 +68,22 @@ def authorize(client_secret_file: str) -> Path:
         client_config = json.loads(Path(client_secret_file).read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise UsageError(f"Cannot read the OAuth client file {client_secret_file} ({error}); see README: Google Sheets.") from None
-    credentials = local_server_flow(client_config, SCOPES)
+    kind = next((k for k in ("installed", "web") if isinstance(client_config, dict) and isinstance(client_config.get(k), dict)), None)
+    missing = [key for key in ("client_id", "client_secret", "auth_uri", "token_uri")
+               if not kind or not client_config[kind].get(key)]
+    if missing:
+        raise UsageError(f"{client_secret_file} is not an OAuth client file (no {', '.join(missing)}); download it "
+                         "again from Google Cloud: Credentials → OAuth client ID → Desktop app.")
+    try:
+        credentials = local_server_flow(client_config, SCOPES)
+    except ValueError as error:
+        raise UsageError(f"Google sign-in failed ({error}); download the OAuth client file again and retry.") from None
     target = token_file()
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(credentials.to_json(), encoding="utf-8")
+    # a secret: readable by its owner only (the one file that should be 0600)
+    target.touch(mode=0o600, exist_ok=True)
     target.chmod(0o600)
+    files.write_text(target, credentials.to_json())
     return target
 
 
