@@ -131,3 +131,86 @@ def test_several_writers_at_once_on_a_google_sheet_lose_no_row(workspace, google
     assert [r["trace_id"] for r in rows[1:]] and sorted(r["trace_id"] for r in rows[1:]) == sorted(ids)
     assert sorted(r["ticket"] for r in rows[1:]) == sorted(f"ticket {i}" for i in range(24))
     assert rows[0]["comment"] == "too long"
+
+
+# --- pending drafts: durable when the sheet cannot take them yet (CONTRACT §7) ---------------------
+
+
+def test_drafts_logged_while_excel_has_the_workbook_open_reach_it_later_in_order_once(workspace, cli):
+    from click.testing import CliRunner
+
+    from loop.cli import main
+
+    path = write_workbook(workspace / "loop.xlsx", [draft(trace_id="reviewed")])
+    owner = workspace / "~$loop.xlsx"
+    owner.write_bytes(b"Excel")
+    printed = []
+    for i in range(3):
+        result = CliRunner().invoke(main, ["log", "--ticket", f"ticket {i}", "--draft", "d"])
+        assert result.exit_code == 0
+        assert "warning: loop.xlsx is open in Excel" in result.stderr and "1 draft waits" in result.stderr
+        printed.append(result.stdout.strip())
+    assert len(read_tab(path, schema.DRAFTS)) == 1
+    assert "Pending: 3 logged drafts" in cli("status").output
+
+    owner.unlink()
+    assert "Wrote 3 pending drafts" in cli("sync").output
+    rows = read_tab(path, schema.DRAFTS)
+    assert [r["trace_id"] for r in rows] == ["reviewed", *printed]
+    assert [r["ticket"] for r in rows[1:]] == ["ticket 0", "ticket 1", "ticket 2"]
+    assert "No pending drafts" in cli("sync").output
+    assert len(read_tab(path, schema.DRAFTS)) == 4
+
+
+def test_pending_drafts_ride_along_with_the_next_command_that_writes(workspace, model, cli):
+    path = write_workbook(workspace / "loop.xlsx", [draft(), draft(comment="wrong menu path")])
+    (workspace / "~$loop.xlsx").write_bytes(b"Excel")
+    trace_id = cli("log", "--ticket", "late", "--draft", "d").stdout.strip()
+    (workspace / "~$loop.xlsx").unlink()
+    cli("improve")
+    ids = [r["trace_id"] for r in read_tab(path, schema.DRAFTS)]
+    assert ids.count(trace_id) == 1 and ids[-1] == trace_id
+
+
+def test_a_delivery_cut_short_after_the_save_is_not_repeated(workspace):
+    """A crash after the workbook was replaced but before the archive recorded it: the next delivery
+    looks at the sheet and finds the drafts already there."""
+    from loop.sheets import Append, WriteBatch
+    from loop.workspace import Workspace
+
+    path = write_workbook(workspace / "loop.xlsx", [])
+    archive = Workspace().traces
+    log_draft(ticket="one", draft="d", wait=False)
+    offset = json.loads((archive.folder / "delivered.json").read_text())["offset"]
+    pending = archive.pending()
+    # the delivery got as far as replacing the workbook, with its end recorded as in flight
+    Workspace().workbook.write(WriteBatch(appends=[
+        Append(schema.DRAFTS, schema.DRAFT_HEADERS, pending.rows[0], key="trace_id")]))
+    (archive.folder / "delivered.json").write_text(json.dumps({"offset": offset, "inflight": pending.end}))
+    log_draft(ticket="two", draft="d")
+    assert [r["ticket"] for r in read_tab(path, schema.DRAFTS)] == ["one", "two"]
+
+
+def test_log_draft_without_waiting_leaves_the_sheet_to_a_later_sync(workspace, cli):
+    path = write_workbook(workspace / "loop.xlsx", [])
+    trace_id = log_draft(ticket="t", draft="d", wait=False)
+    assert read_tab(path, schema.DRAFTS) == []
+    cli("sync")
+    assert [r["trace_id"] for r in read_tab(path, schema.DRAFTS)] == [trace_id]
+
+
+def test_drafts_logged_during_a_google_outage_reach_the_sheet_later(workspace, google, cli, monkeypatch):
+    from loop.sheets.google import RetryingHTTPClient
+    from tests.backends import KEY, GoogleSheet
+
+    monkeypatch.setattr(RetryingHTTPClient, "attempts", 2)
+    sheet = GoogleSheet(google)
+    sheet.create([draft(trace_id="reviewed")])
+    google.fail(*[{"status": 503}] * 6)
+    result = cli("log", "--sheet", KEY, "--ticket", "during the outage", "--draft", "d")
+    trace_id = result.stdout.strip()
+    assert "1 draft waits" in result.stderr
+    assert [r["trace_id"] for r in sheet.tab(schema.DRAFTS)] == ["reviewed"]
+    google._faults.clear()
+    cli("sync", "--sheet", KEY)
+    assert [r["trace_id"] for r in sheet.tab(schema.DRAFTS)] == ["reviewed", trace_id]
