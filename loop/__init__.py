@@ -7,5 +7,6 @@ from .approval import apply, rollback
 from .config import Settings, resolve
 from .improver import improve
 from .traces import log_draft, log_drafts
+from .workspace import Workspace
 
-__all__ = ["Settings", "apply", "improve", "log_draft", "log_drafts", "resolve", "rollback"]
+__all__ = ["Settings", "Workspace", "apply", "improve", "log_draft", "log_drafts", "resolve", "rollback"]

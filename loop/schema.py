@@ -31,14 +31,15 @@ REQUIRED_DRAFT_COLUMNS = [name for name, required, *_ in DRAFT_COLUMNS if requir
 
 EDIT_COLUMNS = [
     ("approve", 9, "Tick to approve the edit; `loop apply` applies ticked edits whose status is proposed."),
-    ("edit_id", 22, "Unique id of the proposal."),
+    ("edit_id", 22, "Unique id of the proposal, across every run."),
     ("pattern", 24, "The failure pattern the edit addresses."),
     ("find", 50, "The exact passage of the current prompt the edit replaces."),
     ("replace", 50, "The new text for that passage."),
     ("rationale", 40, "Why this edit should fix the pattern."),
     ("evidence", 30, "Trace ids of the failures behind the edit, comma-separated."),
-    ("status", 10, "proposed, rejected (failed validation), applied, or stale (its passage is gone)."),
-    ("check", 36, "Why an edit was rejected or went stale."),
+    ("status", 10, "proposed, rejected (failed validation), applied, stale (its passage is gone), or rolled back "
+                   "(undone by `loop rollback`; tick it to apply it again)."),
+    ("check", 36, "Why an edit was rejected, went stale or was rolled back."),
     ("applied_version", 10, "The prompt version the edit went into."),
 ]
 EDIT_HEADERS = [name for name, *_ in EDIT_COLUMNS]

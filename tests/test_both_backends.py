@@ -111,6 +111,18 @@ def test_formula_like_text_is_stored_as_text(sheet, workspace, model, cli):
     assert prompt.read_text().endswith(answer["replace"] + "\n")
 
 
+def test_characters_xml_forbids_become_a_visible_mark_on_both_backends(sheet, workspace, model, cli):
+    sheet.create([draft(trace_id="f1")])
+    model.queue({"json": {"patterns": [{"name": "Odd\uffff", "description": "", "trace_ids": ["f1"]}]}},
+                {"json": {"edits": [{"pattern": "Odd\uffff", "find": "Read the ticket", "rationale": "r\x01",
+                                     "replace": "Read the \ufffewhole ticket", "evidence": ["f1"]}]}})
+    cli("improve")
+    row = sheet.tab(edits_title(sheet))[0]
+    assert (row["pattern"], row["replace"], row["rationale"]) == ("Odd\ufffd", "Read the \ufffdwhole ticket", "r\ufffd")
+    cli("log", "--ticket", "a\ufffeb\x00c", "--draft", "d")
+    assert sheet.tab(schema.DRAFTS)[-1]["ticket"] == "a\ufffdb\ufffdc"
+
+
 def test_columns_the_tool_does_not_know_are_left_alone(sheet, workspace, model, cli):
     headers = schema.DRAFT_HEADERS + ["my_notes"]
     sheet.create([draft(my_notes="=keep(this)"), draft(my_notes="note")], headers=headers)
