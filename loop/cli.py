@@ -84,6 +84,7 @@ def common(command):
                 sheet=sheet, prompt=prompt, credentials=credentials, model=options.pop("model", None),
                 max_input_tokens=options.pop("max_input_tokens", None),
                 max_edit_chars=options.pop("max_edit_chars", None),
+                max_edit_share=options.pop("max_edit_share", None),
             )
             return command(workspace=Workspace(settings), **options)
 
@@ -126,6 +127,8 @@ def auth(client_secret, debug):
 @click.option("--model", help="Model to call. [env LOOP_MODEL]")
 @click.option("--max-input-tokens", type=click.IntRange(min=1), help="Most input tokens per request. [env LOOP_MAX_INPUT_TOKENS]")
 @click.option("--max-edit-chars", type=click.IntRange(min=1), help="Largest change one edit may make. [env LOOP_MAX_EDIT_CHARS]")
+@click.option("--max-edit-share", type=click.FloatRange(0.01, 1),
+              help="Largest share of the prompt one edit may remove or rewrite. [env LOOP_MAX_EDIT_SHARE]")
 @common
 def improve(workspace, since, include_judge):
     """Propose prompt edits from the failures of the review window, in a new Edits tab."""

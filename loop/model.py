@@ -77,7 +77,8 @@ class ModelClient:
             try:
                 return answer_type.model_validate(valid_unicode(json.loads(_strip_fences(content))))
             except ValidationError as error:
-                problem = f"an answer that breaks the {name} schema ({error.error_count()} errors)"
+                count = error.error_count()
+                problem = f"an answer that breaks the {name} schema ({count} error{'s' if count != 1 else ''})"
             except ValueError:
                 problem = "an answer that is not JSON"
         raise RunFailure(

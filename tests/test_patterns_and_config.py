@@ -33,7 +33,8 @@ def test_flags_beat_environment_which_beats_defaults(monkeypatch):
 
 
 @pytest.mark.parametrize("name, value", [("LOOP_MAX_INPUT_TOKENS", "lots"), ("LOOP_MAX_EDIT_CHARS", "0"),
-                                         ("LOOP_TIMEOUT", "soon")])
+                                         ("LOOP_TIMEOUT", "soon"), ("LOOP_MAX_EDIT_SHARE", "1.5"),
+                                         ("LOOP_MAX_EDIT_SHARE", "half")])
 def test_a_bad_number_in_the_environment_is_a_usage_error_naming_it(monkeypatch, name, value):
     monkeypatch.setenv(name, value)
     with pytest.raises(UsageError, match=name):

@@ -203,11 +203,13 @@ def test_one_edit_cannot_rewrite_most_of_a_short_prompt(workspace, model, cli, m
     row = read_tab(path, edits_tab(path))[0]
     assert row["status"] == "rejected" and "LOOP_MAX_EDIT_SHARE" in row["check"]
 
-    monkeypatch.setenv("LOOP_MAX_EDIT_SHARE", "1")
-    model.queue({}, {"json": {"edits": [rewrite]}})
-    cli("improve")
-    latest = sorted(t for t in openpyxl.load_workbook(path).sheetnames if t.startswith("Edits"))[-1]
-    assert read_tab(path, latest)[0]["status"] == "proposed"
+    for configured in (["--max-edit-share", "1"], []):  # the flag, then the variable
+        if not configured:
+            monkeypatch.setenv("LOOP_MAX_EDIT_SHARE", "1")
+        model.queue({}, {"json": {"edits": [rewrite]}})
+        cli("improve", *configured)
+        latest = [t for t in openpyxl.load_workbook(path).sheetnames if t.startswith("Edits")][-1]
+        assert read_tab(path, latest)[0]["status"] == "proposed"
 
 
 # --- 14. rollback marks what it undid; a rolled-back edit can be applied again -------------------------
