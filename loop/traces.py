@@ -38,7 +38,10 @@ LOG_WAIT_SECONDS = 5.0
 
 @dataclass
 class Pending:
+    """The drafts not yet in the sheet: archive lines from byte `start` to `end`."""
+
     rows: list[dict] = field(default_factory=list)
+    start: int = 0
     end: int = 0
     recheck: bool = False  # an earlier delivery of these rows may have landed
 
@@ -58,9 +61,12 @@ class TraceArchive:
         with FileLock(str(self.folder / ".lock"), timeout=60):
             if not self._state.exists():
                 # an archive from before deliveries were tracked: its drafts were written to the sheet then
-                size = self.path.stat().st_size if self.path.exists() else 0
-                files.write_text(self._state, json.dumps({"offset": size, "inflight": None}))
+                self._mark(self.path.stat().st_size if self.path.exists() else 0)
             files.append_json_lines(self.path, rows)
+
+    def _mark(self, offset: int, inflight: int | None = None) -> None:
+        """Record that the sheet has every draft before `offset`, and maybe those up to `inflight`."""
+        files.write_text(self._state, json.dumps({"offset": offset, "inflight": inflight}))
 
     def _read_state(self) -> dict:
         try:
@@ -78,7 +84,7 @@ class TraceArchive:
         records, end = files.read_json_lines(self.path, state["offset"])
         withdrawn = {trace_id for record in records for trace_id in record.get("withdrawn", [])}
         rows = [r for r in records if "trace_id" in r and r["trace_id"] not in withdrawn]
-        return Pending(rows, end, recheck=state.get("inflight") is not None)
+        return Pending(rows, state["offset"], end, recheck=state.get("inflight") is not None)
 
     @contextmanager
     def delivering(self, wait: float | None):
@@ -105,11 +111,10 @@ class TraceArchive:
                 appends = [Append(schema.DRAFTS, schema.DRAFT_HEADERS, sheet_row(row), key="trace_id")
                            for row in pending.rows]
                 batch = replace(batch, appends=batch.appends + appends, recheck=batch.recheck or pending.recheck)
-                offset = self._read_state()["offset"]
-                files.write_text(self._state, json.dumps({"offset": offset, "inflight": pending.end}))
+                self._mark(pending.start, inflight=pending.end)  # a crash from here on: look before repeating
             workbook.write(batch, wait)
-            if pending.end > self._read_state()["offset"]:
-                files.write_text(self._state, json.dumps({"offset": pending.end, "inflight": None}))
+            if pending.end > pending.start:
+                self._mark(pending.end)
         return len(pending.rows)
 
     def whole(self, trace_ids: set[str]) -> dict[str, dict]:
