@@ -11,7 +11,9 @@ from contextlib import ExitStack
 
 import click
 
-from . import agent, approval, config, improver, judge as judge_module, setup, status as status_module, traces
+from . import agent, approval, config, improver, setup, traces
+from . import judge as judge_module
+from . import status as status_module
 from .errors import LoopError
 from .sheets import WriteBatch
 from .workspace import Workspace

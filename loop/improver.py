@@ -21,7 +21,7 @@ from .patterns import Pattern, find_patterns
 from .proposals import propose_edits
 from .reviews import Draft, SkippedRow, read_drafts
 from .sheets import Append, NewTab, WriteBatch
-from .values import BadValue, DOWN, UP, parse_since
+from .values import DOWN, UP, BadValue, parse_since
 from .workspace import Workspace
 
 log = logging.getLogger(__name__)

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from . import schema
-from .config import Settings
 from .approval import edit_rows
+from .config import Settings
 from .edits import APPLIED, PROPOSED, ROLLED_BACK
 from .errors import UsageError
 from .prompt_store import Version

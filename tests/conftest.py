@@ -101,6 +101,20 @@ def cli():
     return run
 
 
+def add_chart(path: Path) -> None:
+    """A Stats tab with a bar chart: a part openpyxl cannot keep when it saves."""
+    from openpyxl.chart import BarChart, Reference
+
+    book = openpyxl.load_workbook(path)
+    stats = book.create_sheet("Stats")
+    for row in (("week", "failures"), ("w1", 3), ("w2", 5)):
+        stats.append(row)
+    chart = BarChart()
+    chart.add_data(Reference(stats, min_col=2, min_row=1, max_row=3), titles_from_data=True)
+    stats.add_chart(chart, "D2")
+    book.save(path)
+
+
 def read_tab(path: Path, title: str) -> list[dict]:
     book = openpyxl.load_workbook(path)
     rows = list(book[title].iter_rows(values_only=True))

@@ -13,12 +13,11 @@ import zipfile
 import openpyxl
 import pytest
 from click.testing import CliRunner
-from openpyxl.chart import BarChart, Reference
 from python_calamine import CalamineWorkbook
 
 from loop import schema
 from loop.cli import main
-from tests.conftest import PROMPT, draft, edits_tab, read_tab, write_workbook
+from tests.conftest import PROMPT, add_chart, draft, edits_tab, read_tab, write_workbook
 
 FORBIDDEN = "a\ufffeb\uffffc\x01d\x0be"
 SHOWN = "a\ufffdb\ufffdc\ufffdd\ufffde"
@@ -244,17 +243,6 @@ def test_writes_keep_the_mode_of_the_workbook_the_prompt_and_its_versions(worksp
 # --- 7. warnings reach the user from every command -------------------------------------------------
 
 
-def _with_chart(path):
-    book = openpyxl.load_workbook(path)
-    stats = book.create_sheet("Stats")
-    for row in (("week", "failures"), ("w1", 3), ("w2", 5)):
-        stats.append(row)
-    chart = BarChart()
-    chart.add_data(Reference(stats, min_col=2, min_row=1, max_row=3), titles_from_data=True)
-    stats.add_chart(chart, "D2")
-    book.save(path)
-
-
 @pytest.mark.parametrize("command", [
     ["log", "--ticket", "t", "--draft", "d"],
     ["judge"],
@@ -263,7 +251,7 @@ def _with_chart(path):
 ])
 def test_the_chart_backup_warning_reaches_the_user_from_every_command(workspace, model, cli, command):
     path = write_workbook(workspace / "loop.xlsx", [draft(), draft(score=None, comment=None)])
-    _with_chart(path)
+    add_chart(path)
     (workspace / "prompts" / "judge.md").write_text("Good drafts are short.\n", encoding="utf-8")
     (workspace / "tickets.jsonl").write_text(json.dumps({"ticket": "How do I export?"}) + "\n")
     shutil.copytree(os.path.join(os.path.dirname(__file__), "..", "examples", "kb"), workspace / "kb")

@@ -11,13 +11,12 @@ from datetime import datetime
 
 import openpyxl
 import pytest
-from openpyxl.chart import BarChart, Reference
 
 from loop import schema
 from loop.errors import UsageError
 from loop.sheets import Append, CellUpdate, NewTab, Table, WriteBatch, open_workbook
 from loop.sheets.xlsx import EXCEL_CELL_LIMIT, XlsxWorkbook
-from tests.conftest import draft, write_workbook
+from tests.conftest import add_chart, draft, write_workbook
 
 FORMULA_LIKE = ['=HYPERLINK("http://x")', "=1+1", "+1+1", "-1+1", "@SUM(A1:A2)", "=cmd|' /C calc'!A0", "-", "+"]
 MARKER = re.compile(r"…\[cut: \d+ more characters\]$")
@@ -200,14 +199,7 @@ def test_a_workbook_not_open_in_excel_passes_the_check(book_path):
 
 
 def test_a_workbook_with_a_chart_warns_and_keeps_a_backup(book_path, caplog):
-    book = openpyxl.load_workbook(book_path)
-    stats = book.create_sheet("Stats")
-    for row in (("week", "failures"), ("w1", 3), ("w2", 5)):
-        stats.append(row)
-    chart = BarChart()
-    chart.add_data(Reference(stats, min_col=2, min_row=1, max_row=3), titles_from_data=True)
-    stats.add_chart(chart, "D2")
-    book.save(book_path)
+    add_chart(book_path)
     original = book_path.read_bytes()
     with zipfile.ZipFile(book_path) as archive:
         assert any(name.startswith("xl/charts/") for name in archive.namelist())

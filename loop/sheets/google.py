@@ -272,7 +272,8 @@ class GoogleWorkbook:
         self._fetch_headers({tab for tab, _ in keyed})
         ranges, where = [], []
         for tab, key in sorted(keyed):
-            position = next((i for i, h in enumerate(self._headers.get(tab, [])) if normalize_header(h) == normalize_header(key)), None)
+            headers = [normalize_header(h) for h in self._headers.get(tab, [])]
+            position = headers.index(normalize_header(key)) if normalize_header(key) in headers else None
             if position is not None:
                 letter = gspread.utils.rowcol_to_a1(1, position + 1).rstrip("0123456789")
                 ranges.append(absolute_range_name(tab, f"{letter}2:{letter}"))

@@ -68,7 +68,8 @@ def authorize(client_secret_file: str) -> Path:
         client_config = json.loads(Path(client_secret_file).read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise UsageError(f"Cannot read the OAuth client file {client_secret_file} ({error}); see README: Google Sheets.") from None
-    kind = next((k for k in ("installed", "web") if isinstance(client_config, dict) and isinstance(client_config.get(k), dict)), None)
+    sections = client_config if isinstance(client_config, dict) else {}
+    kind = next((k for k in ("installed", "web") if isinstance(sections.get(k), dict)), None)
     missing = [key for key in ("client_id", "client_secret", "auth_uri", "token_uri")
                if not kind or not client_config[kind].get(key)]
     if missing:
