@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import openpyxl
@@ -9,7 +10,7 @@ from openpyxl.styles import Alignment, Font
 
 from . import schema
 from .sheets import NewTab
-from .sheets.xlsx import add_tab
+from .sheets.package import Package, new_sheet_xml
 
 ABOUT_TITLE = "About"
 _ABOUT_INTRO = [
@@ -32,13 +33,10 @@ def template_tabs() -> list[NewTab]:
 
 
 def build(path: str | Path) -> None:
-    """Write a fresh workbook with the Drafts, Runs and About tabs."""
+    """Write a fresh workbook with the Drafts and Runs tabs (made as every new tab is made) and About."""
     book = openpyxl.Workbook()
-    book.remove(book.active)
-    for tab in template_tabs():
-        add_tab(book, tab)
-
-    about = book.create_sheet(ABOUT_TITLE)
+    about = book.active
+    about.title = ABOUT_TITLE
     about.column_dimensions["A"].width = 18
     about.column_dimensions["B"].width = 16
     about.column_dimensions["C"].width = 100
@@ -60,5 +58,11 @@ def build(path: str | Path) -> None:
         about.cell(row, 2, column)
         about.cell(row, 3, text).alignment = Alignment(wrap_text=True)
         row += 1
-    book.save(path)
+    buffer = io.BytesIO()
+    book.save(buffer)
+    package = Package(buffer)
+    bold = package.bold_style()
+    for position, tab in enumerate(template_tabs()):
+        package.add_sheet(tab.title, new_sheet_xml(tab, bold), index=position)
+    package.save(path)
 

@@ -99,8 +99,11 @@ class TraceArchive:
         finally:
             lock.release()
 
-    def deliver(self, workbook, batch: WriteBatch | None = None, wait: float | None = None) -> int:
-        """Write `batch` together with every pending draft; returns how many drafts were delivered."""
+    def deliver(self, workbook, batch: WriteBatch | None = None, wait: float | None = None,
+                fresh: frozenset[str] = frozenset()) -> int:
+        """Write `batch` together with every pending draft; returns how many drafts were delivered.
+
+        Drafts in `fresh` were logged by this very call, so they are not reported as having waited."""
         batch = batch or WriteBatch()
         if not self.exists():
             workbook.write(batch, wait)
@@ -115,6 +118,9 @@ class TraceArchive:
             workbook.write(batch, wait)
             if pending.end > pending.start:
                 self._mark(pending.end)
+        waited = sum(row["trace_id"] not in fresh for row in pending.rows)
+        if waited:
+            log.info("Wrote %d pending draft%s to %s.", waited, "" if waited == 1 else "s", workbook.location)
         return len(pending.rows)
 
     def whole(self, trace_ids: set[str]) -> dict[str, dict]:
@@ -206,7 +212,7 @@ def log_drafts(records: list[dict], settings=None, wait: bool = True) -> list[st
     workspace.traces.add(rows)
     if wait:
         try:
-            workspace.write(WriteBatch(), wait=LOG_WAIT_SECONDS)
+            workspace.write(WriteBatch(), wait=LOG_WAIT_SECONDS, fresh=frozenset(ids))
         except (WorkbookBusy, RunFailure) as reason:
             log.warning("%s %s in %s and reach the sheet with the next command that writes, or `loop sync`.",
                         reason, "1 draft waits" if len(ids) == 1 else f"{len(ids)} drafts wait", workspace.traces.folder)

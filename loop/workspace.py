@@ -67,6 +67,7 @@ class Workspace:
         with self.prompt.lock():
             return self.prompt.sync().label
 
-    def write(self, batch: WriteBatch | None = None, wait: float | None = None) -> int:
+    def write(self, batch: WriteBatch | None = None, wait: float | None = None,
+              fresh: frozenset[str] = frozenset()) -> int:
         """Write `batch`, and every draft waiting in the trace archive, at once; returns the drafts delivered."""
-        return self.traces.deliver(self.workbook, batch, wait)
+        return self.traces.deliver(self.workbook, batch, wait, fresh)

@@ -17,7 +17,7 @@ from python_calamine import CalamineWorkbook
 
 from loop import schema
 from loop.cli import main
-from tests.conftest import PROMPT, add_chart, draft, edits_tab, read_tab, write_workbook
+from tests.conftest import PROMPT, draft, edits_tab, read_tab, write_workbook
 
 FORBIDDEN = "a\ufffeb\uffffc\x01d\x0be"
 SHOWN = "a\ufffdb\ufffdc\ufffdd\ufffde"
@@ -103,26 +103,24 @@ def test_carriage_returns_and_escape_like_text_come_back_as_written(workspace):
 
 
 def test_a_save_that_does_not_open_again_leaves_the_workbook_as_it_was(workspace, cli, monkeypatch):
+    from loop.sheets.package import Package
+
     path = write_workbook(workspace / "loop.xlsx", [draft(trace_id="f1", score=None, comment=None)])
     before = path.read_bytes()
-    real_save = openpyxl.Workbook.save
+    real_save = Package.save
 
-    def corrupting_save(self, filename):  # what openpyxl did with U+FFFE: XML no parser accepts
-        real_save(self, filename)
-        with zipfile.ZipFile(filename) as archive:
-            parts = {name: archive.read(name) for name in archive.namelist()}
-        parts["xl/worksheets/sheet1.xml"] = parts["xl/worksheets/sheet1.xml"].replace(b"</sheetData>",
-                                                                                      "\ufffe</sheetData>".encode())
-        with zipfile.ZipFile(filename, "w") as archive:
-            for name, data in parts.items():
-                archive.writestr(name, data)
+    def corrupting_save(self, target):  # as a U+FFFE once did: a part no XML parser accepts
+        for name, data in list(self.changed.items()):
+            if name.startswith("xl/worksheets/"):
+                self.changed[name] = data.replace(b"</sheetData>", "\ufffe</sheetData>".encode())
+        real_save(self, target)
 
-    monkeypatch.setattr(openpyxl.Workbook, "save", corrupting_save)
+    monkeypatch.setattr(Package, "save", corrupting_save)
     result = cli("log", "--ticket", "t", "--draft", "d", code=0)  # the draft waits as pending
     assert "did not open again" in result.output
     assert path.read_bytes() == before
     assert [p.name for p in workspace.iterdir() if p.name.endswith(".tmp")] == []
-    monkeypatch.setattr(openpyxl.Workbook, "save", real_save)
+    monkeypatch.setattr(Package, "save", real_save)
     cli("sync")
     assert [r["ticket"] for r in read_tab(path, schema.DRAFTS)][-1] == "t"
 
@@ -240,7 +238,7 @@ def test_writes_keep_the_mode_of_the_workbook_the_prompt_and_its_versions(worksp
         assert stat.S_IMODE(os.stat(version).st_mode) == 0o644  # new files follow the umask
 
 
-# --- 7. warnings reach the user from every command -------------------------------------------------
+# --- 7. warnings and progress reach the user from every command -----------------------------------
 
 
 @pytest.mark.parametrize("command", [
@@ -248,16 +246,20 @@ def test_writes_keep_the_mode_of_the_workbook_the_prompt_and_its_versions(worksp
     ["judge"],
     ["draft", "--tickets", "tickets.jsonl", "--kb", "kb"],
     ["improve"],
+    ["sync"],
 ])
-def test_the_chart_backup_warning_reaches_the_user_from_every_command(workspace, model, cli, command):
+def test_what_the_write_path_says_reaches_the_user_from_every_command(workspace, model, cli, command):
     path = write_workbook(workspace / "loop.xlsx", [draft(), draft(score=None, comment=None)])
-    add_chart(path)
     (workspace / "prompts" / "judge.md").write_text("Good drafts are short.\n", encoding="utf-8")
     (workspace / "tickets.jsonl").write_text(json.dumps({"ticket": "How do I export?"}) + "\n")
     shutil.copytree(os.path.join(os.path.dirname(__file__), "..", "examples", "kb"), workspace / "kb")
+    (workspace / "~$loop.xlsx").write_bytes(b"Excel")
+    warned = cli("log", "--ticket", "while open", "--draft", "d").stderr
+    assert "warning: loop.xlsx is open in Excel" in warned
+    (workspace / "~$loop.xlsx").unlink()
     result = cli(*command)
-    assert "warning: loop.xlsx holds charts" in result.output
-    assert len(list(workspace.glob("loop.backup-*.xlsx"))) == 1
+    assert "Wrote 1 pending draft to loop.xlsx" in result.stderr
+    assert [r["ticket"] for r in read_tab(path, schema.DRAFTS)].count("while open") == 1
 
 
 # --- 8. one atomic write: no temporary file is left behind ------------------------------------------

@@ -1,49 +1,33 @@
-"""The local `.xlsx` backend: python-calamine reads (fast), openpyxl writes.
+"""The local `.xlsx` backend: python-calamine reads (fast); writes edit only the parts they change.
 
-A write takes a lock, refuses while Excel or LibreOffice has the file open, reloads the workbook,
-applies the whole batch, saves it to a temporary file, checks that what was saved opens again, and
-only then moves it into place: a crash, a concurrent writer or a bad character never leaves a
-damaged or half-written workbook.
+A write takes a lock, refuses while Excel or LibreOffice has the file open, rewrites the sheet parts
+it touches (`package.py`), copies every other part as it is, checks that the new file opens again,
+and only then moves it into place: a crash, a concurrent writer or a bad character never leaves a
+damaged or half-written workbook, and charts, images, pivot tables and macros are never dropped.
 """
 
 from __future__ import annotations
 
-import logging
 import re
-import shutil
 import zipfile
-from datetime import datetime
+import zlib
 from pathlib import Path
 from xml.parsers import expat
 
-import openpyxl
 from filelock import FileLock, Timeout
-from openpyxl.utils import get_column_letter
-from openpyxl.worksheet.datavalidation import DataValidation
 from python_calamine import CalamineError, CalamineWorkbook
 
 from .. import files
 from ..errors import RunFailure, TitleTaken, UsageError, WorkbookBusy
-from ..values import cell_text, normalize_header
+from ..values import normalize_header
 from .base import Append, NewTab, Table, WriteBatch
-
-log = logging.getLogger(__name__)
+from .package import EXCEL_MAX_ROWS, Package, PackageError, SheetPart, WriteRefused, new_sheet_xml
 
 EXCEL_CELL_LIMIT = 32_767
-EXCEL_MAX_ROWS = 1_048_576
 DEFAULT_WAIT = 120.0
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
-# OOXML writes `_xHHHH_` for a character by its code; a literal one is escaped by its underscore.
-_ESCAPE_LIKE = re.compile(r"_(?=x[0-9A-Fa-f]{4}_)")
 _XML_PART = (".xml", ".rels", ".vml")
 _DIMENSION = re.compile(rb'<(?:\w+:)?dimension ref="[A-Z]+\d+(?::[A-Z]+(\d+))?"')
-# Parts of a workbook that openpyxl cannot read and so drops when it saves.
-_FRAGILE_PARTS = {
-    "xl/charts/": "charts",
-    "xl/media/": "images",
-    "xl/pivotTables/": "pivot tables",
-    "xl/slicers/": "slicers",
-}
 
 
 class XlsxWorkbook:
@@ -89,12 +73,15 @@ class XlsxWorkbook:
     def rows_left(self, title: str) -> int | None:
         """From the tab's recorded dimension, read off the first bytes of its part: cheap at any size."""
         try:
-            with zipfile.ZipFile(self.path) as archive:
-                part = _sheet_parts(archive).get(title)
+            package = Package(str(self.path))
+            try:
+                part = dict(package.sheets()).get(title)
                 if part is None:
                     return EXCEL_MAX_ROWS - 1
-                with archive.open(part) as stream:
+                with package.open(part) as stream:
                     match = _DIMENSION.search(stream.read(4096))
+            finally:
+                package.close()
         except Exception:  # noqa: BLE001 -- a damaged file: the write will say so
             return None
         if not match:
@@ -126,59 +113,100 @@ class XlsxWorkbook:
             self._book = None
 
     def _write(self, batch: WriteBatch) -> None:
-        book = self._load()
-        taken = {title.casefold() for title in book.sheetnames}
-        for tab in batch.new_tabs:
+        try:
+            package = Package(str(self.path))
+        except (zipfile.BadZipFile, KeyError, OSError) as error:
+            raise _damaged(self.path, error) from None
+        except PackageError as error:
+            raise UsageError(f"{self.path} cannot be written: {error}.") from None
+        try:
+            self._splice(package, batch)
+            titles = [title for title, _ in package.sheets()]
+            written: dict[str, tuple[int, int]] = {}
+            with files.atomic_path(self.path, verify=lambda saved: verify(saved, titles, written)) as temporary:
+                written.update(package.save(temporary))
+        except WriteRefused as error:
+            raise RunFailure(f"The saved workbook did not open again ({error}); {self.path.name} was left as it was.") from None
+        except (zipfile.BadZipFile, zlib.error, KeyError, ValueError) as error:
+            if isinstance(error, PackageError):
+                raise UsageError(f"{self.path} cannot be written: {error}.") from None
+            raise _damaged(self.path, error) from None
+        finally:
+            package.close()
+
+    def _splice(self, package: Package, batch: WriteBatch) -> None:
+        """Apply the batch to the parts it touches; every other part stays as it is."""
+        parts = dict(package.sheets())
+        new_tabs = list(batch.new_tabs)
+        for append in batch.appends:
+            if append.tab not in parts and all(t.title != append.tab for t in new_tabs):
+                new_tabs.append(NewTab(append.tab, append.headers, []))
+        taken = {title.casefold() for title in parts}
+        for tab in new_tabs:
             if tab.title.casefold() in taken:
                 raise TitleTaken(tab.title)
             taken.add(tab.title.casefold())
-        for tab in batch.new_tabs:
-            add_tab(book, tab)
-        appends = _unwritten(book, batch.appends) if batch.recheck else batch.appends
-        _check_room(book, appends)
+        bold = package.bold_style() if new_tabs else None
+        for tab in new_tabs:
+            parts[tab.title] = package.add_sheet(tab.title, new_sheet_xml(tab, bold))
+
+        sheets: dict[str, SheetPart] = {}
+
+        def sheet(title: str) -> SheetPart:
+            if title not in sheets:
+                if title not in parts:
+                    raise UsageError(f"{self.path.name} has no {title} tab; add it (see sheets_template.xlsx).")
+                sheets[title] = SheetPart(package.read(parts[title]), package.strings())
+            return sheets[title]
+
+        appends = self._unwritten(batch.appends) if batch.recheck else batch.appends
+        next_row: dict[str, int] = {}
         for append in appends:
-            _append(book, append)
+            target = sheet(append.tab)
+            if append.tab not in next_row:
+                next_row[append.tab] = target.last_used_row() + 1
+                if next_row[append.tab] - 1 + sum(a.tab == append.tab for a in appends) > EXCEL_MAX_ROWS:
+                    raise UsageError(
+                        f"The {append.tab} tab is full (Excel holds {EXCEL_MAX_ROWS:,} rows); move older rows to "
+                        "another workbook and run again. Nothing was written.")
+            for key, value in append.values.items():
+                target.set(next_row[append.tab], target.column(key), value)
+            next_row[append.tab] += 1
         for update in batch.updates:
-            sheet = book[update.tab]
-            column = _header_index(sheet).get(normalize_header(update.column))
-            if column is None:
-                column = _add_column(sheet, update.column)
-            set_value(sheet.cell(update.row, column), update.value)
-        self._back_up_fragile_parts()
-        tabs = [sheet.title for sheet in book.worksheets]
-        with files.atomic_path(self.path, verify=lambda saved: verify(saved, tabs)) as temporary:
-            book.save(temporary)
+            target = sheet(update.tab)
+            target.set(update.row, target.column(update.column), update.value)
+        for title, target in sheets.items():
+            if target.writes:
+                package.put(parts[title], target.render())
 
-    def _load(self):
-        """The workbook for writing; macros are kept when it has them."""
-        try:
-            with zipfile.ZipFile(self.path) as archive:
-                macros = "xl/vbaProject.bin" in archive.namelist()
-            return openpyxl.load_workbook(self.path, rich_text=True, keep_vba=macros)
-        except Exception as error:  # openpyxl fails in many ways on a damaged part: zlib, XML, KeyError
-            raise _damaged(self.path, error) from None
-
-    def _back_up_fragile_parts(self) -> None:
-        lost = _fragile_parts(self.path)
-        if lost:
-            backup = self.path.with_name(f"{self.path.stem}.backup-{datetime.now():%Y%m%d-%H%M%S}{self.path.suffix}")
-            shutil.copy2(self.path, backup)
-            log.warning("%s holds %s that openpyxl cannot keep; the original is saved as %s.",
-                        self.path.name, ", ".join(lost), backup.name)
+    def _unwritten(self, appends: list[Append]) -> list[Append]:
+        """The appends whose key is not in their tab yet (an earlier attempt may have added some)."""
+        tables = self.read(sorted({a.tab for a in appends if a.key}))
+        present: dict[tuple[str, str], set[str]] = {}
+        for tab, key in {(a.tab, a.key) for a in appends if a.key and a.tab in tables}:
+            column = normalize_header(key)
+            present[(tab, key)] = {str(r[column]) for _, r in tables[tab].records() if r.get(column) is not None}
+        return [a for a in appends if not a.key or str(a.values.get(a.key)) not in present.get((a.tab, a.key), set())]
 
 
-def verify(path: Path, titles: list[str]) -> None:
-    """Refuse a saved workbook that would not open again: every part must unpack with a good
-    checksum, every XML part must parse, and python-calamine must see every tab in `titles`."""
+def verify(path: Path, titles: list[str], written: dict[str, tuple[int, int]] | None = None) -> None:
+    """Refuse a saved workbook that would not open again. Parts written anew were parsed before they
+    were compressed; here their checksums and sizes must be the ones written (`written`; without it,
+    every part is unpacked and every XML part parsed), and python-calamine must see every tab."""
     try:
         with zipfile.ZipFile(path) as archive:
-            for info in archive.infolist():
-                with archive.open(info) as stream:
-                    if info.filename.endswith(_XML_PART):
-                        expat.ParserCreate().ParseFile(stream)
-                    else:
-                        while stream.read(1 << 20):
-                            pass
+            if written is None:
+                for info in archive.infolist():
+                    with archive.open(info) as stream:
+                        if info.filename.endswith(_XML_PART):
+                            expat.ParserCreate().ParseFile(stream)
+                        else:
+                            while stream.read(1 << 20):
+                                pass
+            for name, (crc, size) in (written or {}).items():
+                info = archive.getinfo(name)
+                if (info.CRC, info.file_size) != (crc, size):
+                    raise zipfile.BadZipFile(f"{name} was not written as meant")
         seen = CalamineWorkbook.from_path(str(path)).sheet_names
     except Exception as error:  # noqa: BLE001 -- whatever the reason, the original must stay
         raise RunFailure(f"The saved workbook did not open again ({error}); {path.name} was left as it was.") from None
@@ -209,153 +237,3 @@ def _damaged(path: Path, error: Exception) -> UsageError:
     reason = " ".join(str(error).split())[:160] or error.__class__.__name__
     return UsageError(f"{path} is damaged and cannot be read ({reason}); restore it from a backup, "
                       "or open it in Excel and save it again.")
-
-
-def _sheet_parts(archive: zipfile.ZipFile) -> dict[str, str]:
-    """Tab title → the zip path of its sheet XML, from the workbook part and its relationships."""
-    workbook = archive.read("xl/workbook.xml")
-    relationships = archive.read("xl/_rels/workbook.xml.rels")
-    targets = {}
-    for element in re.finditer(rb"<(?:\w+:)?Relationship\b[^>]*>", relationships):
-        attributes = dict(re.findall(rb'(\w+)="([^"]*)"', element.group(0)))
-        target = attributes.get(b"Target", b"").decode()
-        targets[attributes.get(b"Id", b"").decode()] = target.lstrip("/") if target.startswith("/") else "xl/" + target
-    parts = {}
-    for element in re.finditer(rb"<(?:\w+:)?sheet\b[^>]*>", workbook):
-        name = re.search(rb'\bname="([^"]*)"', element.group(0))
-        rid = re.search(rb'\br:id="([^"]*)"', element.group(0)) or re.search(rb'\b\w+:id="([^"]*)"', element.group(0))
-        if name and rid:
-            title = _unescape_attribute(name.group(1).decode())
-            parts[title] = targets.get(rid.group(1).decode(), "")
-    return parts
-
-
-def _unescape_attribute(text: str) -> str:
-    from xml.sax.saxutils import unescape
-
-    return unescape(text, {"&quot;": '"', "&apos;": "'"})
-
-
-def _fragile_parts(path: Path) -> list[str]:
-    found = []
-    with zipfile.ZipFile(path) as archive:
-        names = archive.namelist()
-        for prefix, what in _FRAGILE_PARTS.items():
-            if any(name.startswith(prefix) for name in names) and what not in found:
-                found.append(what)
-        for name in names:
-            if name.startswith("xl/worksheets/sheet") and b"x14:dataValidation" in archive.read(name):
-                found.append("data validations stored as extensions")
-                break
-    return found
-
-
-def _unwritten(book, appends: list[Append]) -> list[Append]:
-    """The appends whose key value is not in their tab yet (an earlier attempt may have added some)."""
-    present: dict[tuple[str, str], set] = {}
-    result = []
-    for append in appends:
-        if not append.key or append.tab not in book.sheetnames:
-            result.append(append)
-            continue
-        if (append.tab, append.key) not in present:
-            sheet = book[append.tab]
-            column = _header_index(sheet).get(normalize_header(append.key))
-            values = set()
-            if column:
-                values = {str(row[0]) for row in sheet.iter_rows(min_row=2, min_col=column, max_col=column,
-                                                                 values_only=True) if row[0] is not None}
-            present[(append.tab, append.key)] = values
-        if str(append.values.get(append.key)) not in present[(append.tab, append.key)]:
-            result.append(append)
-    return result
-
-
-def _check_room(book, appends: list[Append]) -> None:
-    wanted: dict[str, int] = {}
-    for append in appends:
-        wanted[append.tab] = wanted.get(append.tab, 0) + 1
-    for title, count in wanted.items():
-        used = _last_used_row(book[title]) if title in book.sheetnames else 1
-        if used + count > EXCEL_MAX_ROWS:
-            raise UsageError(
-                f"The {title} tab is full (Excel holds {EXCEL_MAX_ROWS:,} rows); move older rows to another "
-                "workbook and run again. Nothing was written."
-            )
-
-
-def _append(book, append: Append) -> None:
-    if append.tab not in book.sheetnames:
-        add_tab(book, NewTab(append.tab, append.headers, []))
-    sheet = book[append.tab]
-    columns = _header_index(sheet)
-    row_number = _last_used_row(sheet) + 1
-    for key, value in append.values.items():
-        column = columns.get(normalize_header(key))
-        if column is None:
-            column = columns[normalize_header(key)] = _add_column(sheet, key)
-        set_value(sheet.cell(row_number, column), value)
-
-
-def set_value(cell, value) -> None:
-    """Store a plain value; text is never turned into a formula whatever it starts with."""
-    if isinstance(value, str):
-        cell.value = ooxml_text(cell_text(value, EXCEL_CELL_LIMIT))
-        cell.data_type = "s"
-    else:
-        cell.value = value
-
-
-def ooxml_text(text: str) -> str:
-    """Text as OOXML stores it: a carriage return (which XML would turn into a line feed) and a literal
-    `_xHHHH_` (which readers would decode) are written in the format's own escape."""
-    return _ESCAPE_LIKE.sub("_x005F_", text).replace("\r", "_x000D_")
-
-
-def add_tab(book, tab: NewTab) -> None:
-    """A new sheet with a bold, frozen header row, column widths, checkboxes and dropdowns."""
-    sheet = book.create_sheet(tab.title)
-    for column, header in enumerate(tab.headers, start=1):
-        set_value(sheet.cell(1, column), header)
-        sheet.cell(1, column).font = openpyxl.styles.Font(bold=True)
-        width = tab.column_widths.get(header)
-        if width:
-            sheet.column_dimensions[get_column_letter(column)].width = width
-    for row_number, row in enumerate(tab.rows, start=2):
-        for column, value in enumerate(row, start=1):
-            set_value(sheet.cell(row_number, column), value)
-    sheet.freeze_panes = "A2"
-    if tab.checkbox_column and tab.rows:
-        letter = get_column_letter(tab.headers.index(tab.checkbox_column) + 1)
-        validation = DataValidation(type="list", formula1='"TRUE,FALSE"', allow_blank=True)
-        validation.add(f"{letter}2:{letter}{len(tab.rows) + 1}")
-        sheet.add_data_validation(validation)
-    for header, choices in tab.dropdowns.items():
-        letter = get_column_letter(tab.headers.index(header) + 1)
-        # people also type up/down, yes/no: the reader accepts them, so the list only offers
-        dropdown = DataValidation(type="list", formula1='"' + ",".join(choices) + '"', allow_blank=True,
-                                  showErrorMessage=False)
-        dropdown.add(f"{letter}2:{letter}{EXCEL_MAX_ROWS}")
-        sheet.add_data_validation(dropdown)
-
-
-def _header_index(sheet) -> dict[str, int]:
-    index = {}
-    for cell in sheet[1]:
-        key = normalize_header(cell.value)
-        if key and key not in index:
-            index[key] = cell.column
-    return index
-
-
-def _add_column(sheet, header: str) -> int:
-    column = max((c.column for c in sheet[1] if c.value not in (None, "")), default=0) + 1
-    set_value(sheet.cell(1, column), header)
-    return column
-
-
-def _last_used_row(sheet) -> int:
-    for row_number in range(sheet.max_row, 1, -1):
-        if any(cell.value not in (None, "") for cell in sheet[row_number]):
-            return row_number
-    return 1

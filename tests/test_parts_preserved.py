@@ -1,0 +1,114 @@
+"""A write touches only the parts of the package it changes: everything else — a chart, an image,
+a pivot table, an x14 data validation, a defined name, a custom XML part, styles — is the same,
+byte for byte, after `log`, `improve`, `apply`, `judge` and `rollback`, and the workbook opens
+in openpyxl, python-calamine and (where it is installed) LibreOffice."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import subprocess
+import zipfile
+
+import openpyxl
+import pytest
+from python_calamine import CalamineWorkbook
+
+from loop import schema
+from loop.sheets import CellUpdate, WriteBatch
+from loop.sheets.xlsx import XlsxWorkbook
+from tests import rich_workbook
+from tests.conftest import draft, edits_tab, read_tab
+
+FRAGILE = ["xl/charts/chart1.xml", "xl/media/logo.png", "xl/pivotTables/pivotTable1.xml",
+           "xl/pivotCache/pivotCacheDefinition1.xml", "xl/pivotCache/pivotCacheRecords1.xml", "customXml/item1.xml",
+           "xl/drawings/drawing1.xml", "xl/styles.xml"]
+DRAFTS, STATS = "xl/worksheets/sheet1.xml", "xl/worksheets/sheet2.xml"
+NEW_TAB = {"xl/workbook.xml", "xl/_rels/workbook.xml.rels", "[Content_Types].xml", "xl/styles.xml"}
+
+
+def parts(path) -> dict[str, bytes]:
+    with zipfile.ZipFile(path) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def changed(before: dict, after: dict) -> set[str]:
+    assert set(before) <= set(after), set(before) - set(after)  # nothing is ever dropped
+    return {name for name in after if before.get(name) != after[name]}
+
+
+def opens(path) -> None:
+    book = openpyxl.load_workbook(path)
+    assert book["Stats"]._charts and book["Stats"]._pivots and "Weeks" in book.defined_names
+    calamine = CalamineWorkbook.from_path(str(path))
+    for name in calamine.sheet_names:
+        calamine.get_sheet_by_name(name).to_python()
+
+
+def libreoffice_rows(path, folder) -> list[list[str]] | None:
+    """The first tab as LibreOffice reads it, or None where LibreOffice is not installed."""
+    soffice = shutil.which("soffice") or shutil.which("libreoffice")
+    if not soffice:
+        return None
+    out = folder / "lo"
+    subprocess.run([soffice, "--headless", f"-env:UserInstallation=file://{folder}/lo-profile", "--convert-to",
+                    "csv:Text - txt - csv (StarCalc):44,34,76", "--outdir", str(out), str(path)],
+                   check=True, capture_output=True, timeout=180)
+    with open(out / (path.stem + ".csv"), encoding="utf-8", newline="") as stream:
+        return list(csv.reader(stream))
+
+
+def test_every_command_leaves_the_parts_it_does_not_change_byte_identical(workspace, model, cli, tmp_path):
+    path = rich_workbook.build(workspace / "loop.xlsx", [
+        draft(trace_id="f1"), draft(trace_id="f2", comment="wrong menu path"), draft(trace_id="s1", score="👍"),
+        draft(trace_id="u1", score=None, comment=None)])
+    (workspace / "prompts" / "judge.md").write_text("Down if the draft is long.\n")
+    original = parts(path)
+
+    before = parts(path)
+    cli("log", "--ticket", "A new ticket", "--draft", "A new draft")
+    assert changed(before, parts(path)) == {DRAFTS}
+
+    before = parts(path)
+    cli("improve")
+    title = edits_tab(path)
+    assert changed(before, parts(path)) - NEW_TAB == {"xl/worksheets/sheet3.xml", "xl/worksheets/sheet4.xml"}
+
+    XlsxWorkbook(path).write(WriteBatch(updates=[CellUpdate(title, 2, "approve", True)]))  # a reviewer ticks
+    before = parts(path)
+    cli("apply")
+    assert changed(before, parts(path)) == {"xl/worksheets/sheet3.xml"}
+    assert read_tab(path, title)[0]["status"] == "applied"
+
+    before = parts(path)
+    cli("judge")
+    assert changed(before, parts(path)) == {DRAFTS}
+
+    before = parts(path)
+    cli("rollback")
+    assert changed(before, parts(path)) == {"xl/worksheets/sheet3.xml"}
+
+    after = parts(path)
+    for name in FRAGILE + [STATS, "xl/drawings/_rels/drawing1.xml.rels", "xl/worksheets/_rels/sheet2.xml.rels"]:
+        if name != "xl/styles.xml":
+            assert after[name] == original[name], name
+    assert rich_workbook.X14_VALIDATION.encode() in after[DRAFTS]
+    opens(path)
+    rows = read_tab(path, schema.DRAFTS)
+    assert [r["trace_id"] for r in rows][:4] == ["f1", "f2", "s1", "u1"] and rows[4]["ticket"] == "A new ticket"
+    assert rows[3]["judge_score"] in ("👍", "👎") and rows[3]["score"] is None
+    book = openpyxl.load_workbook(path)
+    drafts = book[schema.DRAFTS]
+    assert drafts.freeze_panes == "A2" and drafts.auto_filter.ref.startswith("A1:")
+    assert drafts["A1"].fill.fgColor.rgb.endswith("305496") and drafts["A1"].font.b
+    lo = libreoffice_rows(path, tmp_path)
+    if lo is not None:
+        assert lo[0][:2] == ["trace_id", "created_at"] and lo[5][3] == "A new ticket"
+
+
+@pytest.mark.skipif(not (shutil.which("soffice") or shutil.which("libreoffice")), reason="LibreOffice is not installed")
+def test_libreoffice_reads_what_the_tool_wrote(workspace, model, cli, tmp_path):
+    path = rich_workbook.build(workspace / "loop.xlsx", [draft(trace_id="f1"), draft(trace_id="f2", comment="wrong menu path")])
+    cli("log", "--ticket", "=1+1 stays text\r\nsecond line", "--draft", "d")
+    rows = libreoffice_rows(path, tmp_path)
+    assert rows[3][0] and rows[3][3].replace("\r\n", "\n") == "=1+1 stays text\nsecond line"  # text, not 2
