@@ -92,15 +92,14 @@ def judge(
                 for other in futures:
                     other.cancel()
             on_done()
-    # Rows may have moved (a sort, a new draft) and people may have scored meanwhile: look again.
-    fresh, _ = read_drafts(workbook.read([schema.DRAFTS]).get(schema.DRAFTS))
-    rows = {d.trace_id: d.row for d in fresh if d.score is None}
+    # Rows may have moved (a sort) and people may have scored meanwhile: each verdict names its draft
+    # by trace id and lands only while nobody has scored it; the backend checks that as it writes.
+    rows = {d.trace_id: d.row for d in chosen}
     updates = []
     for trace_id, result in report.verdicts.items():
-        if trace_id not in rows:
-            continue
-        updates += [CellUpdate(schema.DRAFTS, rows[trace_id], "judge_score", SCORE_MARKS[result.score]),
-                    CellUpdate(schema.DRAFTS, rows[trace_id], "judge_comment", result.comment.strip())]
+        for column, value in (("judge_score", SCORE_MARKS[result.score]), ("judge_comment", result.comment.strip())):
+            updates.append(CellUpdate(schema.DRAFTS, rows[trace_id], column, value,
+                                      key=("trace_id", trace_id), unless="score"))
     workspace.write(WriteBatch(updates=updates))  # verdicts already made are kept even if a later one failed
     if failure:
         raise failure

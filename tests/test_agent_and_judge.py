@@ -137,6 +137,43 @@ def test_a_person_who_scores_while_the_judge_runs_wins(workspace, model, cli, mo
     assert (row["score"], row["comment"], row["judge_score"]) == ("👍", "person", None)
 
 
+def test_the_judge_reads_drafts_once_and_its_verdicts_follow_rows_a_reviewer_sorted(workspace, model, cli, monkeypatch):
+    judge_rubric(workspace)
+    long_draft = "This is a long reply. " * 40
+    rows = [draft(trace_id="a", score=None, comment=None, draft=long_draft),
+            draft(trace_id="b", score=None, comment=None),
+            draft(trace_id="c", score="👎", comment="reviewed")]
+    path = write_workbook(workspace / "loop.xlsx", rows)
+    from loop import judge as judge_module
+    from loop.sheets.xlsx import XlsxWorkbook
+
+    reads = []
+    original_read = XlsxWorkbook.read
+    monkeypatch.setattr(XlsxWorkbook, "read", lambda self, titles: reads.append(titles) or original_read(self, titles))
+    original = judge_module.JudgeVerdict
+    sorted_once = []
+
+    class SortedMeanwhile(original):
+        @classmethod
+        def model_validate(cls, data, **kwargs):
+            if not sorted_once:  # a reviewer sorts the tab by trace id, descending, while the judge runs
+                sorted_once.append(True)
+                write_workbook(path, list(reversed(rows)))
+            return original.model_validate(data, **kwargs)
+
+    monkeypatch.setattr(judge_module, "JudgeVerdict", SortedMeanwhile)
+    cli("judge")
+    assert reads == [[schema.DRAFTS]] * 2  # the write found the rows had moved, and looked them up again
+    by_id = {r["trace_id"]: r for r in read_tab(path, schema.DRAFTS)}
+    assert (by_id["a"]["judge_score"], by_id["b"]["judge_score"], by_id["c"]["judge_score"]) == ("👎", "👍", None)
+
+    reads.clear()
+    write_workbook(path, [draft(trace_id="d", score=None, comment=None)])  # nothing moves this time
+    cli("judge")
+    assert reads == [[schema.DRAFTS]]  # Drafts is read once
+    assert read_tab(path, schema.DRAFTS)[0]["judge_score"] == "👍"
+
+
 def test_tickets_can_come_from_a_tickets_tab(workspace, model, kb, cli):
     import openpyxl
 

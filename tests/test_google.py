@@ -202,6 +202,9 @@ def test_the_judge_works_on_a_google_sheet_without_touching_scores(workspace, go
                   draft(trace_id="u", score=None, comment=None, draft="Long reply. " * 80)], headers=headers)
     google.requests.clear()
     assert "Judged 1 of 1" in cli("judge", "--sheet", KEY).output
+    reads = [r["query"]["ranges"] for r in api_requests(google, "values:batchGet")]
+    assert reads[0] == ["'Drafts'"]  # Drafts is read once, whole
+    assert all(":" in r and r.split("!")[1][0] == r.split(":")[1][0] for r in reads[1])  # then single columns
     rows = {r["trace_id"]: r for r in sheet.tab(schema.DRAFTS)}
     assert (rows["p"]["score"], rows["p"]["comment"], rows["p"].get("judge_score")) == ("👍", "fine", None)
     assert (rows["u"]["judge_score"], rows["u"]["score"]) == ("👎", None)

@@ -71,12 +71,18 @@ class Append:
 
 @dataclass
 class CellUpdate:
-    """One cell of an existing tab, addressed by row number and header name."""
+    """One cell of an existing tab, addressed by row number and header name.
+
+    With `key` (a column and its value, such as the draft's trace id) the update goes to the row
+    holding that key when it is written, wherever a sort moved it, and is dropped if the row is
+    gone; with `unless` (a column) it is dropped if that cell is no longer empty (a person scored)."""
 
     tab: str
     row: int
     column: str
     value: object
+    key: tuple[str, str] | None = None
+    unless: str | None = None
 
 
 @dataclass

@@ -14,6 +14,7 @@ import os
 import random
 import re
 import time
+from dataclasses import replace
 
 import gspread
 import requests
@@ -22,8 +23,8 @@ from gspread.utils import absolute_range_name, extract_id_from_url
 from requests.adapters import HTTPAdapter
 
 from ..errors import RunFailure, TitleTaken, UsageError
-from ..values import cell_text, normalize_header
-from .base import Append, NewTab, Table, WriteBatch
+from ..values import as_text, cell_text, normalize_header
+from .base import Append, CellUpdate, NewTab, Table, WriteBatch
 from .google_auth import account_email, load_credentials
 
 log = logging.getLogger(__name__)
@@ -236,13 +237,51 @@ class GoogleWorkbook:
             rows.setdefault(append.tab, []).append(_row(row, self.cell_limit))
         for tab, tab_rows in rows.items():  # one appendCells per tab carries all of its rows, in order
             requests_.append({"appendCells": {"sheetId": ids[tab], "rows": tab_rows, "fields": "userEnteredValue"}})
-        for update in batch.updates:
+        for update in self._placed(batch.updates):
             column_of = self._columns(update.tab, [update.column], headers, columns, ids, requests_)
             requests_.append({"updateCells": {
                 "start": {"sheetId": ids[update.tab], "rowIndex": update.row - 1,
                           "columnIndex": column_of[normalize_header(update.column)]},
                 "rows": [_row([update.value], self.cell_limit)], "fields": "userEnteredValue"}})
         return requests_
+
+    def _placed(self, updates: list[CellUpdate]) -> list[CellUpdate]:
+        """Updates with a key, at the row that holds the key now; dropped when it is gone, or when
+        their `unless` cell is no longer empty. One read of the columns involved, for all of them."""
+        keyed = [u for u in updates if u.key]
+        if not keyed:
+            return updates
+        self._fetch_headers({u.tab for u in keyed})
+        spots = []
+        for tab, name in sorted({(u.tab, c) for u in keyed for c in (u.key[0], u.unless) if c}):
+            headers = [normalize_header(h) for h in self._headers.get(tab, [])]
+            if normalize_header(name) in headers:
+                spots.append((tab, name, _letter(headers.index(normalize_header(name)))))
+        columns: dict[tuple[str, str], list] = {}
+        if spots:
+            answer = self._call(lambda: self._http.values_batch_get(
+                self.key, [absolute_range_name(tab, f"{letter}1:{letter}") for tab, _, letter in spots],
+                params={"valueRenderOption": "UNFORMATTED_VALUE", "majorDimension": "COLUMNS"}))
+            for (tab, name, _), value_range in zip(spots, answer.get("valueRanges", [])):
+                columns[(tab, name)] = (value_range.get("values") or [[]])[0]
+
+        def cell(tab: str, name: str, row: int) -> str:
+            values = columns.get((tab, name), [])
+            return as_text(values[row - 1]) if row - 1 < len(values) else ""
+
+        placed = []
+        for update in updates:
+            row = update.row
+            if update.key:
+                name, wanted = update.key
+                if cell(update.tab, name, row) != wanted:
+                    row = next((i + 1 for i, v in enumerate(columns.get((update.tab, name), [])) if as_text(v) == wanted), None)
+                    if row is None:
+                        continue
+                if update.unless and cell(update.tab, update.unless, row):
+                    continue
+            placed.append(replace(update, row=row))
+        return placed
 
     def _landed(self, batch: WriteBatch) -> bool:
         """Whether an atomic batch is already in the sheet: its first new tab holds what it wrote,
@@ -275,7 +314,7 @@ class GoogleWorkbook:
             headers = [normalize_header(h) for h in self._headers.get(tab, [])]
             position = headers.index(normalize_header(key)) if normalize_header(key) in headers else None
             if position is not None:
-                letter = gspread.utils.rowcol_to_a1(1, position + 1).rstrip("0123456789")
+                letter = _letter(position)
                 ranges.append(absolute_range_name(tab, f"{letter}2:{letter}"))
                 where.append((tab, key))
         present: dict[tuple[str, str], set[str]] = {}
@@ -371,6 +410,11 @@ def _cell(value, limit: int) -> dict:
     if isinstance(value, (int, float)):
         return {"userEnteredValue": {"numberValue": value}}
     return {"userEnteredValue": {"stringValue": cell_text(value, limit)}}
+
+
+def _letter(position: int) -> str:
+    """The column letters of a 0-based column position."""
+    return gspread.utils.rowcol_to_a1(1, position + 1).rstrip("0123456789")
 
 
 def _plain(value):

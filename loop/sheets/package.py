@@ -245,15 +245,19 @@ class SheetPart:
         width = max(values, default=0)
         return ["" if values.get(c) is None else str(values[c]).strip() for c in range(1, width + 1)]
 
-    def column(self, name: str) -> int:
-        """The 1-based column whose header matches `name` (case, spaces, `_` and `-` ignored); a
-        missing one is added after the last header."""
+    def find_column(self, name: str) -> int | None:
+        """The 1-based column whose header matches `name` (case, spaces, `_` and `-` ignored)."""
         if self._headers is None:
             self._headers = self.headers()
         wanted = normalize_header(name)
-        for position, header in enumerate(self._headers, start=1):
-            if normalize_header(header) == wanted:
-                return position
+        return next((position for position, header in enumerate(self._headers, start=1)
+                     if normalize_header(header) == wanted), None)
+
+    def column(self, name: str) -> int:
+        """The column for `name`, adding its header after the last one when the tab has none."""
+        found = self.find_column(name)
+        if found is not None:
+            return found
         while self._headers and not self._headers[-1]:
             self._headers.pop()
         self._headers.append(name)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import zipfile
 import zlib
+from dataclasses import replace
 from pathlib import Path
 from xml.parsers import expat
 
@@ -19,8 +20,8 @@ from python_calamine import CalamineError, CalamineWorkbook
 
 from .. import files
 from ..errors import RunFailure, TitleTaken, UsageError, WorkbookBusy
-from ..values import normalize_header
-from .base import Append, NewTab, Table, WriteBatch
+from ..values import as_text, normalize_header
+from .base import Append, CellUpdate, NewTab, Table, WriteBatch
 from .package import EXCEL_MAX_ROWS, Package, PackageError, SheetPart, WriteRefused, new_sheet_xml
 
 EXCEL_CELL_LIMIT = 32_767
@@ -172,12 +173,37 @@ class XlsxWorkbook:
             for key, value in append.values.items():
                 target.set(next_row[append.tab], target.column(key), value)
             next_row[append.tab] += 1
-        for update in batch.updates:
+        for update in self._placed(batch.updates, sheet):
             target = sheet(update.tab)
             target.set(update.row, target.column(update.column), update.value)
         for title, target in sheets.items():
             if target.writes:
                 package.put(parts[title], target.render())
+
+    def _placed(self, updates: list[CellUpdate], sheet) -> list[CellUpdate]:
+        """Updates with a key, at the row that holds the key now; dropped when it is gone, or when
+        their `unless` cell is no longer empty. The row they name is checked first, so a tab nobody
+        sorted costs a row's parse, not a read."""
+        placed, moved = [], {}
+        for update in updates:
+            if update.key is None:
+                placed.append(update)
+                continue
+            target = sheet(update.tab)
+            column, wanted = update.key
+            row = update.row
+            if as_text(target.row_values(row).get(target.find_column(column))) != wanted:
+                if (update.tab, column) not in moved:
+                    table = self.read([update.tab])[update.tab]
+                    moved[(update.tab, column)] = {as_text(record.get(normalize_header(column))): number
+                                                   for number, record in table.records()}
+                row = moved[(update.tab, column)].get(wanted)
+                if row is None:
+                    continue
+            if update.unless and as_text(target.row_values(row).get(target.find_column(update.unless))):
+                continue
+            placed.append(replace(update, row=row))
+        return placed
 
     def _unwritten(self, appends: list[Append]) -> list[Append]:
         """The appends whose key is not in their tab yet (an earlier attempt may have added some)."""
