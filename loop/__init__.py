@@ -1,12 +1,20 @@
 """Improve an LLM support agent's prompt from human review.
 
-The library behind the `loop` command: everything the CLI does is a plain function here.
+The library behind the `loop` command: everything the CLI does is a plain function here. Names are
+imported on first use, so `import loop` (and `loop --help`) stays fast.
 """
 
-from .approval import apply, rollback
-from .config import Settings, resolve
-from .improver import improve
-from .traces import log_draft, log_drafts
-from .workspace import Workspace
+from importlib import import_module
 
-__all__ = ["Settings", "Workspace", "apply", "improve", "log_draft", "log_drafts", "resolve", "rollback"]
+_EXPORTS = {
+    "Settings": "config", "resolve": "config", "Workspace": "workspace",
+    "apply": "approval", "rollback": "approval", "improve": "improver",
+    "log_draft": "traces", "log_drafts": "traces",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'loop' has no attribute {name!r}")

@@ -11,12 +11,8 @@ from contextlib import ExitStack
 
 import click
 
-from . import agent, approval, config, improver, setup, traces
-from . import judge as judge_module
-from . import status as status_module
+from . import config
 from .errors import LoopError
-from .sheets import WriteBatch
-from .workspace import Workspace
 
 SHOW_SKIPPED = 20
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -88,6 +84,8 @@ def common(command):
                 max_edit_chars=options.pop("max_edit_chars", None),
                 max_edit_share=options.pop("max_edit_share", None),
             )
+            from .workspace import Workspace
+
             return command(workspace=Workspace(settings), **options)
 
         return _errors(run, debug)
@@ -107,6 +105,8 @@ def main():
 def init(workspace, force):
     """Create the workbook (or add the Drafts and Runs tabs to a Google Sheet), and a starter prompt
     and judge rubric where there are none."""
+    from . import setup
+
     for line in setup.init(workspace, force=force):
         click.echo(line)
 
@@ -134,6 +134,8 @@ def auth(client_secret, debug):
 @common
 def improve(workspace, since, include_judge):
     """Propose prompt edits from the failures of the review window, in a new Edits tab."""
+    from . import improver
+
     report = improver.improve(workspace, since=since, include_judge=include_judge)
     for skipped in report.skipped[:SHOW_SKIPPED]:
         click.echo(f"skipped {skipped}", err=True)
@@ -168,6 +170,8 @@ def improve(workspace, since, include_judge):
 @common
 def apply(workspace):
     """Apply the ticked edits as one new prompt version."""
+    from . import approval
+
     report = approval.apply(workspace)
     prompt = workspace.settings.prompt
     for item in report.ignored:
@@ -192,6 +196,8 @@ def apply(workspace):
 @common
 def rollback(workspace):
     """Restore the prompt version before the current one, and mark the edits it undid `rolled back`."""
+    from . import approval
+
     report = approval.rollback(workspace)
     prompt = workspace.settings.prompt
     if report.undone is None:
@@ -207,6 +213,8 @@ def rollback(workspace):
 @common
 def status(workspace, since):
     """What is pending: unreviewed drafts, proposed and approved edits, the prompt version."""
+    from . import status as status_module
+
     state = status_module.status(workspace, since)
     recent = state.recent
     click.echo(f"Drafts: {len(state.drafts)} in all; since {state.since:%Y-%m-%d}: {len(recent)}, of which "
@@ -238,6 +246,8 @@ def status(workspace, since):
 @common
 def log(workspace, ticket, draft_text, ticket_id, thread, kb_sources, prompt_version):
     """Log drafts: JSON objects on stdin, one a line (or --ticket and --draft); prints the trace ids."""
+    from . import traces
+
     if ticket or draft_text:
         records = [{"ticket": ticket, "draft": draft_text, "ticket_id": ticket_id, "thread": thread,
                     "kb_sources": kb_sources, "prompt_version": prompt_version}]
@@ -263,7 +273,7 @@ def _stdin_lines():
 def sync(workspace):
     """Write to the sheet every logged draft that is still waiting (the workbook was open in Excel,
     locked, or unreachable when it was logged)."""
-    delivered = workspace.write(WriteBatch())
+    delivered = workspace.write()
     click.echo(f"Wrote {plural(delivered, 'pending draft')} to {workspace.settings.sheet}." if delivered
                else "No pending drafts: the sheet has every logged draft.")
 
@@ -281,6 +291,7 @@ def sync(workspace):
 @common
 def draft(workspace, tickets, kb_folder, concurrency, limit, replay_id, candidate):
     """Run the bundled support agent over tickets and log its drafts."""
+    from . import agent
     from .kb import KnowledgeBase
     from .prompt_store import PromptStore
 
@@ -308,6 +319,8 @@ def draft(workspace, tickets, kb_folder, concurrency, limit, replay_id, candidat
 @common
 def judge(workspace, limit, concurrency):
     """Pre-score drafts nobody has reviewed into judge_score and judge_comment (prompts/judge.md)."""
+    from . import judge as judge_module
+
     with ExitStack() as stack:
         bar = []
 

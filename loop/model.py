@@ -13,7 +13,6 @@ import os
 import threading
 from dataclasses import dataclass
 
-import openai
 from pydantic import BaseModel, ValidationError
 
 from .config import Settings
@@ -53,7 +52,7 @@ class Usage:
 
 
 class ModelClient:
-    def __init__(self, settings: Settings, client: openai.OpenAI | None = None):
+    def __init__(self, settings: Settings, client=None):
         self.model = settings.model
         self.max_input_tokens = settings.max_input_tokens
         self.usage = Usage()
@@ -94,6 +93,8 @@ class ModelClient:
         return completion.choices[0].message
 
     def _create(self, messages, estimate, **options):
+        import openai
+
         try:
             completion = self._client.chat.completions.create(
                 model=self.model, messages=messages, **options
@@ -136,7 +137,9 @@ def _strip_fences(content: str) -> str:
     return text
 
 
-def _make_client(settings: Settings) -> openai.OpenAI:
+def _make_client(settings: Settings):
+    import openai  # a third of a second to import: only for commands that call a model
+
     key = os.environ.get("OPENAI_API_KEY")
     base_url = os.environ.get("OPENAI_BASE_URL")
     if not key and not base_url:

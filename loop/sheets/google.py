@@ -24,6 +24,7 @@ from requests.adapters import HTTPAdapter
 
 from ..errors import RunFailure, TitleTaken, UsageError
 from ..values import as_text, cell_text, normalize_header
+from . import is_google
 from .base import Append, CellUpdate, NewTab, Table, WriteBatch
 from .google_auth import account_email, load_credentials
 
@@ -31,7 +32,6 @@ log = logging.getLogger(__name__)
 
 GOOGLE_CELL_LIMIT = 50_000
 SHEETS_ROOT = "https://sheets.googleapis.com"
-_KEY = re.compile(r"^[A-Za-z0-9_-]{25,}$")
 _RETRIABLE = {408, 429, 500, 502, 503, 504}
 
 
@@ -42,7 +42,7 @@ def spreadsheet_key(location: str) -> str | None:
             return extract_id_from_url(location)
         except gspread.exceptions.NoValidUrlKeyFound:
             raise UsageError(f"{location} is not a Google Sheets URL; copy the URL from the browser's address bar.") from None
-    return location if _KEY.match(location) and not location.lower().endswith(".xlsx") else None
+    return location if is_google(location) else None
 
 
 class AmbiguousWrite(Exception):
