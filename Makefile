@@ -39,6 +39,7 @@ apply: $(STAMP)
 	$(LOOP) apply
 
 bench: $(STAMP)
+	$(PY) benchmarks/bench_writes.py
 	$(PY) benchmarks/bench_improve.py
 	$(PY) benchmarks/bench_google.py
 	$(PY) benchmarks/bench_judge.py

@@ -8,7 +8,7 @@ from datetime import datetime
 from .errors import UsageError
 from .schema import DRAFTS, REQUIRED_DRAFT_COLUMNS
 from .sheets import Table
-from .values import DOWN, UP, BadValue, as_text, normalize_header, parse_score, parse_timestamp
+from .values import DOWN, UP, BadValue, as_text, parse_score, parse_timestamp
 
 
 @dataclass(frozen=True)
@@ -54,15 +54,26 @@ def check_columns(table: Table) -> None:
         )
 
 
+_TEXT_FIELDS = ("ticket", "draft", "comment", "thread", "final_reply", "kb_sources", "prompt_version", "judge_comment")
+
+
 def read_drafts(table: Table | None) -> tuple[list[Draft], list[SkippedRow]]:
     """Every readable Drafts row; rows with an unreadable score, date or a repeated trace id are skipped."""
     if table is None:
         raise UsageError(f"The workbook has no {DRAFTS} tab; run `loop init` or add one (see sheets_template.xlsx).")
     check_columns(table)
+    columns = {name: table.column(name) for name in ("trace_id", "created_at", "score", "judge_score", *_TEXT_FIELDS)}
+
+    def cell(values: list, name: str):
+        index = columns[name]
+        return values[index] if index is not None and index < len(values) else None
+
     drafts, skipped, seen = [], [], set()
-    for row, record in table.records():
-        text = {key: as_text(value) for key, value in record.items()}
-        trace_id = text.get("traceid", "")
+    for offset, values in enumerate(table.rows):
+        if not any(v not in (None, "") for v in values):
+            continue
+        row = table.first_row + offset
+        trace_id = as_text(cell(values, "trace_id"))
         if not trace_id:
             skipped.append(SkippedRow(row, "no trace_id"))
             continue
@@ -70,31 +81,16 @@ def read_drafts(table: Table | None) -> tuple[list[Draft], list[SkippedRow]]:
             skipped.append(SkippedRow(row, f"trace_id {trace_id!r} repeats an earlier row"))
             continue
         try:
-            score = parse_score(record.get("score"))
-            created_at = parse_timestamp(record.get("createdat"))
+            score = parse_score(cell(values, "score"))
+            created_at = parse_timestamp(cell(values, "created_at"))
         except BadValue as problem:
             skipped.append(SkippedRow(row, str(problem)))
             continue
         try:
-            judge_score = parse_score(record.get("judgescore"))
+            judge_score = parse_score(cell(values, "judge_score"))
         except BadValue:
             judge_score = None
         seen.add(trace_id)
-        drafts.append(
-            Draft(
-                row=row,
-                trace_id=trace_id,
-                created_at=created_at,
-                ticket=text.get("ticket", ""),
-                draft=text.get("draft", ""),
-                score=score,
-                comment=text.get("comment", ""),
-                thread=text.get("thread", ""),
-                final_reply=text.get(normalize_header("final_reply"), ""),
-                kb_sources=text.get(normalize_header("kb_sources"), ""),
-                prompt_version=text.get(normalize_header("prompt_version"), ""),
-                judge_score=judge_score,
-                judge_comment=text.get(normalize_header("judge_comment"), ""),
-            )
-        )
+        drafts.append(Draft(row=row, trace_id=trace_id, created_at=created_at, score=score, judge_score=judge_score,
+                            **{name: as_text(cell(values, name)) for name in _TEXT_FIELDS}))
     return drafts, skipped

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -55,14 +56,15 @@ class TraceArchive:
     def exists(self) -> bool:
         return self.path.exists()
 
-    def add(self, rows: list[dict]) -> None:
-        """Append drafts to the archive, durably: once this returns, they cannot be lost."""
+    def add(self, rows: list[dict]) -> int:
+        """Append drafts to the archive, durably: once this returns, they cannot be lost.
+        Returns the archive's offset just past them."""
         self.folder.mkdir(parents=True, exist_ok=True)
         with FileLock(str(self.folder / ".lock"), timeout=60):
             if not self._state.exists():
                 # an archive from before deliveries were tracked: its drafts were written to the sheet then
                 self._mark(self.path.stat().st_size if self.path.exists() else 0)
-            files.append_json_lines(self.path, rows)
+            return files.append_json_lines(self.path, rows)
 
     def _mark(self, offset: int, inflight: int | None = None) -> None:
         """Record that the sheet has every draft before `offset`, and maybe those up to `inflight`."""
@@ -87,28 +89,43 @@ class TraceArchive:
         return Pending(rows, state["offset"], end, recheck=state.get("inflight") is not None)
 
     @contextmanager
-    def delivering(self, wait: float | None):
-        """Held while pending drafts are read, written and marked delivered, so two writers never deliver one twice."""
-        lock = FileLock(str(self.folder / ".deliver.lock"), timeout=60 if wait is None else wait)
+    def delivering(self, wait: float | None, done_at: int | None = None):
+        """Held while pending drafts are read, written and marked delivered, so two writers never
+        deliver one twice. Yields False instead when, while this waited, another writer delivered
+        everything up to `done_at`: a writer whose drafts went out with another's write is done."""
+        lock = FileLock(str(self.folder / ".deliver.lock"))
+        deadline = time.monotonic() + (60 if wait is None else wait)
+        while True:
+            try:
+                lock.acquire(timeout=0)
+                break
+            except Timeout:
+                pass
+            if done_at is not None and self._read_state()["offset"] >= done_at:
+                yield False
+                return
+            if time.monotonic() >= deadline:
+                raise WorkbookBusy("Another loop command is writing to the sheet; try again in a moment.")
+            time.sleep(0.01)
         try:
-            lock.acquire()
-        except Timeout:
-            raise WorkbookBusy("Another loop command is writing to the sheet; try again in a moment.") from None
-        try:
-            yield
+            yield True
         finally:
             lock.release()
 
     def deliver(self, workbook, batch: WriteBatch | None = None, wait: float | None = None,
-                fresh: frozenset[str] = frozenset()) -> int:
+                fresh: frozenset[str] = frozenset(), done_at: int | None = None) -> int:
         """Write `batch` together with every pending draft; returns how many drafts were delivered.
 
-        Drafts in `fresh` were logged by this very call, so they are not reported as having waited."""
+        Drafts in `fresh` were logged by this very call, so they are not reported as having waited;
+        with `done_at` (and nothing else to write) the call ends as soon as the sheet has the
+        archive up to that offset, whoever wrote it."""
         batch = batch or WriteBatch()
         if not self.exists():
             workbook.write(batch, wait)
             return 0
-        with self.delivering(wait):
+        with self.delivering(wait, done_at if not batch else None) as holding:
+            if not holding:
+                return 0
             pending = self.pending()
             if pending.rows:
                 appends = [Append(schema.DRAFTS, schema.DRAFT_HEADERS, sheet_row(row), key="trace_id")
@@ -209,10 +226,10 @@ def log_drafts(records: list[dict], settings=None, wait: bool = True) -> list[st
     rows = [{"trace_id": str(uuid.uuid4()), "created_at": created_at, **r,
              "prompt_version": r.get("prompt_version") or version} for r in records]
     ids = [row["trace_id"] for row in rows]
-    workspace.traces.add(rows)
+    end = workspace.traces.add(rows)
     if wait:
         try:
-            workspace.write(WriteBatch(), wait=LOG_WAIT_SECONDS, fresh=frozenset(ids))
+            workspace.write(WriteBatch(), wait=LOG_WAIT_SECONDS, fresh=frozenset(ids), done_at=end)
         except (WorkbookBusy, RunFailure) as reason:
             log.warning("%s %s in %s and reach the sheet with the next command that writes, or `loop sync`.",
                         reason, "1 draft waits" if len(ids) == 1 else f"{len(ids)} drafts wait", workspace.traces.folder)

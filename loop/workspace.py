@@ -68,6 +68,6 @@ class Workspace:
             return self.prompt.sync().label
 
     def write(self, batch: WriteBatch | None = None, wait: float | None = None,
-              fresh: frozenset[str] = frozenset()) -> int:
+              fresh: frozenset[str] = frozenset(), done_at: int | None = None) -> int:
         """Write `batch`, and every draft waiting in the trace archive, at once; returns the drafts delivered."""
-        return self.traces.deliver(self.workbook, batch, wait, fresh)
+        return self.traces.deliver(self.workbook, batch, wait, fresh, done_at)

@@ -14,7 +14,8 @@ from ..values import normalize_header
 
 @dataclass
 class Table:
-    """One tab: its header row and the rows below it, with their 1-based sheet row numbers."""
+    """One tab: its header row and the rows below it, with their 1-based sheet row numbers.
+    An empty cell is None or "" in `rows`; `records` gives None for both."""
 
     title: str
     headers: list[str]
@@ -38,7 +39,7 @@ class Table:
             record = {}
             for key, value in zip(keys, row):
                 if key and key not in record:
-                    record[key] = value
+                    record[key] = None if value == "" else value
             yield self.first_row + offset, record
 
 

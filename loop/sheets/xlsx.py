@@ -67,7 +67,9 @@ class XlsxWorkbook:
             headers = [str(v).strip() if v not in (None, "") else "" for v in (rows[0] if rows else [])]
             while headers and not headers[-1]:
                 headers.pop()
-            body = [[None if v == "" else v for v in row[: len(headers)]] for row in rows[1:]]
+            body = rows[1:]  # empty cells are "" here; Table.records reads them as None
+            if any(len(row) > len(headers) for row in body[:1]):
+                body = [row[: len(headers)] for row in body]
             tables[title] = Table(title, headers, body)
         return tables
 
