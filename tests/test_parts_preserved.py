@@ -112,3 +112,32 @@ def test_libreoffice_reads_what_the_tool_wrote(workspace, model, cli, tmp_path):
     cli("log", "--ticket", "=1+1 stays text\r\nsecond line", "--draft", "d")
     rows = libreoffice_rows(path, tmp_path)
     assert rows[3][0] and rows[3][3].replace("\r\n", "\n") == "=1+1 stays text\nsecond line"  # text, not 2
+
+
+@pytest.mark.parametrize("style", ["openpyxl", "shared strings", "prefixed", "shared strings, prefixed"])
+def test_workbooks_as_other_programs_write_them_take_every_command(workspace, model, cli, style):
+    from tests import excel_style
+    from tests.conftest import write_workbook
+
+    path = write_workbook(workspace / "loop.xlsx", [
+        draft(trace_id="f1"), draft(trace_id="f2", comment="wrong menu path"), draft(trace_id="s1", score="👍"),
+        draft(trace_id="u1", score=None, comment=None, draft="A long reply. " * 60)])
+    if "shared" in style:
+        excel_style.shared_strings(path)
+    if "prefixed" in style:
+        excel_style.prefixed(path)
+    (workspace / "prompts" / "judge.md").write_text("Down if the draft is long.\n")
+    cli("log", "--ticket", "A new ticket", "--draft", "A new draft")
+    assert "Judged 2 of 2" in cli("judge").output
+    cli("improve")
+    title = edits_tab(path)
+    XlsxWorkbook(path).write(WriteBatch(updates=[CellUpdate(title, 2, "approve", True)]))
+    assert "v1 → v2" in cli("apply").output
+    cli("rollback")
+    rows = {r["trace_id"]: r for r in read_tab(path, schema.DRAFTS)}
+    assert rows["f1"]["comment"] == "too long, two sentences would do" and rows["s1"]["score"] == "👍"
+    assert rows["u1"]["judge_score"] == "👎" and rows["u1"]["score"] is None
+    assert [r for r in rows.values() if r["ticket"] == "A new ticket"][0]["judge_score"] == "👍"
+    assert read_tab(path, title)[0]["status"] == "rolled back"
+    calamine = CalamineWorkbook.from_path(str(path))
+    assert calamine.get_sheet_by_name(schema.DRAFTS).to_python()[0][0] == "trace_id"

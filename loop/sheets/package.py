@@ -342,20 +342,27 @@ class SheetPart:
 
 
 class SharedStrings:
-    """The shared-strings part, read only as far as the highest index asked for."""
+    """The shared-strings part, unpacked only as far as the highest index asked for: header names
+    come first, so a write reads the start of a part that may hold a hundred megabytes."""
 
-    def __init__(self, xml: bytes | None):
-        self.xml = xml or b""
+    CHUNK = 1 << 20
+
+    def __init__(self, stream=None):
+        self._stream = stream
+        self._buffer = b""
         self._items: list[str] = []
         self._pattern = re.compile(rb"<(?:\w+:)?si\b[^>]*?(?:/>|>(.*?)</(?:\w+:)?si>)", re.S)
-        self._cursor = 0
 
     def get(self, index: int) -> str | None:
         while len(self._items) <= index:
-            found = self._pattern.search(self.xml, self._cursor)
-            if not found:
-                return None
-            self._cursor = found.end()
+            found = self._pattern.search(self._buffer)
+            if found is None:
+                chunk = self._stream.read(self.CHUNK) if self._stream else b""
+                if not chunk:
+                    return None
+                self._buffer += chunk
+                continue
+            self._buffer = self._buffer[found.end():]
             prefix = re.match(rb"<(\w+:)?", found.group(0)).group(1) or b""
             self._items.append(_text_of(found.group(1) or b"", prefix))
         return self._items[index]
@@ -502,7 +509,7 @@ class Package:
     def strings(self) -> SharedStrings:
         if self._strings is None:
             part = next((r["part"] for r in self._relations if r.get("Type") == SHARED_STRINGS_TYPE), None)
-            self._strings = SharedStrings(self._zip.read(part) if part and part in self._names else None)
+            self._strings = SharedStrings(self._zip.open(part) if part and part in self._names else None)
         return self._strings
 
     def sheet(self, title: str) -> SheetPart:
