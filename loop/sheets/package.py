@@ -378,7 +378,7 @@ def new_sheet_xml(tab: NewTab, header_style: int | None) -> bytes:
     cols = "".join(f'<col min="{i}" max="{i}" width="{tab.column_widths[h]}" customWidth="1"/>'
                    for i, h in enumerate(tab.headers, start=1) if tab.column_widths.get(h))
     style = str(header_style) if header_style is not None else None
-    rows = [f'<row r="1">' + "".join(cell_xml("", f"{column_letter(i)}1", h, style)
+    rows = ['<row r="1">' + "".join(cell_xml("", f"{column_letter(i)}1", h, style)
                                      for i, h in enumerate(tab.headers, start=1)) + "</row>"]
     for number, values in enumerate(tab.rows, start=2):
         rows.append(f'<row r="{number}">' + "".join(cell_xml("", f"{column_letter(i)}{number}", v)
