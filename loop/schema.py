@@ -31,7 +31,7 @@ REQUIRED_DRAFT_COLUMNS = [name for name, required, *_ in DRAFT_COLUMNS if requir
 
 EDIT_COLUMNS = [
     ("approve", 9, "Tick to approve the edit; `loop apply` applies ticked edits whose status is proposed."),
-    ("edit_id", 22, "Unique id of the proposal, across every run."),
+    ("edit_id", 26, "Unique id of the proposal, across every run."),
     ("pattern", 24, "The failure pattern the edit addresses."),
     ("find", 50, "The exact passage of the current prompt the edit replaces."),
     ("replace", 50, "The new text for that passage."),

@@ -10,7 +10,7 @@ from openpyxl.styles import Alignment, Font
 
 from . import schema
 from .sheets import NewTab
-from .sheets.package import Package, new_sheet_xml
+from .sheets.package import Package
 
 ABOUT_TITLE = "About"
 _ABOUT_INTRO = [
@@ -61,8 +61,7 @@ def build(path: str | Path) -> None:
     buffer = io.BytesIO()
     book.save(buffer)
     package = Package(buffer)
-    bold = package.bold_style()
     for position, tab in enumerate(template_tabs()):
-        package.add_sheet(tab.title, new_sheet_xml(tab, bold), index=position)
+        package.add_tab(tab, index=position)
     package.save(path)
 

@@ -155,6 +155,7 @@ class SheetPart:
         self._counted: list[_Row] | None = None  # every row, when some row has no number
         self.writes: dict[int, dict[int, object]] = {}
         self._headers: list[str] | None = None
+        self.boolean_style: int | None = None  # the format a new TRUE/FALSE cell gets
 
     # -- finding rows ------------------------------------------------------------------------
 
@@ -304,7 +305,8 @@ class SheetPart:
                 cursor = row.start + len(original)
             else:
                 at = max(row.start if row is not None else self.data_end, cursor)
-                cells = "".join(cell_xml(p, f"{column_letter(c)}{number}", v) for c, v in sorted(self.writes[number].items()))
+                cells = "".join(cell_xml(p, f"{column_letter(c)}{number}", v, self._style_for(v))
+                                for c, v in sorted(self.writes[number].items()))
                 pieces += [self.xml[cursor:at], f'<{p}row r="{number}">{cells}</{p}row>'.encode("utf-8")]
                 cursor = at
         pieces.append(self.xml[cursor:])
@@ -320,12 +322,16 @@ class SheetPart:
         cells = {column: element for column, _, element in existing}
         styles = {column: attributes.get("s") for column, attributes, _ in existing}
         for column, value in writes.items():
-            cells[column] = cell_xml(p, f"{column_letter(column)}{number}", value, styles.get(column)).encode("utf-8")
+            style = styles.get(column) or self._style_for(value)
+            cells[column] = cell_xml(p, f"{column_letter(column)}{number}", value, style).encode("utf-8")
         body = b"".join(cells[c] for c in sorted(cells))
         spans = re.search(rb'\sspans="[^"]*"', start_tag)
         if spans and cells:
             start_tag = start_tag.replace(spans.group(0), f' spans="{min(cells)}:{max(cells)}"'.encode())
         return start_tag + body + f"</{p}row>".encode()
+
+    def _style_for(self, value) -> str | None:
+        return str(self.boolean_style) if isinstance(value, bool) and self.boolean_style is not None else None
 
     def _with_dimension(self, xml: bytes) -> bytes:
         found = re.search(rb"(<" + self.prefix + rb"dimension\b[^>]*\bref=\")([^\"]*)(\")", xml)
@@ -371,7 +377,7 @@ class SharedStrings:
 # --- a new worksheet --------------------------------------------------------------------------------
 
 
-def new_sheet_xml(tab: NewTab, header_style: int | None) -> bytes:
+def new_sheet_xml(tab: NewTab, header_style: int | None, boolean_style: int | None = None) -> bytes:
     """A worksheet for `tab`: bold frozen header, column widths, values, checkboxes and dropdowns."""
     width = max(len(tab.headers), max((len(r) for r in tab.rows), default=0), 1)
     last_row = len(tab.rows) + 1
@@ -380,9 +386,11 @@ def new_sheet_xml(tab: NewTab, header_style: int | None) -> bytes:
     style = str(header_style) if header_style is not None else None
     rows = ['<row r="1">' + "".join(cell_xml("", f"{column_letter(i)}1", h, style)
                                      for i, h in enumerate(tab.headers, start=1)) + "</row>"]
+    booleans = str(boolean_style) if boolean_style is not None else None
     for number, values in enumerate(tab.rows, start=2):
-        rows.append(f'<row r="{number}">' + "".join(cell_xml("", f"{column_letter(i)}{number}", v)
-                                                    for i, v in enumerate(values, start=1)) + "</row>")
+        rows.append(f'<row r="{number}">' + "".join(
+            cell_xml("", f"{column_letter(i)}{number}", v, booleans if isinstance(v, bool) else None)
+            for i, v in enumerate(values, start=1)) + "</row>")
     validations = []
     if tab.checkbox_column and tab.rows:
         letter = column_letter(tab.headers.index(tab.checkbox_column) + 1)
@@ -516,6 +524,13 @@ class Package:
         part = dict(self.sheets())[title]
         return SheetPart(self.read(part), self.strings())
 
+    def add_tab(self, tab: NewTab, index: int | None = None) -> str:
+        """A new tab made from `tab`, with the cell formats it needs; returns its part name."""
+        header = self.style(bold=True)
+        has_booleans = any(isinstance(v, bool) for row in tab.rows for v in row)
+        booleans = self.style(number_format=BOOLEAN_FORMAT) if has_booleans else None
+        return self.add_sheet(tab.title, new_sheet_xml(tab, header, booleans), index)
+
     def add_sheet(self, title: str, xml: bytes, index: int | None = None) -> str:
         """A new tab, after the others or at tab position `index`; returns its part name."""
         taken = set(self._names) | set(self.added)
@@ -552,13 +567,13 @@ class Package:
         self._relations = self._relationships()
         return part
 
-    def bold_style(self) -> int | None:
-        """The index of a bold cell format, added to the styles part if it has none."""
+    def style(self, bold: bool = False, number_format: str | None = None) -> int | None:
+        """The index of a cell format, added to the styles part if it lacks it; None without one."""
         part = next((r["part"] for r in self._relations if r.get("Type") == STYLES_TYPE), None)
         if not part or part not in self._names:
             return None
         styles = Styles(self.read(part))
-        index = styles.bold()
+        index = styles.format(bold, number_format)
         if styles.xml != self.read(part):
             self.changed[part] = styles.xml
         return index
@@ -655,8 +670,13 @@ def _append_raw(out: zipfile.ZipFile, info: zipfile.ZipInfo, compressed: bytes) 
 # --- styles --------------------------------------------------------------------------------------------
 
 
+BOOLEAN_FORMAT = '"TRUE";"TRUE";"FALSE"'  # LibreOffice shows a boolean cell as 0/1 without it
+
+
 class Styles:
-    """The styles part, grown by the one format new tabs need (a bold header) only when it lacks one."""
+    """The styles part, grown only by the cell formats new cells need (a bold header, a TRUE/FALSE
+    cell) and only when it lacks them: a format already there is reused, so the part is rewritten
+    the first time a format is needed and never again."""
 
     def __init__(self, xml: bytes):
         self.xml = xml
@@ -671,29 +691,63 @@ class Styles:
         p = self.prefix
         return re.findall(rb"<" + p + name + rb"\b(?:[^>]*/>|.*?</" + p + name + rb">)", block.group(2), re.S)
 
-    def bold(self) -> int | None:
+    def format(self, bold: bool = False, number_format: str | None = None) -> int | None:
+        """The index of a cell format with the default font (made bold) and this number format."""
         fonts, formats = self._block(b"fonts"), self._block(b"cellXfs")
         if not fonts or not formats:
             return None
-        p = self.prefix
-        font_items = self._items(fonts, b"font")
-        bold_fonts = {i for i, f in enumerate(font_items) if re.search(rb"<" + p + rb'b(?:\s+val="(?:1|true)")?\s*/>', f)}
+        font = self._bold_font() if bold else 0
+        number = self._number_format(number_format) if number_format else 0
+        formats = self._block(b"cellXfs")
         for index, xf in enumerate(self._items(formats, b"xf")):
             attributes = _attributes(re.match(rb"<[^>]*>", xf).group(0))
-            if (int(attributes.get("fontId", -1)) in bold_fonts and attributes.get("numFmtId", "0") == "0"
+            if (attributes.get("fontId", "0") == str(font) and attributes.get("numFmtId", "0") == str(number)
                     and attributes.get("fillId", "0") == "0" and attributes.get("borderId", "0") == "0"
                     and b"alignment" not in xf and b"protection" not in xf):
                 return index
-        base = font_items[0] if font_items else b"<" + p + b"font></" + p + b"font>"
-        if base.endswith(b"/>"):
-            base = base[:-2] + b"></" + p + b"font>"
-        bold_font = re.sub(rb"^(<" + p + rb"font\b[^>]*>)", rb"\1<" + p + rb"b/>", base, count=1)
-        self.xml = self._append(fonts, bold_font, len(font_items) + 1)
-        formats = self._block(b"cellXfs")
-        xf = b"<" + p + b'xf numFmtId="0" fontId="%d" fillId="0" borderId="0" xfId="0" applyFont="1"/>' % len(font_items)
+        xf = (b"<" + self.prefix + b'xf numFmtId="%d" fontId="%d" fillId="0" borderId="0" xfId="0"%s%s/>'
+              % (number, font, b' applyFont="1"' if bold else b"", b' applyNumberFormat="1"' if number else b""))
         count = len(self._items(formats, b"xf"))
         self.xml = self._append(formats, xf, count + 1)
         return count
+
+    def _bold_font(self) -> int:
+        """A font like the default one, bold: found, or added. A bold font without a name would be
+        drawn in some fallback face, so only a complete one is reused."""
+        p = self.prefix
+        fonts = self._block(b"fonts")
+        items = self._items(fonts, b"font")
+        for index, font in enumerate(items):
+            if re.search(rb"<" + p + rb'b(?:\s+val="(?:1|true)")?\s*/>', font) and re.search(rb"<" + p + rb"name\b", font):
+                return index
+        base = items[0] if items else b"<" + p + b"font></" + p + b"font>"
+        if base.endswith(b"/>"):
+            base = base[:-2] + b"></" + p + b"font>"
+        self.xml = self._append(fonts, re.sub(rb"^(<" + p + rb"font\b[^>]*>)", rb"\1<" + p + rb"b/>", base, count=1),
+                                len(items) + 1)
+        return len(items)
+
+    def _number_format(self, code: str) -> int:
+        p = self.prefix
+        block = self._block(b"numFmts")
+        if block:
+            for item in self._items(block, b"numFmt"):
+                attributes = _attributes(item)
+                if attributes.get("formatCode") == code:
+                    return int(attributes["numFmtId"])
+            used = [int(_attributes(item).get("numFmtId", 0)) for item in self._items(block, b"numFmt")]
+            number = max([163, *used]) + 1
+            element = b"<" + p + b'numFmt numFmtId="%d" formatCode=%s/>' % (number, quoteattr(code).encode())
+            self.xml = self._append(block, element, len(used) + 1)
+            return number
+        empty = re.search(rb"<" + p + rb"numFmts\b[^>]*/>", self.xml)
+        element = b"<" + p + b'numFmts count="1"><' + p + b'numFmt numFmtId="164" formatCode=%s/></' % quoteattr(code).encode() + p + b"numFmts>"
+        if empty:
+            self.xml = self.xml[:empty.start()] + element + self.xml[empty.end():]
+        else:  # numFmts comes first in a styleSheet
+            opening = re.search(rb"<" + p + rb"styleSheet\b[^>]*>", self.xml)
+            self.xml = self.xml[:opening.end()] + element + self.xml[opening.end():]
+        return 164
 
     def _append(self, block: re.Match, item: bytes, count: int) -> bytes:
         opening = re.sub(rb'\bcount="\d+"', b'count="%d"' % count, block.group(1))

@@ -21,7 +21,7 @@ from .. import files
 from ..errors import RunFailure, TitleTaken, UsageError, WorkbookBusy
 from ..values import as_text, normalize_header
 from .base import Append, CellUpdate, NewTab, Table, WriteBatch
-from .package import EXCEL_MAX_ROWS, Package, PackageError, SheetPart, WriteRefused, new_sheet_xml
+from .package import BOOLEAN_FORMAT, EXCEL_MAX_ROWS, Package, PackageError, SheetPart, WriteRefused
 
 EXCEL_CELL_LIMIT = 32_767
 DEFAULT_WAIT = 120.0
@@ -147,9 +147,10 @@ class XlsxWorkbook:
             if tab.title.casefold() in taken:
                 raise TitleTaken(tab.title)
             taken.add(tab.title.casefold())
-        bold = package.bold_style() if new_tabs else None
         for tab in new_tabs:
-            parts[tab.title] = package.add_sheet(tab.title, new_sheet_xml(tab, bold))
+            parts[tab.title] = package.add_tab(tab)
+        values = [v for a in batch.appends for v in a.values.values()] + [u.value for u in batch.updates]
+        booleans = package.style(number_format=BOOLEAN_FORMAT) if any(isinstance(v, bool) for v in values) else None
 
         sheets: dict[str, SheetPart] = {}
 
@@ -158,6 +159,7 @@ class XlsxWorkbook:
                 if title not in parts:
                     raise UsageError(f"{self.path.name} has no {title} tab; add it (see sheets_template.xlsx).")
                 sheets[title] = SheetPart(package.read(parts[title]), package.strings())
+                sheets[title].boolean_style = booleans
             return sheets[title]
 
         appends = self._unwritten(batch.appends) if batch.recheck else batch.appends
