@@ -58,6 +58,7 @@ def libreoffice_rows(path, folder) -> list[list[str]] | None:
         return list(csv.reader(stream))
 
 
+@pytest.mark.filterwarnings("ignore:Data Validation extension:UserWarning")  # openpyxl, reading the x14 one
 def test_every_command_leaves_the_parts_it_does_not_change_byte_identical(workspace, model, cli, tmp_path):
     path = rich_workbook.build(workspace / "loop.xlsx", [
         draft(trace_id="f1"), draft(trace_id="f2", comment="wrong menu path"), draft(trace_id="s1", score="👍"),
