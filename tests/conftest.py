@@ -121,6 +121,14 @@ def read_tab(path: Path, title: str) -> list[dict]:
     return [dict(zip(rows[0], row)) for row in rows[1:]]
 
 
+def tick(path: Path, title: str, rows, value=True) -> None:
+    """A reviewer ticks `approve` on these rows of an Edits tab."""
+    book = openpyxl.load_workbook(path)
+    for row in rows:
+        book[title].cell(row, 1).value = value
+    book.save(path)
+
+
 def edits_tab(path: Path) -> str:
     return next(t for t in openpyxl.load_workbook(path, read_only=True).sheetnames if t.startswith("Edits "))
 

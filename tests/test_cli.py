@@ -8,7 +8,7 @@ import openpyxl
 import pytest
 
 from loop import schema
-from tests.conftest import PROMPT, draft, edits_tab, read_tab, write_workbook
+from tests.conftest import PROMPT, draft, edits_tab, read_tab, tick, write_workbook
 
 
 def test_rows_that_cannot_be_read_are_skipped_and_listed(workspace, model, cli):
@@ -108,9 +108,7 @@ def test_an_edit_whose_passage_is_gone_becomes_stale(workspace, model, cli):
     find = read_tab(path, title)[0]["find"]
     prompt = workspace / "prompts" / "support_agent.md"
     prompt.write_text(PROMPT.replace(find, "Something else entirely."))
-    book = openpyxl.load_workbook(path)
-    book[title].cell(2, 1).value = True
-    book.save(path)
+    tick(path, title, [2])
     cli("apply")
     row = read_tab(path, title)[0]
     assert row["status"] == "stale" and "not in the prompt" in row["check"]
@@ -124,9 +122,7 @@ def test_rejected_edits_are_never_applied_even_if_ticked(workspace, model, cli):
     cli("improve")
     title = edits_tab(path)
     assert read_tab(path, title)[0]["status"] == "rejected"
-    book = openpyxl.load_workbook(path)
-    book[title].cell(2, 1).value = True
-    book.save(path)
+    tick(path, title, [2])
     cli("apply")
     assert (workspace / "prompts" / "support_agent.md").read_text() == PROMPT
 
@@ -135,9 +131,7 @@ def test_marks_lost_after_the_prompt_was_written_are_restored_without_applying_t
     path = write_workbook(workspace / "loop.xlsx", [draft(), draft()])
     cli("improve")
     title = edits_tab(path)
-    book = openpyxl.load_workbook(path)
-    book[title].cell(2, 1).value = True
-    book.save(path)
+    tick(path, title, [2])
     from loop.sheets.xlsx import XlsxWorkbook
 
     def broken_write(self, batch, wait=None):
@@ -158,10 +152,7 @@ def test_two_applies_at_once_apply_each_edit_once(workspace, model, cli):
     path = write_workbook(workspace / "loop.xlsx", [draft(), draft(comment="wrong menu path")])
     cli("improve")
     title = edits_tab(path)
-    book = openpyxl.load_workbook(path)
-    for row in (2, 3):
-        book[title].cell(row, 1).value = True
-    book.save(path)
+    tick(path, title, [2, 3])
     command = [sys.executable, "-c", "from loop.cli import main; main()", "apply"]
     runs = [subprocess.Popen(command, cwd=workspace, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             for _ in range(2)]

@@ -8,13 +8,12 @@ import os
 import shutil
 from pathlib import Path
 
-import openpyxl
 import pytest
 
 from loop import files
 from loop.cli import main
 from loop.prompt_store import PromptStore
-from tests.conftest import PROMPT, draft, edits_tab, read_tab, write_workbook
+from tests.conftest import PROMPT, draft, edits_tab, read_tab, tick, write_workbook
 
 KILLED = 77
 
@@ -87,10 +86,7 @@ def test_apply_killed_at_any_replacement_applies_each_edit_once(workspace, model
     path = write_workbook(workspace / "loop.xlsx", [draft(), draft(comment="wrong menu path")])
     cli("improve")
     title = edits_tab(path)
-    book = openpyxl.load_workbook(path)
-    for row in (2, 3):
-        book[title].cell(row, 1).value = True
-    book.save(path)
+    tick(path, title, [2, 3])
     edits = read_tab(path, title)
     expected = PROMPT
     for edit in edits:

@@ -1,8 +1,7 @@
 """The whole loop through the CLI: improve → tick → apply → rollback, against the fake model."""
 
-import openpyxl
 
-from tests.conftest import PROMPT, draft, edits_tab, read_tab, write_workbook
+from tests.conftest import PROMPT, draft, edits_tab, read_tab, tick, write_workbook
 
 
 def reviewed_drafts():
@@ -11,13 +10,6 @@ def reviewed_drafts():
         + [draft(comment="that menu path doesn't exist") for _ in range(3)]
         + [draft(score="👍", comment="") for _ in range(2)]
     )
-
-
-def tick(path, title, rows):
-    book = openpyxl.load_workbook(path)
-    for row in rows:
-        book[title].cell(row, 1).value = True
-    book.save(path)
 
 
 def test_improve_writes_an_edits_tab_and_a_runs_row(workspace, model, cli):

@@ -10,16 +10,9 @@ import openpyxl
 
 from loop import config, files, improver, schema
 from loop.prompt_store import PromptStore
-from tests.conftest import PROMPT, draft, edits_tab, read_tab, write_workbook
+from tests.conftest import PROMPT, draft, edits_tab, read_tab, tick, write_workbook
 
 PROMPT_FILE = "prompts/support_agent.md"
-
-
-def tick(path, title, rows, value=True):
-    book = openpyxl.load_workbook(path)
-    for row in rows:
-        book[title].cell(row, 1).value = value
-    book.save(path)
 
 
 def improved(workspace, cli, rows=None):
