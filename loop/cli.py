@@ -83,6 +83,7 @@ def common(command):
                 max_input_tokens=options.pop("max_input_tokens", None),
                 max_edit_chars=options.pop("max_edit_chars", None),
                 max_edit_share=options.pop("max_edit_share", None),
+                check_budget=options.pop("check_budget", None),
             )
             from .workspace import Workspace
 
@@ -126,17 +127,29 @@ def auth(client_secret, debug):
 @main.command(short_help="Propose prompt edits from recent failures, in a new Edits tab.")
 @click.option("--since", default="14d", show_default=True, help="Review window: 14d, 2w, 36h or a date.")
 @click.option("--include-judge", is_flag=True, help="Count LLM judge scores on drafts no person scored.")
+@click.option("--check/--no-check", default=True, show_default=True,
+              help="Replay each edit on the failures it cites, held-out failures and successes.")
+@click.option("--check-budget", type=click.IntRange(min=1), help="Most model calls the replay check may make. [env LOOP_CHECK_BUDGET; default 800]")
+@click.option("--concurrency", default=4, show_default=True, type=click.IntRange(1, 32), help="Replay requests in flight.")
 @click.option("--model", help="Model to call. [env LOOP_MODEL]")
 @click.option("--max-input-tokens", type=click.IntRange(min=1), help="Most input tokens per request. [env LOOP_MAX_INPUT_TOKENS]")
 @click.option("--max-edit-chars", type=click.IntRange(min=1), help="Largest change one edit may make. [env LOOP_MAX_EDIT_CHARS]")
 @click.option("--max-edit-share", type=click.FloatRange(0.01, 1),
               help="Largest share of the prompt one edit may remove or rewrite. [env LOOP_MAX_EDIT_SHARE]")
 @common
-def improve(workspace, since, include_judge):
-    """Propose prompt edits from the failures of the review window, in a new Edits tab."""
+def improve(workspace, since, include_judge, check, concurrency):
+    """Propose prompt edits from the failures of the review window, replay each on real cases, and
+    write them to a new Edits tab (with its Replay tab)."""
     from . import improver
 
-    report = improver.improve(workspace, since=since, include_judge=include_judge)
+    with ExitStack() as stack:
+        bar = []
+
+        def start(total):
+            bar.append(stack.enter_context(click.progressbar(length=total, label="Replaying", file=sys.stderr)))
+
+        report = improver.improve(workspace, since=since, include_judge=include_judge, check=check,
+                                  concurrency=concurrency, on_start=start, on_done=lambda: bar[0].update(1))
     for skipped in report.skipped[:SHOW_SKIPPED]:
         click.echo(f"skipped {skipped}", err=True)
     if len(report.skipped) > SHOW_SKIPPED:
@@ -158,10 +171,21 @@ def improve(workspace, since, include_judge):
     for pattern in report.patterns:
         click.echo(f"  {pattern.count:4d}  {shown(pattern.name)}")
     click.echo(f"Edits: {len(report.proposed)} proposed, {len(report.rejected)} rejected.")
+    replayed = report.replay
+    for edit in report.proposed:
+        figures = replayed.figures(edit.edit_id) if replayed else None
+        if figures:
+            cells = figures.cells()
+            click.echo(f"  {edit.edit_id}: fixed {cells['fixed_cited']} cited and {cells['fixed_held_out']} held-out "
+                       f"failures, regressed {cells['regressed']} successes{'  ← ' + edit.check if edit.check else ''}")
+    if replayed and replayed.not_replayed:
+        click.echo(f"  Edits {shown(replayed.not_replayed)}.")
     for edit in report.rejected:
         click.echo(f"  rejected {edit.edit_id}: {shown(edit.check)}")
     usage = report.usage
-    click.echo(f"Model: {plural(usage.calls, 'call')}, {usage.input_tokens} input and {usage.output_tokens} output tokens.")
+    extra = f" ({replayed.usage.calls} for the replay check)" if replayed and replayed.usage.calls else ""
+    click.echo(f"Model: {plural(usage.calls, 'call')}{extra}, {usage.input_tokens} input and "
+               f"{usage.output_tokens} output tokens.")
     click.echo(f"Wrote tab {report.edits_tab!r} to {workspace.settings.sheet}: tick `approve` on the edits you want, "
                "then run `loop apply`.")
 

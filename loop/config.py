@@ -11,6 +11,9 @@ from .errors import UsageError
 DEFAULT_SHEET = "loop.xlsx"
 DEFAULT_PROMPT = "prompts/support_agent.md"
 DEFAULT_JUDGE_PROMPT = "prompts/judge.md"
+DEFAULT_KB = "kb"
+# Model calls one replay check may make: about 8 edits tried on 13 cases each, with the bundled agent.
+DEFAULT_CHECK_BUDGET = 800
 DEFAULT_MODEL = "gpt-4.1"
 # Small enough for most local servers' context windows (llama.cpp and Ollama often run 8k-32k).
 DEFAULT_MAX_INPUT_TOKENS = 12_000
@@ -46,6 +49,14 @@ class Settings:
     judge_prompt: Path = Path(DEFAULT_JUDGE_PROMPT)
     # the trace archive folder; None means beside the workbook (LOOP_TRACES moves it)
     traces: Path | None = None
+    # the replay check: the agent that re-drafts (None: the bundled one), its knowledge base, the cases
+    # tried per edit, and the most model calls a replay may make
+    agent: str | None = None
+    kb: Path = Path(DEFAULT_KB)
+    replay_cited: int = 5
+    replay_held_out: int = 3
+    replay_successes: int = 5
+    check_budget: int | None = DEFAULT_CHECK_BUDGET
     # openai client settings; the client itself retries 429/5xx/timeouts with backoff.
     max_retries: int = 3
     timeout: float = 120.0
@@ -61,6 +72,7 @@ def resolve(
     max_edit_chars: int | None = None,
     credentials: str | None = None,
     max_edit_share: float | None = None,
+    check_budget: int | None = None,
 ) -> Settings:
     """Build Settings from flags (non-None arguments), then the environment, then defaults."""
     env = os.environ
@@ -74,6 +86,12 @@ def resolve(
                                                      kind=float, maximum=1),
         judge_prompt=Path(env.get("LOOP_JUDGE_PROMPT") or DEFAULT_JUDGE_PROMPT),
         traces=Path(env["LOOP_TRACES"]) if env.get("LOOP_TRACES") else None,
+        agent=env.get("LOOP_AGENT") or None,
+        kb=Path(env.get("LOOP_KB") or DEFAULT_KB),
+        replay_cited=_env_number("LOOP_REPLAY_CITED", 5, minimum=1),
+        replay_held_out=_env_number("LOOP_REPLAY_HELD_OUT", 3, minimum=0),
+        replay_successes=_env_number("LOOP_REPLAY_SUCCESSES", 5, minimum=0),
+        check_budget=check_budget or _env_number("LOOP_CHECK_BUDGET", DEFAULT_CHECK_BUDGET, minimum=1),
         max_retries=_env_number("LOOP_MAX_RETRIES", 3, minimum=0),
         timeout=_env_number("LOOP_TIMEOUT", 120.0, minimum=0.1, kind=float),
         credentials=credentials,

@@ -11,14 +11,16 @@ import logging
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Callable
 
-from . import schema, traces
+from . import replay, schema, traces
 from .config import Settings
 from .edits import PROPOSED, REJECTED, Edit, validate
 from .errors import TitleTaken, UsageError
 from .model import ModelClient, Usage
 from .patterns import Pattern, find_patterns
 from .proposals import propose_edits
+from .replay import ReplayReport
 from .reviews import Draft, SkippedRow, read_drafts
 from .sheets import Append, NewTab, WriteBatch
 from .values import DOWN, UP, BadValue, parse_since
@@ -48,6 +50,7 @@ class RunReport:
     usage: Usage = field(default_factory=Usage)
     edits_tab: str = ""
     prompt_version: str = ""
+    replay: ReplayReport | None = None
 
     @property
     def proposed(self) -> list[Edit]:
@@ -85,8 +88,17 @@ def improve(
     include_judge: bool = False,
     now: datetime | None = None,
     model: ModelClient | None = None,
+    check: bool = True,
+    concurrency: int = 4,
+    on_start: Callable[[int], None] = lambda total: None,
+    on_done: Callable[[], None] = lambda: None,
 ) -> RunReport:
+    """Find failure patterns, propose edits, validate them and (with `check`) replay them, then write
+    the Edits tab, its Replay tab and the Runs row in one batch. Nothing is written before every
+    model call has succeeded."""
     workspace = Workspace.of(where)
+    if model is not None:
+        workspace.model = model
     settings = workspace.settings
     now = now or datetime.now(timezone.utc)
     try:
@@ -114,6 +126,15 @@ def improve(
     )
     failure_ids = {d.trace_id for d in window.failures}
     report.edits = validate(proposals, prompt, failure_ids, settings.max_edit_chars, settings.max_edit_share)
+    if not check:
+        report.replay = ReplayReport(not_replayed="not replayed (--no-check)")
+    elif report.proposed:
+        report.replay = replay.replay_edits(workspace, prompt, report.proposed, window, report.patterns,
+                                            concurrency, on_start, on_done)
+        for edit in report.proposed:
+            figures = report.replay.figures(edit.edit_id)
+            if figures and figures.flag():
+                edit.check = figures.flag()
 
     report.prompt_version = workspace.prompt_version()
     title, taken = f"{schema.EDITS_PREFIX}{now:%Y-%m-%d %H%M}", workbook.titles()
@@ -143,8 +164,11 @@ def _run_batch(report: RunReport, settings: Settings, now: datetime) -> WriteBat
         rationale = edit.rationale
         if edit.evidence and all(t in judge_only for t in edit.evidence):
             rationale = f"[evidence is judge-only] {rationale}"
+        figures = report.replay.figures(edit.edit_id) if report.replay else None
+        cells = figures.cells() if figures else {}
         rows.append([False, edit.edit_id, edit.pattern, edit.find, edit.replace, rationale,
-                     ", ".join(edit.evidence), edit.status, edit.check, ""])
+                     ", ".join(edit.evidence), edit.status, edit.check, "",
+                     cells.get("fixed_cited", ""), cells.get("fixed_held_out", ""), cells.get("regressed", "")])
     window = report.window
     run = {
         "run_id": report.run_id,
@@ -163,8 +187,37 @@ def _run_batch(report: RunReport, settings: Settings, now: datetime) -> WriteBat
         "edits_tab": report.edits_tab,
         "prompt_version": report.prompt_version,
     }
+    replayed = report.replay
+    if replayed:
+        run.update(replay=replay_summary(replayed), replay_llm_calls=replayed.usage.calls,
+                   replay_input_tokens=replayed.usage.input_tokens, replay_output_tokens=replayed.usage.output_tokens)
     widths = {name: width for name, width, _ in schema.EDIT_COLUMNS}
-    return WriteBatch(
-        new_tabs=[NewTab(report.edits_tab, schema.EDIT_HEADERS, rows, checkbox_column="approve", column_widths=widths)],
-        appends=[Append(schema.RUNS, schema.RUN_HEADERS, run, key="run_id")],
-    )
+    tabs = [NewTab(report.edits_tab, schema.EDIT_HEADERS, rows, checkbox_column="approve", column_widths=widths)]
+    if replayed and replayed.outcomes:
+        tabs.append(NewTab(replay_title(report.edits_tab), schema.REPLAY_HEADERS, replay_rows(replayed),
+                           column_widths={name: width for name, width, _ in schema.REPLAY_COLUMNS}))
+    return WriteBatch(new_tabs=tabs, appends=[Append(schema.RUNS, schema.RUN_HEADERS, run, key="run_id")])
+
+
+def replay_title(edits_tab: str) -> str:
+    """`Replay 2026-11-23 1530` beside `Edits 2026-11-23 1530`."""
+    return schema.REPLAY_PREFIX + edits_tab[len(schema.EDITS_PREFIX):]
+
+
+def replay_summary(replayed: ReplayReport) -> str:
+    if replayed.not_replayed:
+        return replayed.not_replayed
+    edits = len({o.label for o in replayed.outcomes})
+    text = f"{edits} edit{'s' if edits != 1 else ''}, {len(replayed.outcomes)} cases, {replayed.agent}"
+    return text + (f"; {replayed.dropped} cases left out (--check-budget)" if replayed.dropped else "")
+
+
+def replay_rows(replayed: ReplayReport) -> list[list]:
+    excerpt = schema.EXCERPT_CHARS
+    return [[o.label, o.case.draft.trace_id, o.case.kind, _excerpt(o.case.draft.ticket, excerpt), o.case.draft.draft,
+             o.control, o.candidate, o.case.draft.comment, o.verdict, o.reason] for o in replayed.outcomes]
+
+
+def _excerpt(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -26,6 +26,7 @@ class Draft:
     prompt_version: str = ""
     judge_score: str | None = None
     judge_comment: str = ""
+    ticket_id: str = ""
 
     @property
     def is_failure(self) -> bool:
@@ -54,7 +55,8 @@ def check_columns(table: Table) -> None:
         )
 
 
-_TEXT_FIELDS = ("ticket", "draft", "comment", "thread", "final_reply", "kb_sources", "prompt_version", "judge_comment")
+_TEXT_FIELDS = ("ticket", "draft", "comment", "thread", "final_reply", "kb_sources", "prompt_version", "judge_comment",
+                "ticket_id")
 
 
 def read_drafts(table: Table | None) -> tuple[list[Draft], list[SkippedRow]]:

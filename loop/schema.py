@@ -7,6 +7,8 @@ DRAFTS = "Drafts"
 RUNS = "Runs"
 TICKETS = "Tickets"  # optional: tickets for the bundled agent (ticket, ticket_id, thread)
 EDITS_PREFIX = "Edits "
+REPLAY_PREFIX = "Replay "
+EXCERPT_CHARS = 300  # a ticket or comment quoted where there is no room for all of it
 SCORE_CHOICES = ["👍", "👎"]
 
 # (column, required, width, what it holds)
@@ -41,8 +43,25 @@ EDIT_COLUMNS = [
                    "(undone by `loop rollback`; tick it to apply it again)."),
     ("check", 36, "Why an edit was rejected, went stale or was rolled back."),
     ("applied_version", 10, "The prompt version the edit went into."),
+    ("fixed_cited", 11, "Replay: of the failures the edit cites, drafted again with it, how many came out better (k/n)."),
+    ("fixed_held_out", 11, "Replay: the same for failures of its pattern it does not cite, held out (k/n)."),
+    ("regressed", 10, "Replay: of the successes drafted again with it, how many came out worse (k/n)."),
 ]
 EDIT_HEADERS = [name for name, *_ in EDIT_COLUMNS]
+
+REPLAY_COLUMNS = [
+    ("edit_id", 26, "The edit tried."),
+    ("trace_id", 38, "The logged draft whose ticket was drafted again."),
+    ("kind", 9, "cited (a failure the edit cites), held out (a failure of its pattern it does not), or success."),
+    ("ticket", 40, "The customer's ticket (its start)."),
+    ("logged_draft", 50, "The draft the reviewer scored."),
+    ("control_draft", 50, "Drafted again with the current prompt."),
+    ("candidate_draft", 50, "Drafted again with the current prompt plus this edit."),
+    ("comment", 40, "What the reviewer said of the logged draft."),
+    ("verdict", 10, "candidate (the edit did better), control (it did worse) or tie (no clear difference)."),
+    ("reason", 40, "The judge's reason, in a sentence."),
+]
+REPLAY_HEADERS = [name for name, *_ in REPLAY_COLUMNS]
 
 RUN_COLUMNS = [
     ("run_id", "Id of the improve run; its Edits tab carries the same time."),
@@ -60,5 +79,9 @@ RUN_COLUMNS = [
     ("output_tokens", "Output tokens, as the server reported them."),
     ("edits_tab", "The Edits tab this run wrote."),
     ("prompt_version", "The prompt version the edits were proposed against."),
+    ("replay", "What the replay check tried (edits, cases, agent), or why it did not run."),
+    ("replay_llm_calls", "Model requests the replay check made (counted in llm_calls too)."),
+    ("replay_input_tokens", "Input tokens of the replay check's requests."),
+    ("replay_output_tokens", "Output tokens of the replay check's requests."),
 ]
 RUN_HEADERS = [name for name, _ in RUN_COLUMNS]

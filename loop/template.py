@@ -17,6 +17,7 @@ _ABOUT_INTRO = [
     "This workbook feeds `loop`, which turns reviews of a support agent's drafts into small, evidence-backed prompt edits.",
     "Drafts: one row per draft. Score it 👍 or 👎 and say in `comment` what was wrong; `loop improve` learns from both.",
     "Edits …: each `loop improve` run adds a tab of proposed edits. Tick `approve` on the ones you want, then run `loop apply`.",
+    "Replay …: how each edit did when the agent drafted the tickets again with it: the before and after, case by case.",
     "Runs: one row per `loop improve` run. Headers match case-insensitively; column order is free; extra columns are left alone.",
 ]
 
@@ -51,6 +52,7 @@ def build(path: str | Path) -> None:
     entries = (
         [(schema.DRAFTS, name + ("" if required else " (optional)"), text) for name, required, _, text in schema.DRAFT_COLUMNS]
         + [("Edits …", name, text) for name, _, text in schema.EDIT_COLUMNS]
+        + [("Replay …", name, text) for name, _, text in schema.REPLAY_COLUMNS]
         + [(schema.RUNS, name, text) for name, text in schema.RUN_COLUMNS]
     )
     for tab, column, text in entries:

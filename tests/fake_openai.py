@@ -3,6 +3,12 @@
 The real openai client talks to it over HTTP. Scripted replies (faults, malformed answers, fixed
 JSON) are served first, in order; after that a small deterministic "model" answers each schema
 from the request's own data, so whole runs can be exercised end to end.
+
+For the replay check, the "agent" ends each draft with a `[guarded: …]` tag for every
+"- Guard against …" line of its system prompt (the lines the fake's edits add), and the pairwise
+judge decides from those tags: on a failure the guarded draft wins; on a success a ticket that says
+"fragile" is hurt by a guard and "steady" ones tie; a ticket that says "biased" gets a judge that
+always picks draft A (position bias, which the two orders turn into a tie).
 """
 
 from __future__ import annotations
@@ -62,6 +68,20 @@ def smart_answer(name: str, schema: dict, user: str) -> dict:
                 "evidence": pattern["trace_ids"][:3],
             })
         return {"edits": edits}
+    if name == "pairwise_verdict":
+        case = data_block(user, "case")
+        a, b = (data_block(user, kind).get("reply", "") for kind in ("draft_a", "draft_b"))
+        ticket = case.get("ticket", "")
+        if "biased" in ticket:
+            return {"winner": "A", "reason": "The first draft reads better."}
+        guarded_a, guarded_b = "[guarded" in a, "[guarded" in b
+        if guarded_a == guarded_b:
+            return {"winner": "tie", "reason": "Both drafts handle it the same way."}
+        if "approved_reply" in case:  # a success: a guard hurts a fragile case, changes nothing else
+            if "fragile" not in ticket:
+                return {"winner": "tie", "reason": "Both are as good as the approved reply."}
+            return {"winner": "B" if guarded_a else "A", "reason": "The guard made the reply worse."}
+        return {"winner": "A" if guarded_a else "B", "reason": "This draft avoids what the reviewer flagged."}
     if name == "judge_verdict":
         draft = data_block(user, "draft").get("draft", "")
         if len(draft) > 600:
@@ -70,12 +90,21 @@ def smart_answer(name: str, schema: dict, user: str) -> dict:
     raise ValueError(f"unknown schema {name}")
 
 
-def agent_turn(messages: list[dict]) -> tuple[str | None, list | None]:
+def guards(messages: list[dict]) -> str:
+    """A tag for each "- Guard against …" line of the system prompt: what a candidate prompt changes."""
+    system = next((m["content"] for m in messages if m.get("role") == "system"), "")
+    found = re.findall(r"^- Guard against ([^:\n]+):", system, re.M)
+    return "".join(f" [guarded: {g}]" for g in found)
+
+
+def agent_turn(messages: list[dict], tools_offered: bool = True) -> tuple[str | None, list | None]:
     """The support agent's tool loop: search the docs, read the best hit, then answer from it."""
     tools = [m for m in messages if m.get("role") == "tool"]
     user = next(m["content"] for m in messages if m["role"] == "user")
     ticket = re.search(r"<ticket[^>]*>\n(.*?)\n</ticket>", user, re.S)
     question = ticket.group(1) if ticket else ""
+    if not tools_offered:
+        return f"Thanks for reaching out about: {' '.join(question.split()[:12])}.{guards(messages)}", None
 
     def call(name, arguments):
         return [{"id": f"call_{len(tools)}", "type": "function",
@@ -87,9 +116,10 @@ def agent_turn(messages: list[dict]) -> tuple[str | None, list | None]:
     if isinstance(last, list):
         if last:
             return None, call("read_doc", {"doc_id": last[0]["doc_id"]})
-        return "Thanks for reaching out. I could not find this in our help centre, so I have asked a specialist.", None
+        return ("Thanks for reaching out. I could not find this in our help centre, so I have asked a specialist."
+                + guards(messages)), None
     first_sentence = re.split(r"(?<=[.!?])\s", " ".join(last.get("text", "").split()[2:60]))[0]
-    return f"Thanks for reaching out. {first_sentence} (See: {last.get('title', '')}.)", None
+    return f"Thanks for reaching out. {first_sentence} (See: {last.get('title', '')}.){guards(messages)}", None
 
 
 class FakeOpenAI(LocalServer):
@@ -127,8 +157,8 @@ class FakeOpenAI(LocalServer):
         tool_calls = None
         if "content" in action:
             content = action["content"]
-        elif body.get("tools") and body.get("tool_choice") != "none" and not response_format:
-            content, tool_calls = agent_turn(messages)
+        elif not response_format:  # the support agent, with its knowledge-base tools or without
+            content, tool_calls = agent_turn(messages, bool(body.get("tools")) and body.get("tool_choice") != "none")
         elif "json" in action:
             content = json.dumps(action["json"])
         else:

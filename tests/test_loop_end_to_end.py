@@ -21,7 +21,9 @@ def test_improve_writes_an_edits_tab_and_a_runs_row(workspace, model, cli):
     assert [e["status"] for e in edits] == ["proposed", "proposed"]
     assert all(e["approve"] is False for e in edits)
     runs = read_tab(workspace / "loop.xlsx", "Runs")
-    assert len(runs) == 1 and runs[0]["failures"] == 7 and runs[0]["llm_calls"] == 2
+    assert len(runs) == 1 and runs[0]["failures"] == 7
+    assert runs[0]["llm_calls"] == 2 + runs[0]["replay_llm_calls"] and runs[0]["replay_llm_calls"] > 0
+    assert runs[0]["replay"].startswith("2 edits, ") and "the bundled agent" in runs[0]["replay"]
     assert (workspace / "prompts" / "support_agent.md").read_text() == PROMPT
 
 

@@ -1,0 +1,323 @@
+"""The replay check: every proposed edit is tried before anyone ticks it.
+
+For each edit, the agent drafts again, with the candidate prompt (the current prompt plus that edit
+alone), the failures the edit cites, a few failures of its pattern it does not cite (held out, so an
+edit that only fits its own evidence shows it) and a sample of successes shared by every edit. Each
+case is also drafted once with the current prompt: the control, shared by every edit, so what the
+edit changes is told apart from what drafting again changes anyway. A pairwise judge compares
+control and candidate in both orders; a verdict that flips with the order is a tie.
+
+`fixed_cited` and `fixed_held_out` count the failures where the candidate won; `regressed` counts
+the successes where the control won. `loop check` runs the same trial for the ticked edits together.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from typing import Callable, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from . import evidence
+from .agent import fit_thread
+from .agents import Agent, AgentFailed, BundledAgent, ticket_record
+from .errors import LoopError, UsageError
+from .model import Usage, dumps_data
+from .patterns import Pattern
+from .proposals import sample_successes
+from .reviews import Draft
+from .templates import data_room, messages
+
+log = logging.getLogger(__name__)
+
+CITED, HELD_OUT, SUCCESS = "cited", "held out", "success"
+CANDIDATE, CONTROL, TIE = "candidate", "control", "tie"
+# What one draft by the bundled agent usually costs (search, read, answer), for planning the budget.
+CALLS_PER_DRAFT = 3
+
+
+class PairwiseVerdict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    winner: Literal["A", "B", "tie"]
+    reason: str
+
+
+@dataclass(frozen=True)
+class Case:
+    kind: str  # cited, held out or success
+    draft: Draft  # the logged draft: its ticket, the reviewer's verdict and words
+
+
+@dataclass
+class Trial:
+    """A candidate prompt and the cases to try it on; `label` is the edit id (or "ticked edits")."""
+
+    label: str
+    prompt: str
+    cases: list[Case]
+
+
+@dataclass
+class Outcome:
+    label: str
+    case: Case
+    control: str
+    candidate: str
+    verdict: str  # candidate, control or tie
+    reason: str
+
+
+@dataclass
+class Figures:
+    fixed_cited: tuple[int, int] = (0, 0)
+    fixed_held_out: tuple[int, int] = (0, 0)
+    regressed: tuple[int, int] = (0, 0)
+
+    def cells(self) -> dict[str, str]:
+        return {name: f"{k}/{n}" for name, (k, n) in
+                (("fixed_cited", self.fixed_cited), ("fixed_held_out", self.fixed_held_out), ("regressed", self.regressed))}
+
+    def flag(self) -> str:
+        """Why a reviewer should look twice: it fixed none of the failures, or did worse on a success."""
+        problems = []
+        tried = self.fixed_cited[1] + self.fixed_held_out[1]
+        if tried and not self.fixed_cited[0] + self.fixed_held_out[0]:
+            problems.append(f"fixed none of the {tried} failures it was tried on")
+        if self.regressed[0]:
+            problems.append(f"did worse on {self.regressed[0]} of {self.regressed[1]} successes")
+        return "replay: " + "; ".join(problems) if problems else ""
+
+
+@dataclass
+class ReplayReport:
+    trials: list[Trial] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    agent: str = ""
+    not_replayed: str = ""  # why there are no figures, when there are none
+    dropped: int = 0  # cases left out to stay within the budget
+
+    def figures(self, label: str) -> Figures | None:
+        mine = [o for o in self.outcomes if o.label == label]
+        if not mine:
+            return None
+
+        def count(kind: str, winner: str) -> tuple[int, int]:
+            of_kind = [o for o in mine if o.case.kind == kind]
+            return sum(o.verdict == winner for o in of_kind), len(of_kind)
+
+        return Figures(count(CITED, CANDIDATE), count(HELD_OUT, CANDIDATE), count(SUCCESS, CONTROL))
+
+
+@dataclass(frozen=True)
+class Sizes:
+    cited: int = 5
+    held_out: int = 3
+    successes: int = 5
+
+
+def plan(evidence_ids: list[str], pattern: Pattern | None, failures: dict[str, Draft], successes: list[Draft],
+         sizes: Sizes) -> list[Case]:
+    """The cases to try one candidate on: failures it cites, failures of its pattern it does not
+    cite (the newest), and the run's shared sample of successes."""
+    cited = [failures[t] for t in evidence_ids if t in failures][:sizes.cited]
+    others = [failures[t] for t in (pattern.trace_ids if pattern else []) if t in failures and t not in evidence_ids]
+    held_out = sorted(others, key=lambda d: d.created_at, reverse=True)[:sizes.held_out]
+    return ([Case(CITED, d) for d in cited] + [Case(HELD_OUT, d) for d in held_out]
+            + [Case(SUCCESS, d) for d in sample_successes(successes, sizes.successes)])
+
+
+def planned_calls(trials: list[Trial], per_draft: int) -> int:
+    """Model calls the replay of `trials` would make: each case's control once, each candidate, and
+    two judge calls per pair."""
+    controls = {c.draft.trace_id for t in trials for c in t.cases}
+    pairs = sum(len(t.cases) for t in trials)
+    return per_draft * (len(controls) + pairs) + 2 * pairs
+
+
+def fit_budget(trials: list[Trial], per_draft: int, budget: int | None) -> int:
+    """Drop cases until the replay fits `budget` model calls: held-out failures first, then
+    successes, then cited failures, from the trial with the most cases. Returns how many were dropped."""
+    dropped = 0
+    order = {HELD_OUT: 0, SUCCESS: 1, CITED: 2}
+    while budget is not None and planned_calls(trials, per_draft) > budget:
+        largest = max(trials, key=lambda t: len(t.cases), default=None)
+        if largest is None or not largest.cases:
+            break
+        victim = min(reversed(largest.cases), key=lambda c: order[c.kind])
+        largest.cases.remove(victim)
+        dropped += 1
+    return dropped
+
+
+class BudgetSpent(Exception):
+    """The replay reached its cap on model calls."""
+
+
+class CappedModel:
+    """The run's model client, refusing calls past a cap."""
+
+    def __init__(self, model, budget: int | None):
+        self._model, self._budget, self._calls = model, budget, 0
+        self._lock = threading.Lock()
+        self.max_input_tokens = model.max_input_tokens
+
+    def _spend(self) -> None:
+        with self._lock:
+            if self._budget is not None and self._calls >= self._budget:
+                raise BudgetSpent()
+            self._calls += 1
+
+    def ask(self, *args, **kwargs):
+        self._spend()
+        return self._model.ask(*args, **kwargs)
+
+    def chat(self, *args, **kwargs):
+        self._spend()
+        return self._model.chat(*args, **kwargs)
+
+    @property
+    def calls(self) -> int:
+        return self._calls
+
+
+def judge_pair(model, case: Case, first: str, second: str) -> PairwiseVerdict:
+    kind = "success" if case.kind == SUCCESS else "failure"
+    room = data_room("pairwise.j2", model.max_input_tokens, kind=kind, case="", draft_a="", draft_b="")
+    draft = case.draft
+    if kind == "failure":
+        record = {"ticket": draft.ticket, "thread": fit_thread(draft.thread), "rejected_reply": draft.draft,
+                  "reviewer_comment": draft.comment, "corrected_reply": draft.final_reply}
+    else:
+        record = {"ticket": draft.ticket, "thread": fit_thread(draft.thread), "approved_reply": draft.draft,
+                  "reviewer_comment": draft.comment}
+    record = {k: evidence.cut(v, max(room // 2 // len(record), 200), keep_end=k == "thread") for k, v in record.items() if v}
+    share = max(room // 4 - 40, 200)
+    return model.ask("pairwise_verdict", PairwiseVerdict, messages(
+        "pairwise.j2", kind=kind, case=dumps_data(record),
+        draft_a=dumps_data({"reply": evidence.cut(first, share)}),
+        draft_b=dumps_data({"reply": evidence.cut(second, share)})))
+
+
+def verdict(control_first: PairwiseVerdict, candidate_first: PairwiseVerdict) -> tuple[str, str]:
+    """One verdict from both orders: control as A then as B. A winner that changes with the order is a tie."""
+    first = {"A": CONTROL, "B": CANDIDATE, "tie": TIE}[control_first.winner]
+    second = {"A": CANDIDATE, "B": CONTROL, "tie": TIE}[candidate_first.winner]
+    if first == second:
+        return first, control_first.reason.strip()
+    if TIE in (first, second):
+        return TIE, f"one order called it a tie: {control_first.reason.strip()}"
+    return TIE, "the judge picked whichever draft came first (position bias): a tie"
+
+
+def run(agent: Agent, model, current_prompt: str, trials: list[Trial], concurrency: int = 4,
+        budget: int | None = None, on_start: Callable[[int], None] = lambda total: None,
+        on_done: Callable[[], None] = lambda: None) -> ReplayReport:
+    """Draft every case with the current prompt and each trial's prompt, then judge each pair.
+    A model that stays unreachable raises (nothing is written); an agent that fails ends the replay
+    with `not_replayed` saying why; cases past the budget are left out and counted in `dropped`."""
+    per_draft = CALLS_PER_DRAFT if isinstance(agent, BundledAgent) else 0
+    report = ReplayReport(trials=trials, agent=agent.name)
+    report.dropped = fit_budget(trials, per_draft, budget)
+    capped = CappedModel(model, budget)
+    if isinstance(agent, BundledAgent):
+        agent = BundledAgent(capped, agent.kb, agent.name)
+    cases = {c.draft.trace_id: c for t in trials for c in t.cases}
+    drafts_to_make = [("control", trace_id, current_prompt, case) for trace_id, case in cases.items()]
+    drafts_to_make += [(t.label, c.draft.trace_id, t.prompt, c) for t in trials for c in t.cases]
+    pairs = [(t.label, c) for t in trials for c in t.cases]
+    on_start(len(drafts_to_make) + 2 * len(pairs))
+    usage_before = _usage(model)
+    try:
+        drafts = _run_all(concurrency, on_done, {
+            (label, trace_id): (lambda p=prompt, c=case: agent.draft(p, ticket_record(c.draft)))
+            for label, trace_id, prompt, case in drafts_to_make})
+        judged = _run_all(concurrency, on_done, {
+            (label, case.draft.trace_id, order): (lambda a=a, b=b, c=case: judge_pair(capped, c, a, b))
+            for label, case in pairs
+            if (label, case.draft.trace_id) in drafts and ("control", case.draft.trace_id) in drafts
+            for order, (a, b) in (("control first", (drafts[("control", case.draft.trace_id)], drafts[(label, case.draft.trace_id)])),
+                                  ("candidate first", (drafts[(label, case.draft.trace_id)], drafts[("control", case.draft.trace_id)])))})
+    except AgentFailed as failure:
+        log.warning("%s; the edits were not replayed.", failure)
+        report.not_replayed = f"not replayed: {failure}"
+        return report
+    finally:
+        report.usage = _usage_since(model, usage_before)
+    for label, case in pairs:
+        key = (label, case.draft.trace_id)
+        both = (judged.get((*key, "control first")), judged.get((*key, "candidate first")))
+        if None in both:
+            report.dropped += 1
+            continue
+        decided, reason = verdict(*both)
+        report.outcomes.append(Outcome(label, case, drafts[("control", case.draft.trace_id)], drafts[key], decided, reason))
+    if budget is not None and capped.calls >= budget:
+        log.warning("The replay reached its budget of %d model calls (--check-budget); %d case(s) were left out.",
+                    budget, report.dropped)
+    return report
+
+
+def _run_all(concurrency: int, on_done: Callable[[], None], jobs: dict) -> dict:
+    """Run every job with at most `concurrency` in flight; the results of those that finished.
+    A job past the budget is left out; a model failure or a failing agent stops them all."""
+    results = {}
+    pool = ThreadPoolExecutor(max_workers=max(1, concurrency))
+    try:
+        futures = {pool.submit(job): key for key, job in jobs.items()}
+        for future in as_completed(futures):
+            try:
+                results[futures[future]] = future.result()
+            except BudgetSpent:
+                pass
+            except (LoopError, AgentFailed):
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+            finally:
+                on_done()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return results
+
+
+def _usage(model) -> Usage:
+    usage = getattr(model, "usage", None) or Usage()
+    return Usage(usage.calls, usage.input_tokens, usage.output_tokens)
+
+
+def _usage_since(model, before: Usage) -> Usage:
+    now = _usage(model)
+    return Usage(now.calls - before.calls, now.input_tokens - before.input_tokens, now.output_tokens - before.output_tokens)
+
+
+def replay_edits(workspace, prompt: str, edits, window, patterns: list[Pattern], concurrency: int = 4,
+                 on_start: Callable[[int], None] = lambda total: None,
+                 on_done: Callable[[], None] = lambda: None) -> ReplayReport:
+    """Try each proposed edit alone on its own cases (`loop improve`)."""
+    from .edits import apply_one
+
+    settings = workspace.settings
+    try:
+        agent = agent_for(workspace)
+    except UsageError as problem:
+        log.warning("%s The edits were not replayed.", problem)
+        return ReplayReport(not_replayed=f"not replayed: {problem}")
+    sizes = Sizes(settings.replay_cited, settings.replay_held_out, settings.replay_successes)
+    failures = {d.trace_id: d for d in window.failures}
+    by_name = {p.name.casefold(): p for p in patterns}
+    trials = [Trial(edit.edit_id, apply_one(prompt, edit),
+                    plan(edit.evidence, by_name.get(edit.pattern.casefold()), failures, window.successes, sizes))
+              for edit in edits]
+    log.info("Replaying %d edit%s with %s.", len(trials), "" if len(trials) == 1 else "s", agent.name)
+    return run(agent, workspace.model, prompt, trials, concurrency, settings.check_budget, on_start, on_done)
+
+
+def agent_for(workspace) -> Agent:
+    """The agent for this workspace's replays (LOOP_AGENT, else the bundled agent with LOOP_KB)."""
+    from .agents import resolve_agent
+
+    return resolve_agent(workspace.settings.agent, lambda: workspace.model, workspace.settings.kb)
+
