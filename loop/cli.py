@@ -216,6 +216,43 @@ def apply(workspace):
         click.echo(f"No ticked edits to apply; {prompt} stays at {report.version.label}.")
 
 
+@main.command(short_help="Replay the ticked edits together before applying them.")
+@click.option("--since", default="14d", show_default=True, help="Review window the cases come from.")
+@click.option("--concurrency", default=4, show_default=True, type=click.IntRange(1, 32), help="Replay requests in flight.")
+@click.option("--check-budget", type=click.IntRange(min=1), help="Most model calls the replay may make. [env LOOP_CHECK_BUDGET]")
+@click.option("--model", help="Model to call. [env LOOP_MODEL]")
+@common
+def check(workspace, since, concurrency):
+    """Replay the edits ticked right now, together, as one candidate prompt, on the failures they cite,
+    failures they do not cite and a sample of successes, and print the figures. Writes nothing."""
+    from . import replay
+
+    with ExitStack() as stack:
+        bar = []
+
+        def start(total):
+            bar.append(stack.enter_context(click.progressbar(length=total, label="Replaying", file=sys.stderr)))
+
+        report = replay.check(workspace, since=since, concurrency=concurrency, on_start=start,
+                              on_done=lambda: bar[0].update(1))
+    for edit in report.stale:
+        click.echo(f"stale {edit.edit_id}: {shown(edit.check)}; left out")
+    if not report.edits:
+        click.echo("No ticked edits to check: tick `approve` on the edits you want, then run `loop check`.")
+        return
+    figures = report.figures
+    if report.replay.not_replayed or figures is None:
+        click.echo(f"The ticked edits were {shown(report.replay.not_replayed or 'not replayed: no cases in the window')}.")
+        return
+    cells = figures.cells()
+    click.echo(f"{plural(len(report.edits), 'ticked edit')} together: fixed {cells['fixed_cited']} cited and "
+               f"{cells['fixed_held_out']} held-out failures, regressed {cells['regressed']} successes.")
+    flag = figures.flag()
+    click.echo(f"Look before you apply: {flag.removeprefix('replay: ')}." if flag
+               else "No conflict showed: `loop apply` applies them.")
+    click.echo(f"Model: {plural(report.replay.usage.calls, 'call')} for the replay check.")
+
+
 @main.command(short_help="Restore the prompt version before the current one.")
 @common
 def rollback(workspace):

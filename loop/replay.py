@@ -321,3 +321,70 @@ def agent_for(workspace) -> Agent:
 
     return resolve_agent(workspace.settings.agent, lambda: workspace.model, workspace.settings.kb)
 
+
+
+@dataclass
+class CheckReport:
+    """`loop check`: the ticked edits tried together as one candidate prompt."""
+
+    edits: list = field(default_factory=list)  # the ticked edits that apply to the prompt as it is now
+    stale: list = field(default_factory=list)  # ticked edits whose passage is gone
+    replay: ReplayReport | None = None
+
+    @property
+    def figures(self) -> Figures | None:
+        return self.replay.figures(TICKED) if self.replay else None
+
+
+TICKED = "ticked edits"
+
+
+def check(where, since: str = "14d", concurrency: int = 4, now=None,
+          on_start: Callable[[int], None] = lambda total: None,
+          on_done: Callable[[], None] = lambda: None) -> CheckReport:
+    """Replay the edits ticked right now, together, on the failures they cite, failures they do not
+    cite (held out) and a sample of successes: do the chosen edits conflict? Writes nothing."""
+    from datetime import datetime, timezone
+
+    from . import schema, traces
+    from .approval import edit_rows
+    from .edits import PROPOSED, ROLLED_BACK, NotLocated, apply_one
+    from .improver import select_window
+    from .reviews import read_drafts
+    from .values import BadValue, parse_since
+    from .workspace import Workspace
+
+    workspace = Workspace.of(where)
+    settings = workspace.settings
+    try:
+        start = parse_since(since, now or datetime.now(timezone.utc))
+    except BadValue as problem:
+        raise UsageError(str(problem)) from None
+    workbook = workspace.workbook
+    titles = [t for t in workbook.titles() if t.startswith(schema.EDITS_PREFIX)]
+    tables = workbook.read([schema.DRAFTS, *titles])
+    drafts, _ = read_drafts(tables.get(schema.DRAFTS))
+    window = select_window(traces.restore(drafts, workspace.traces), start)
+    prompt = workspace.prompt.read()
+    report = CheckReport()
+    candidate = prompt
+    for row in edit_rows({t: tables[t] for t in titles}):
+        if not row.ticked or row.edit.status not in (PROPOSED, ROLLED_BACK):
+            continue
+        try:
+            candidate = apply_one(candidate, row.edit)
+            report.edits.append(row.edit)
+        except NotLocated as problem:
+            row.edit.check = str(problem)
+            report.stale.append(row.edit)
+    if not report.edits:
+        return report
+    sizes = Sizes(settings.replay_cited, settings.replay_held_out, settings.replay_successes)
+    failures = {d.trace_id: d for d in window.failures}
+    cited = list(dict.fromkeys(t for e in report.edits for t in e.evidence[:sizes.cited] if t in failures))
+    uncited = Pattern("uncited", "", [d.trace_id for d in window.failures if d.trace_id not in cited])
+    cases = plan(cited, uncited, failures, window.successes, Sizes(len(cited), sizes.held_out, sizes.successes))
+    agent = agent_for(workspace)
+    report.replay = run(agent, workspace.model, prompt, [Trial(TICKED, candidate, cases)], concurrency,
+                        settings.check_budget, on_start, on_done)
+    return report

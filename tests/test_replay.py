@@ -153,3 +153,25 @@ def test_pairwise_requests_use_the_contract_schema_and_delimit_untrusted_text(wo
     assert schema_["strict"] is True and set(schema_["schema"]["properties"]) == {"winner", "reason"}
     user = request["messages"][1]["content"]
     assert '<data kind="case">' in user and "\\u003c/data>" in user and "</data> now" not in user
+
+
+def test_loop_check_replays_the_ticked_edits_together_and_writes_nothing(workspace, model, cli):
+    from tests.conftest import tick
+
+    rows = ([verbose(i) for i in range(4)] + [draft(trace_id=f"m{i}", comment="that menu path doesn't exist")
+                                              for i in range(3)]
+            + [draft(trace_id="ok1", score="👍", comment="good", ticket="Billing question, fragile")])
+    path = write_workbook(workspace / "loop.xlsx", rows)
+    cli("improve", "--no-check")
+    assert "No ticked edits to check" in cli("check").output
+    title = edits_tab(path)
+    tick(path, title, [2, 3])
+    before = path.read_bytes()
+    prompt = (workspace / "prompts" / "support_agent.md").read_text()
+    result = cli("check")
+    assert "2 ticked edits together: fixed 6/6 cited and 1/1 held-out failures, regressed 1/1 successes." in result.output
+    assert "Look before you apply: did worse on 1 of 1 successes." in result.output
+    assert path.read_bytes() == before and (workspace / "prompts" / "support_agent.md").read_text() == prompt
+    candidate = [r for r in model.requests if r["messages"][0]["role"] == "system"
+                 and r["messages"][0]["content"].count("- Guard against") == 2]
+    assert candidate  # one prompt carried both edits
