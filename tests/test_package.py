@@ -13,7 +13,9 @@ from openpyxl.styles import Font
 from python_calamine import CalamineWorkbook
 
 from loop.sheets import Append, CellUpdate, WriteBatch
-from loop.sheets.package import Package, SheetPart, column_index, column_letter
+from loop.sheets.ooxml import column_index, column_letter
+from loop.sheets.package import Package
+from loop.sheets.sheet_part import SheetPart
 from loop.sheets.xlsx import XlsxWorkbook
 from loop.values import normalize_header, xml_safe
 

@@ -43,11 +43,34 @@ class Table:
             yield self.first_row + offset, record
 
 
+@dataclass(frozen=True)
+class Run:
+    """A stretch of a cell's text with a look of its own: struck through, coloured ("RRGGBB"), or
+    linking to a row of another tab (`link` = (tab, row))."""
+
+    text: str
+    strike: bool = False
+    color: str | None = None
+    link: tuple[str, int] | None = None
+
+
+@dataclass(frozen=True)
+class RichText:
+    """A cell of formatted text. A backend that cannot link each stretch links the cell to the first."""
+
+    runs: tuple[Run, ...]
+
+    def __str__(self) -> str:
+        return "".join(run.text for run in self.runs)
+
+
 @dataclass
 class NewTab:
     """A tab to create, filled with rows, with a frozen header row.
 
-    `checkbox_column` holds TRUE/FALSE checkboxes; `dropdowns` offers choices (not enforced) in a column."""
+    `checkbox_column` holds TRUE/FALSE checkboxes (on every row but the `muted_rows`, which are
+    greyed); `dropdowns` offers choices (not enforced) in a column; `wrap` names the columns whose
+    text wraps, and rows are then made tall enough to read (up to a few lines)."""
 
     title: str
     headers: list[str]
@@ -55,6 +78,19 @@ class NewTab:
     checkbox_column: str | None = None
     column_widths: dict[str, int] = field(default_factory=dict)
     dropdowns: dict[str, list[str]] = field(default_factory=dict)
+    wrap: set[str] = field(default_factory=set)
+    muted_rows: set[int] = field(default_factory=set)  # indexes into rows
+    filter: bool = False  # a filter on the header row
+
+    def row_lines(self, index: int, most: int = 8) -> int:
+        """How many lines row `index` needs to show its wrapped text, at most `most`."""
+        lines = 1
+        for header, value in zip(self.headers, self.rows[index]):
+            if header in self.wrap and value is not None:
+                width = max(self.column_widths.get(header, 10) - 1, 4)
+                text = str(value)
+                lines = max(lines, sum(len(part) // width + 1 for part in text.split("\n")))
+        return min(lines, most)
 
 
 @dataclass

@@ -21,7 +21,9 @@ from .. import files
 from ..errors import RunFailure, TitleTaken, UsageError, WorkbookBusy
 from ..values import as_text, normalize_header
 from .base import Append, CellUpdate, NewTab, Table, WriteBatch
-from .package import BOOLEAN_FORMAT, EXCEL_MAX_ROWS, Package, PackageError, SheetPart, WriteRefused
+from .ooxml import EXCEL_MAX_ROWS, PackageError
+from .package import Package, WriteRefused
+from .sheet_part import SheetPart
 
 EXCEL_CELL_LIMIT = 32_767
 DEFAULT_WAIT = 120.0
@@ -149,8 +151,6 @@ class XlsxWorkbook:
             taken.add(tab.title.casefold())
         for tab in new_tabs:
             parts[tab.title] = package.add_tab(tab)
-        values = [v for a in batch.appends for v in a.values.values()] + [u.value for u in batch.updates]
-        booleans = package.style(number_format=BOOLEAN_FORMAT) if any(isinstance(v, bool) for v in values) else None
 
         sheets: dict[str, SheetPart] = {}
 
@@ -158,8 +158,7 @@ class XlsxWorkbook:
             if title not in sheets:
                 if title not in parts:
                     raise UsageError(f"{self.path.name} has no {title} tab; add it (see sheets_template.xlsx).")
-                sheets[title] = SheetPart(package.read(parts[title]), package.strings())
-                sheets[title].boolean_style = booleans
+                sheets[title] = SheetPart(package.read(parts[title]), package.strings(), package.style)
             return sheets[title]
 
         appends = self._unwritten(batch.appends) if batch.recheck else batch.appends

@@ -1,0 +1,111 @@
+"""The pieces of SpreadsheetML the `.xlsx` writer needs: cell references, text as OOXML stores it,
+and one cell's XML for each kind of value (text, rich text, number, boolean, date)."""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import date, datetime, timezone
+from html import unescape
+from xml.sax.saxutils import escape
+
+from ..values import cell_text, to_serial
+from .base import RichText
+
+MAIN_NS = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+REL_NS = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+EXCEL_MAX_ROWS = 1_048_576
+CELL_LIMIT = 32_767
+BOOLEAN_FORMAT = '"TRUE";"TRUE";"FALSE"'  # LibreOffice shows a boolean cell as 0/1 without it
+DATE_FORMAT = "yyyy-mm-dd hh:mm:ss"
+
+_ESCAPE_LIKE = re.compile(r"_(?=x[0-9A-Fa-f]{4}_)")
+_OOXML_ESCAPE = re.compile(r"_x([0-9A-Fa-f]{4})_")
+_ATTRIBUTE = re.compile(rb'([\w:.-]+)\s*=\s*(?:"([^"]*)"|\'([^\']*)\')')
+CELL_REF = re.compile(r"([A-Z]+)(\d+)")
+
+
+class PackageError(ValueError):
+    """The package is not a workbook this writer can edit (the message says why)."""
+
+
+def column_letter(index: int) -> str:
+    """1 → A, 27 → AA."""
+    letters = ""
+    while index:
+        index, remainder = divmod(index - 1, 26)
+        letters = chr(65 + remainder) + letters
+    return letters
+
+
+def column_index(letters: str) -> int:
+    index = 0
+    for letter in letters:
+        index = index * 26 + ord(letter) - 64
+    return index
+
+
+def ooxml_text(text: str) -> str:
+    """Text as OOXML stores it: a carriage return (which XML would turn into a line feed) and a literal
+    `_xHHHH_` (which readers would decode) are written in the format's own escape."""
+    return _ESCAPE_LIKE.sub("_x005F_", text).replace("\r", "_x000D_")
+
+
+def plain_text(stored: str) -> str:
+    """The inverse of `ooxml_text`, for text read from a part."""
+    return _OOXML_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), stored)
+
+
+def attributes_of(tag: bytes) -> dict[str, str]:
+    return {name.decode(): unescape((a if a is not None else b).decode())
+            for name, a, b in ((m.group(1), m.group(2), m.group(3)) for m in _ATTRIBUTE.finditer(tag))}
+
+
+def text_of(xml: bytes, prefix: bytes) -> str:
+    """The text of every <t> in a fragment (an inline string or a shared string), without phonetic runs."""
+    xml = re.sub(rb"<" + prefix + rb"rPh\b.*?</" + prefix + rb"rPh>", b"", xml, flags=re.S)
+    parts = re.findall(rb"<" + prefix + rb"t(?:\s[^>]*)?>(.*?)</" + prefix + rb"t>", xml, flags=re.S)
+    return plain_text(unescape(b"".join(parts).decode("utf-8")))
+
+
+def number_format_of(value) -> str | None:
+    """The number format a value needs to be shown as what it is."""
+    if isinstance(value, bool):
+        return BOOLEAN_FORMAT
+    if isinstance(value, (datetime, date)):
+        return DATE_FORMAT
+    return None
+
+
+def cell_xml(prefix: str, ref: str, value, style: str | None = None) -> str:
+    """One <c> element holding `value` as a plain value: text is an inline string, never a formula."""
+    p = prefix
+    s = f' s="{style}"' if style is not None else ""
+    if value is None or value == "":
+        return f'<{p}c r="{ref}"{s}/>' if style is not None else ""
+    if isinstance(value, bool):
+        return f'<{p}c r="{ref}"{s} t="b"><{p}v>{int(value)}</{p}v></{p}c>'
+    if isinstance(value, (datetime, date)):
+        moment = value if isinstance(value, datetime) else datetime(value.year, value.month, value.day)
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)  # naive means UTC
+        return f'<{p}c r="{ref}"{s}><{p}v>{to_serial(moment)!r}</{p}v></{p}c>'
+    if isinstance(value, (int, float)) and math.isfinite(value):
+        return f'<{p}c r="{ref}"{s}><{p}v>{value!r}</{p}v></{p}c>'
+    if isinstance(value, RichText):
+        return f'<{p}c r="{ref}"{s} t="inlineStr"><{p}is>{_runs(p, value)}</{p}is></{p}c>'
+    text = escape(ooxml_text(cell_text(value, CELL_LIMIT)))
+    return f'<{p}c r="{ref}"{s} t="inlineStr"><{p}is><{p}t xml:space="preserve">{text}</{p}t></{p}is></{p}c>'
+
+
+def _runs(p: str, value: RichText) -> str:
+    """Rich text runs, cut (like plain text) to the cell limit."""
+    room, runs = CELL_LIMIT, []
+    for run in value.runs:
+        text = cell_text(run.text, CELL_LIMIT)[:room]
+        if not text:
+            break
+        room -= len(text)
+        look = ("<" + p + "strike/>" if run.strike else "") + (f'<{p}color rgb="FF{run.color}"/>' if run.color else "")
+        props = f"<{p}rPr>{look}</{p}rPr>" if look else ""
+        runs.append(f'<{p}r>{props}<{p}t xml:space="preserve">{escape(ooxml_text(text))}</{p}t></{p}r>')
+    return "".join(runs)

@@ -1,0 +1,386 @@
+"""One worksheet part of an `.xlsx` package: its rows read and written in place, and a new worksheet
+made from a `NewTab`.
+
+Cells are written as inline strings, numbers, booleans or dates; the shared-strings part is read (only
+as far as needed) and never written. A written cell keeps its style, or takes the one its value needs
+(a date, TRUE/FALSE) or its column's; the row keeps its attributes; every other row keeps its bytes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from html import unescape
+from typing import Callable
+from xml.sax.saxutils import escape, quoteattr
+
+from ..values import normalize_header
+from .base import NewTab, RichText
+from .ooxml import (CELL_REF, EXCEL_MAX_ROWS, MAIN_NS, REL_NS, PackageError, attributes_of,
+                    cell_xml, column_index, column_letter, number_format_of, plain_text, text_of)
+
+# What a writer asks for a cell format: bold=, color=, wrap=, number_format= → the style index, or None.
+Formats = Callable[..., "int | None"]
+GREY = "808080"
+
+
+@dataclass
+class _Row:
+    number: int
+    start: int  # offset of "<row"
+    tag_end: int  # offset just past the start tag
+    closed: bool  # a self-closing <row .../>
+
+
+class _Unnumbered(Exception):
+    """A row without its `r` attribute: rows must then be counted from the top."""
+
+
+class SheetPart:
+    """A worksheet's XML, with cell writes collected and applied in one pass by `render`.
+
+    Rows are found where they are needed, by bisecting the part on byte offsets (rows are stored in
+    order, each with its number), so a write to a few rows of a 50,000-row tab reads a few rows."""
+
+    def __init__(self, xml: bytes, strings: SharedStrings | None = None, formats: Formats | None = None):
+        self.xml = xml
+        self.strings = strings
+        self.formats = formats or (lambda **look: None)
+        root = re.search(rb"<(?:(\w+):)?worksheet\b", xml)
+        if not root:
+            raise PackageError("a tab's part is not a worksheet")
+        self.prefix = (root.group(1) + b":") if root.group(1) else b""
+        p = self.prefix
+        opening = re.search(rb"<" + p + rb"sheetData\b[^>]*?(/?)>", xml)
+        if not opening:
+            raise PackageError("a worksheet has no sheetData")
+        if opening.group(1):  # <sheetData/>: an empty tab
+            self.xml = xml[:opening.start()] + b"<" + p + b"sheetData></" + p + b"sheetData>" + xml[opening.end():]
+            opening = re.search(rb"<" + p + rb"sheetData\b[^>]*>", self.xml)
+        self.data_start = opening.end()
+        self.data_end = self.xml.rfind(b"</" + p + b"sheetData>")
+        if self.data_end < self.data_start:
+            raise PackageError("a worksheet's sheetData is not closed")
+        self._row_tag = re.compile(rb"<" + p + rb"row\b([^>]*?)(/?)>")
+        self._counted: list[_Row] | None = None  # every row, when some row has no number
+        self.writes: dict[int, dict[int, object]] = {}
+        self._headers: list[str] | None = None
+        self._column_styles = self._read_column_styles()
+
+    # -- finding rows ------------------------------------------------------------------------
+
+    def _row_from(self, offset: int) -> _Row | None:
+        """The first row whose start tag begins at or after `offset`."""
+        found = self._row_tag.search(self.xml, offset, self.data_end)
+        if not found:
+            return None
+        number = attributes_of(found.group(1)).get("r")
+        if not number:
+            raise _Unnumbered()
+        return _Row(int(number), found.start(), found.end(), bool(found.group(2)))
+
+    def _count_rows(self) -> list[_Row]:
+        if self._counted is None:
+            rows, number = [], 0
+            for found in self._row_tag.finditer(self.xml, self.data_start, self.data_end):
+                r = attributes_of(found.group(1)).get("r")
+                number = int(r) if r else number + 1
+                rows.append(_Row(number, found.start(), found.end(), bool(found.group(2))))
+            self._counted = rows
+        return self._counted
+
+    def _first_at_least(self, number: int) -> _Row | None:
+        """The first row numbered `number` or more (rows are stored in ascending order)."""
+        try:
+            if self._counted is None:
+                low, high = self.data_start, self.data_end
+                while low < high:
+                    middle = (low + high) // 2
+                    row = self._row_from(middle)
+                    if row is not None and row.number < number:
+                        low = row.start + 1
+                    else:
+                        high = middle
+                return self._row_from(low)
+        except _Unnumbered:
+            pass
+        return next((row for row in self._count_rows() if row.number >= number), None)
+
+    def _row_xml(self, row: _Row) -> bytes:
+        if row.closed:
+            return self.xml[row.start:row.tag_end]
+        end = self.xml.index(b"</" + self.prefix + b"row>", row.tag_end)
+        return self.xml[row.start:end + len(b"</" + self.prefix + b"row>")]
+
+    def _cells(self, row_xml: bytes) -> list[tuple[int, dict[str, str], bytes]]:
+        """(column, attributes, the whole <c> element) for each cell of a row."""
+        p = self.prefix
+        cells, column = [], 0
+        for match in re.finditer(rb"<" + p + rb"c\b([^>]*?)(?:/>|>.*?</" + p + rb"c>)", row_xml, re.S):
+            attributes = attributes_of(match.group(1))
+            ref = CELL_REF.fullmatch(attributes.get("r", ""))
+            column = column_index(ref.group(1)) if ref else column + 1
+            cells.append((column, attributes, match.group(0)))
+        return cells
+
+    def _value(self, attributes: dict[str, str], element: bytes):
+        p = self.prefix
+        kind = attributes.get("t", "n")
+        if kind == "inlineStr":
+            return text_of(element, p)
+        found = re.search(rb"<" + p + rb"v>(.*?)</" + p + rb"v>", element, re.S)
+        if not found:
+            return None
+        raw = unescape(found.group(1).decode("utf-8"))
+        if kind == "s":
+            return self.strings.get(int(raw)) if self.strings else None
+        if kind == "b":
+            return raw.strip() == "1"
+        if kind in ("str", "e"):
+            return plain_text(raw)
+        try:
+            return float(raw)
+        except ValueError:
+            return raw
+
+    def row_values(self, number: int) -> dict[int, object]:
+        """column → value of row `number` as the file holds it now."""
+        row = self._first_at_least(number)
+        if row is None or row.number != number:
+            return {}
+        return {column: self._value(attributes, element) for column, attributes, element in self._cells(self._row_xml(row))}
+
+    def headers(self) -> list[str]:
+        """Row 1's text by column (1-based positions; "" where a column has no header)."""
+        values = self.row_values(1)
+        width = max(values, default=0)
+        return ["" if values.get(c) is None else str(values[c]).strip() for c in range(1, width + 1)]
+
+    def find_column(self, name: str) -> int | None:
+        """The 1-based column whose header matches `name` (case, spaces, `_` and `-` ignored)."""
+        if self._headers is None:
+            self._headers = self.headers()
+        wanted = normalize_header(name)
+        return next((position for position, header in enumerate(self._headers, start=1)
+                     if normalize_header(header) == wanted), None)
+
+    def column(self, name: str) -> int:
+        """The column for `name`, adding its header after the last one when the tab has none."""
+        found = self.find_column(name)
+        if found is not None:
+            return found
+        while self._headers and not self._headers[-1]:
+            self._headers.pop()
+        self._headers.append(name)
+        self.set(1, len(self._headers), name)
+        return len(self._headers)
+
+    def last_used_row(self) -> int:
+        """The last row holding a value (rows of only formatting do not count); 1 for a header-only tab."""
+        value = re.compile(rb"<" + self.prefix + rb"(?:v|is)\b")
+        end = self.data_end
+        while True:
+            start = self.xml.rfind(b"<" + self.prefix + b"row", self.data_start, end)
+            if start < 0:
+                return 1
+            found = self._row_tag.match(self.xml, start)
+            if found:
+                number = attributes_of(found.group(1)).get("r")
+                if not number:  # rows without numbers: count them all
+                    used = [r for r in self._count_rows() if value.search(self._row_xml(r))]
+                    return max(used[-1].number, 1) if used else 1
+                row = _Row(int(number), start, found.end(), bool(found.group(2)))
+                if value.search(self._row_xml(row)):
+                    return max(row.number, 1)
+            end = start
+
+    # -- writing --------------------------------------------------------------------------------
+
+    def set(self, row: int, column: int, value) -> None:
+        if not 1 <= row <= EXCEL_MAX_ROWS:
+            raise PackageError(f"row {row} is outside the sheet")
+        self.writes.setdefault(row, {})[column] = value
+
+    def render(self) -> bytes:
+        """The part with every collected write applied; rows nobody wrote keep their bytes."""
+        if not self.writes:
+            return self.xml
+        p = self.prefix.decode()
+        pieces, cursor = [self.xml[:self.data_start]], self.data_start
+        for number in sorted(self.writes):
+            row = self._first_at_least(number)
+            if row is not None and row.number == number:
+                original = self._row_xml(row)
+                pieces += [self.xml[cursor:row.start], self._edited_row(original, number, self.writes[number])]
+                cursor = row.start + len(original)
+            else:
+                at = max(row.start if row is not None else self.data_end, cursor)
+                cells = "".join(cell_xml(p, f"{column_letter(c)}{number}", v, self._style_for(v, c))
+                                for c, v in sorted(self.writes[number].items()))
+                pieces += [self.xml[cursor:at], f'<{p}row r="{number}">{cells}</{p}row>'.encode("utf-8")]
+                cursor = at
+        pieces.append(self.xml[cursor:])
+        return self._with_dimension(b"".join(pieces))
+
+    def _edited_row(self, original: bytes, number: int, writes: dict[int, object]) -> bytes:
+        p = self.prefix.decode()
+        tag = self._row_tag.match(original)
+        start_tag = original[:tag.end()]
+        if tag.group(2):  # <row .../> becomes <row ...></row>
+            start_tag = start_tag[:-2].rstrip() + b">"
+        existing = self._cells(original)
+        cells = {column: element for column, _, element in existing}
+        styles = {column: attributes.get("s") for column, attributes, _ in existing}
+        for column, value in writes.items():
+            style = styles.get(column) or self._style_for(value, column)
+            cells[column] = cell_xml(p, f"{column_letter(column)}{number}", value, style).encode("utf-8")
+        body = b"".join(cells[c] for c in sorted(cells))
+        spans = re.search(rb'\sspans="[^"]*"', start_tag)
+        if spans and cells:
+            start_tag = start_tag.replace(spans.group(0), f' spans="{min(cells)}:{max(cells)}"'.encode())
+        return start_tag + body + f"</{p}row>".encode()
+
+    def _read_column_styles(self) -> list[tuple[int, int, str]]:
+        """(first, last, style) of each column range with a default format in <cols>."""
+        p = self.prefix
+        cols = re.search(rb"<" + p + rb"cols>(.*?)</" + p + rb"cols>", self.xml[:self.data_start], re.S)
+        found = []
+        for element in re.finditer(rb"<" + p + rb"col\b[^>]*>", cols.group(1) if cols else b""):
+            col = attributes_of(element.group(0))
+            if col.get("style") and col.get("min") and col.get("max"):
+                found.append((int(col["min"]), int(col["max"]), col["style"]))
+        return found
+
+    def _style_for(self, value, column: int) -> str | None:
+        """The format of a new cell: what its value needs (a date, TRUE/FALSE), else its column's."""
+        number_format = number_format_of(value)
+        if number_format:
+            index = self.formats(number_format=number_format)
+            return str(index) if index is not None else None
+        return next((style for first, last, style in self._column_styles if first <= column <= last), None)
+
+    def _with_dimension(self, xml: bytes) -> bytes:
+        found = re.search(rb"(<" + self.prefix + rb"dimension\b[^>]*\bref=\")([^\"]*)(\")", xml)
+        if not found:
+            return xml
+        refs = [CELL_REF.fullmatch(r) for r in found.group(2).decode().split(":")]
+        if not all(refs):
+            return xml
+        first, last = refs[0], refs[-1]
+        last_column = max(column_index(last.group(1)), *(max(w) for w in self.writes.values() if w))
+        last_row = max(int(last.group(2)), max(self.writes))
+        ref = f"{first.group(1)}{first.group(2)}:{column_letter(last_column)}{last_row}"
+        return xml[:found.start(2)] + ref.encode() + xml[found.end(2):]
+
+
+class SharedStrings:
+    """The shared-strings part, unpacked only as far as the highest index asked for: header names
+    come first, so a write reads the start of a part that may hold a hundred megabytes."""
+
+    CHUNK = 1 << 20
+
+    def __init__(self, stream=None):
+        self._stream = stream
+        self._buffer = b""
+        self._items: list[str] = []
+        self._pattern = re.compile(rb"<(?:\w+:)?si\b[^>]*?(?:/>|>(.*?)</(?:\w+:)?si>)", re.S)
+
+    def get(self, index: int) -> str | None:
+        while len(self._items) <= index:
+            found = self._pattern.search(self._buffer)
+            if found is None:
+                chunk = self._stream.read(self.CHUNK) if self._stream else b""
+                if not chunk:
+                    return None
+                self._buffer += chunk
+                continue
+            self._buffer = self._buffer[found.end():]
+            prefix = re.match(rb"<(\w+:)?", found.group(0)).group(1) or b""
+            self._items.append(text_of(found.group(1) or b"", prefix))
+        return self._items[index]
+
+
+# --- a new worksheet --------------------------------------------------------------------------------
+
+
+def new_sheet_xml(tab: NewTab, formats: Formats) -> bytes:
+    """A worksheet for `tab`: a bold frozen header, column widths, values, wrapped columns with rows
+    tall enough to read, greyed rows, links, checkboxes, dropdowns and a header filter."""
+
+    def style(**look) -> str | None:
+        look = {k: v for k, v in look.items() if v}
+        index = formats(**look) if look else None
+        return str(index) if index is not None else None
+
+    width = max(len(tab.headers), max((len(r) for r in tab.rows), default=0), 1)
+    last_row = len(tab.rows) + 1
+    cols = "".join(
+        f'<col min="{i}" max="{i}" width="{tab.column_widths.get(h, 10)}" customWidth="1"'
+        + (f' style="{style(wrap=True)}"' if h in tab.wrap and style(wrap=True) else "") + "/>"
+        for i, h in enumerate(tab.headers, start=1) if tab.column_widths.get(h) or h in tab.wrap)
+    header = style(bold=True)
+    rows = ['<row r="1">' + "".join(cell_xml("", f"{column_letter(i)}1", h, header)
+                                     for i, h in enumerate(tab.headers, start=1)) + "</row>"]
+    links = []
+    for index, values in enumerate(tab.rows):
+        number = index + 2
+        muted = index in tab.muted_rows
+        cells = []
+        for column, value in enumerate(values, start=1):
+            name = tab.headers[column - 1] if column <= len(tab.headers) else ""
+            cells.append(cell_xml("", f"{column_letter(column)}{number}", value,
+                                  style(color=GREY if muted else None, wrap=name in tab.wrap,
+                                        number_format=number_format_of(value))))
+            link = next((r.link for r in value.runs if r.link), None) if isinstance(value, RichText) else None
+            if link:
+                links.append((f"{column_letter(column)}{number}", link))
+        lines = tab.row_lines(index)
+        height = f' ht="{15 * lines}" customHeight="1"' if lines > 1 else ""
+        rows.append(f'<row r="{number}"{height}>' + "".join(cells) + "</row>")
+    validations = []
+    if tab.checkbox_column:
+        letter = column_letter(tab.headers.index(tab.checkbox_column) + 1)
+        ticks = _ranges([i + 2 for i in range(len(tab.rows)) if i not in tab.muted_rows], letter)
+        if ticks:
+            validations.append(f'<dataValidation type="list" allowBlank="1" sqref="{ticks}">'
+                               '<formula1>"TRUE,FALSE"</formula1></dataValidation>')
+    for name, choices in tab.dropdowns.items():
+        letter = column_letter(tab.headers.index(name) + 1)
+        formula = escape('"' + ",".join(choices) + '"')
+        validations.append(f'<dataValidation type="list" allowBlank="1" showErrorMessage="0" '
+                           f'sqref="{letter}2:{letter}{EXCEL_MAX_ROWS}"><formula1>{formula}</formula1></dataValidation>')
+    checks = f'<dataValidations count="{len(validations)}">{"".join(validations)}</dataValidations>' if validations else ""
+    hyperlinks = "".join(f'<hyperlink ref="{ref}" location={quoteattr(_location(tab_name, row))}/>'
+                         for ref, (tab_name, row) in links)
+    return (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+        f'<worksheet xmlns="{MAIN_NS}" xmlns:r="{REL_NS}">'
+        f'<dimension ref="A1:{column_letter(width)}{last_row}"/>'
+        '<sheetViews><sheetView workbookViewId="0"><pane ySplit="1" topLeftCell="A2" activePane="bottomLeft" '
+        'state="frozen"/><selection pane="bottomLeft" activeCell="A2" sqref="A2"/></sheetView></sheetViews>'
+        '<sheetFormatPr defaultRowHeight="15"/>'
+        + (f"<cols>{cols}</cols>" if cols else "")
+        + f"<sheetData>{''.join(rows)}</sheetData>"
+        + (f'<autoFilter ref="A1:{column_letter(len(tab.headers))}{EXCEL_MAX_ROWS}"/>' if tab.filter else "")
+        + checks
+        + (f"<hyperlinks>{hyperlinks}</hyperlinks>" if hyperlinks else "")
+        + '<pageMargins left="0.7" right="0.7" top="0.75" bottom="0.75" header="0.3" footer="0.3"/>'
+        "</worksheet>"
+    ).encode("utf-8")
+
+
+def _location(tab: str, row: int) -> str:
+    """A link target inside the workbook: the first cell of `row` on `tab`."""
+    return "'" + tab.replace("'", "''") + f"'!A{row}"
+
+
+def _ranges(rows: list[int], letter: str) -> str:
+    """Rows 2, 3, 4, 7 of column A as `A2:A4 A7:A7`."""
+    spans, start = [], None
+    for i, row in enumerate(rows):
+        if start is None:
+            start = row
+        if i + 1 == len(rows) or rows[i + 1] != row + 1:
+            spans.append(f"{letter}{start}:{letter}{row}")
+            start = None
+    return " ".join(spans)

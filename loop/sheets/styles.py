@@ -1,0 +1,98 @@
+"""The styles part of an `.xlsx` package, grown only by the cell formats new cells need.
+
+A format is a font (the workbook's default one, made bold or coloured), a number format (TRUE/FALSE,
+a date) and whether text wraps. One already there is reused, so the part is rewritten the first time
+a format is needed and never again for it."""
+
+from __future__ import annotations
+
+import re
+from xml.sax.saxutils import quoteattr
+
+from .ooxml import attributes_of
+
+
+class Styles:
+    def __init__(self, xml: bytes):
+        self.xml = xml
+        found = re.search(rb"<(\w+:)?styleSheet\b", xml)
+        self.prefix = (found.group(1) or b"") if found else b""
+
+    def _block(self, name: bytes) -> re.Match | None:
+        p = self.prefix
+        return re.search(rb"(<" + p + name + rb"\b[^>]*>)(.*?)(</" + p + name + rb">)", self.xml, re.S)
+
+    def _items(self, block: re.Match, name: bytes) -> list[bytes]:
+        p = self.prefix
+        return re.findall(rb"<" + p + name + rb"\b(?:[^>]*/>|.*?</" + p + name + rb">)", block.group(2), re.S)
+
+    def format(self, bold: bool = False, color: str | None = None, wrap: bool = False,
+               number_format: str | None = None) -> int | None:
+        """The index of the cell format asked for; None when the part has no fonts or formats to extend."""
+        if not self._block(b"fonts") or not self._block(b"cellXfs"):
+            return None
+        font = self._font(bold, color) if bold or color else 0
+        number = self._number_format(number_format) if number_format else 0
+        p = self.prefix
+        alignment = b"<" + p + b'alignment wrapText="1" vertical="top"/>' if wrap else b""
+        formats = self._block(b"cellXfs")
+        for index, xf in enumerate(self._items(formats, b"xf")):
+            found = attributes_of(re.match(rb"<[^>]*>", xf).group(0))
+            aligned = re.search(rb"<" + p + rb"alignment\b[^>]*>", xf)
+            if (found.get("fontId", "0") == str(font) and found.get("numFmtId", "0") == str(number)
+                    and found.get("fillId", "0") == "0" and found.get("borderId", "0") == "0"
+                    and b"protection" not in xf
+                    and (aligned.group(0) if aligned else b"") == alignment):
+                return index
+        applied = (b' applyFont="1"' if font else b"") + (b' applyNumberFormat="1"' if number else b"") + (
+            b' applyAlignment="1"' if wrap else b"")
+        head = b"<" + p + b'xf numFmtId="%d" fontId="%d" fillId="0" borderId="0" xfId="0"%s' % (number, font, applied)
+        xf = head + (b">" + alignment + b"</" + p + b"xf>" if wrap else b"/>")
+        count = len(self._items(formats, b"xf"))
+        self.xml = self._append(formats, xf, count + 1)
+        return count
+
+    def _font(self, bold: bool, color: str | None) -> int:
+        """The default font, made bold and/or coloured: found, or added."""
+        p = self.prefix
+        fonts = self._block(b"fonts")
+        items = self._items(fonts, b"font")
+        base = items[0] if items else b"<" + p + b"font></" + p + b"font>"
+        if base.endswith(b"/>"):
+            base = base[:-2] + b"></" + p + b"font>"
+        font = re.sub(rb"<" + p + rb"(?:b|color)\b[^>]*/>", b"", base)
+        opening = re.match(rb"<" + p + rb"font\b[^>]*>", font).group(0)
+        extra = (b"<" + p + b"b/>" if bold else b"") + (b"<" + p + b'color rgb="FF%s"/>' % color.encode() if color else b"")
+        font = opening + extra + font[len(opening):]
+        if font in items:
+            return items.index(font)
+        self.xml = self._append(fonts, font, len(items) + 1)
+        return len(items)
+
+    def _number_format(self, code: str) -> int:
+        p = self.prefix
+        block = self._block(b"numFmts")
+        if block:
+            used = []
+            for item in self._items(block, b"numFmt"):
+                found = attributes_of(item)
+                if found.get("formatCode") == code:
+                    return int(found["numFmtId"])
+                used.append(int(found.get("numFmtId", 0)))
+            number = max([163, *used]) + 1
+            element = b"<" + p + b'numFmt numFmtId="%d" formatCode=%s/>' % (number, quoteattr(code).encode())
+            self.xml = self._append(block, element, len(used) + 1)
+            return number
+        element = (b"<" + p + b'numFmts count="1"><' + p + b'numFmt numFmtId="164" formatCode=%s/></' % quoteattr(code).encode()
+                   + p + b"numFmts>")
+        empty = re.search(rb"<" + p + rb"numFmts\b[^>]*/>", self.xml)
+        if empty:
+            self.xml = self.xml[:empty.start()] + element + self.xml[empty.end():]
+        else:  # numFmts comes first in a styleSheet
+            opening = re.search(rb"<" + p + rb"styleSheet\b[^>]*>", self.xml)
+            self.xml = self.xml[:opening.end()] + element + self.xml[opening.end():]
+        return 164
+
+    def _append(self, block: re.Match, item: bytes, count: int) -> bytes:
+        opening = re.sub(rb'\bcount="\d+"', b'count="%d"' % count, block.group(1))
+        return self.xml[:block.start()] + opening + block.group(2) + item + block.group(3) + self.xml[block.end():]
