@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
 
-from . import replay, schema, traces
+from . import replay, run_tabs, schema, traces
 from .config import Settings
 from .edits import PROPOSED, REJECTED, Edit, validate
 from .errors import TitleTaken, UsageError
@@ -22,7 +22,6 @@ from .patterns import Pattern, find_patterns
 from .proposals import propose_edits
 from .replay import ReplayReport
 from .reviews import Draft, SkippedRow, read_drafts
-from .sheets import Append, NewTab, WriteBatch
 from .values import DOWN, UP, BadValue, parse_since
 from .workspace import Workspace
 
@@ -141,7 +140,7 @@ def improve(
     for attempt in range(TITLE_ATTEMPTS):
         report.edits_tab = free_title(title, taken)
         try:
-            workspace.write(_run_batch(report, settings, now))
+            workspace.write(run_tabs.run_batch(report, settings, now))
             return report
         except TitleTaken:  # another run took it meanwhile: pick again from what is there now
             taken = [*workbook.titles(), report.edits_tab]
@@ -155,69 +154,3 @@ def free_title(title: str, taken: list[str]) -> str:
     while candidate.casefold() in used:
         candidate, n = f"{title} ({n})", n + 1
     return candidate
-
-
-def _run_batch(report: RunReport, settings: Settings, now: datetime) -> WriteBatch:
-    judge_only = report.window.judge_only
-    rows = []
-    for edit in report.edits:
-        rationale = edit.rationale
-        if edit.evidence and all(t in judge_only for t in edit.evidence):
-            rationale = f"[evidence is judge-only] {rationale}"
-        figures = report.replay.figures(edit.edit_id) if report.replay else None
-        cells = figures.cells() if figures else {}
-        rows.append([False, edit.edit_id, edit.pattern, edit.find, edit.replace, rationale,
-                     ", ".join(edit.evidence), edit.status, edit.check, "",
-                     cells.get("fixed_cited", ""), cells.get("fixed_held_out", ""), cells.get("regressed", "")])
-    window = report.window
-    run = {
-        "run_id": report.run_id,
-        "started_at": now.strftime("%Y-%m-%d %H:%M:%S"),
-        "since": window.since.strftime("%Y-%m-%d %H:%M:%S"),
-        "drafts": len(window.drafts),
-        "failures": len(window.failures),
-        "successes": len(window.successes),
-        "patterns": len(report.patterns),
-        "proposed": len(report.proposed),
-        "rejected": len(report.rejected),
-        "model": settings.model,
-        "llm_calls": report.usage.calls,
-        "input_tokens": report.usage.input_tokens,
-        "output_tokens": report.usage.output_tokens,
-        "edits_tab": report.edits_tab,
-        "prompt_version": report.prompt_version,
-    }
-    replayed = report.replay
-    if replayed:
-        run.update(replay=replay_summary(replayed), replay_llm_calls=replayed.usage.calls,
-                   replay_input_tokens=replayed.usage.input_tokens, replay_output_tokens=replayed.usage.output_tokens)
-    widths = {name: width for name, width, _ in schema.EDIT_COLUMNS}
-    tabs = [NewTab(report.edits_tab, schema.EDIT_HEADERS, rows, checkbox_column="approve", column_widths=widths)]
-    if replayed and replayed.outcomes:
-        tabs.append(NewTab(replay_title(report.edits_tab), schema.REPLAY_HEADERS, replay_rows(replayed),
-                           column_widths={name: width for name, width, _ in schema.REPLAY_COLUMNS}))
-    return WriteBatch(new_tabs=tabs, appends=[Append(schema.RUNS, schema.RUN_HEADERS, run, key="run_id")])
-
-
-def replay_title(edits_tab: str) -> str:
-    """`Replay 2026-11-23 1530` beside `Edits 2026-11-23 1530`."""
-    return schema.REPLAY_PREFIX + edits_tab[len(schema.EDITS_PREFIX):]
-
-
-def replay_summary(replayed: ReplayReport) -> str:
-    if replayed.not_replayed:
-        return replayed.not_replayed
-    edits = len({o.label for o in replayed.outcomes})
-    text = f"{edits} edit{'s' if edits != 1 else ''}, {len(replayed.outcomes)} cases, {replayed.agent}"
-    return text + (f"; {replayed.dropped} cases left out (--check-budget)" if replayed.dropped else "")
-
-
-def replay_rows(replayed: ReplayReport) -> list[list]:
-    excerpt = schema.EXCERPT_CHARS
-    return [[o.label, o.case.draft.trace_id, o.case.kind, _excerpt(o.case.draft.ticket, excerpt), o.case.draft.draft,
-             o.control, o.candidate, o.case.draft.comment, o.verdict, o.reason] for o in replayed.outcomes]
-
-
-def _excerpt(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"

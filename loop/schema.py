@@ -35,8 +35,8 @@ EDIT_COLUMNS = [
     ("approve", 9, "Tick to approve the edit; `loop apply` applies ticked edits whose status is proposed."),
     ("edit_id", 26, "Unique id of the proposal, across every run."),
     ("pattern", 24, "The failure pattern the edit addresses."),
-    ("find", 50, "The exact passage of the current prompt the edit replaces."),
-    ("replace", 50, "The new text for that passage."),
+    ("find", 40, "The exact passage of the current prompt the edit replaces."),
+    ("replace", 40, "The new text for that passage."),
     ("rationale", 40, "Why this edit should fix the pattern."),
     ("evidence", 30, "Trace ids of the failures behind the edit, comma-separated."),
     ("status", 10, "proposed, rejected (failed validation), applied, stale (its passage is gone), or rolled back "
@@ -46,8 +46,12 @@ EDIT_COLUMNS = [
     ("fixed_cited", 11, "Replay: of the failures the edit cites, drafted again with it, how many came out better (k/n)."),
     ("fixed_held_out", 11, "Replay: the same for failures of its pattern it does not cite, held out (k/n)."),
     ("regressed", 10, "Replay: of the successes drafted again with it, how many came out worse (k/n)."),
+    ("change", 50, "The edit as a diff: removed text struck through in red, added text in green."),
+    ("about_pattern", 36, "The pattern's size and description, and how many of its failures the edit cites."),
+    ("cited_comments", 50, "What the reviewers said of the failures the edit cites."),
 ]
 EDIT_HEADERS = [name for name, *_ in EDIT_COLUMNS]
+EDIT_WRAPPED = ["pattern", "find", "replace", "rationale", "evidence", "check", "change", "about_pattern", "cited_comments"]
 
 REPLAY_COLUMNS = [
     ("edit_id", 26, "The edit tried."),
@@ -62,6 +66,7 @@ REPLAY_COLUMNS = [
     ("reason", 40, "The judge's reason, in a sentence."),
 ]
 REPLAY_HEADERS = [name for name, *_ in REPLAY_COLUMNS]
+REPLAY_WRAPPED = ["ticket", "logged_draft", "control_draft", "candidate_draft", "comment", "reason"]
 
 RUN_COLUMNS = [
     ("run_id", "Id of the improve run; its Edits tab carries the same time."),

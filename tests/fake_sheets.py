@@ -109,7 +109,8 @@ def formatted(value) -> str:
 def new_sheet(sheet_id: int, title: str, rows: int, cols: int) -> dict:
     return {"properties": {"sheetId": sheet_id, "title": title, "index": 0, "sheetType": "GRID",
                            "gridProperties": {"rowCount": rows, "columnCount": cols}},
-            "cells": {}, "formulas": set(), "validations": []}
+            "cells": {}, "formulas": set(), "validations": [], "runs": {}, "formats": {}, "sizes": {},
+            "filter": None}
 
 
 def new_sheet_id(sheets: list, seed: str) -> int:
@@ -202,6 +203,21 @@ class FakeSheets(LocalServer):
 
     def formulas(self, key: str, title: str) -> list[tuple[int, int]]:
         return sorted(self._sheet(key, title)["formulas"])
+
+    def runs(self, key: str, title: str) -> dict[tuple[int, int], list[dict]]:
+        """(row, column) → the textFormatRuns of each cell that has them (0-based, as the API counts)."""
+        return copy.deepcopy(self._sheet(key, title)["runs"])
+
+    def formats(self, key: str, title: str) -> dict[tuple[int, int], dict]:
+        """(row, column) → the userEnteredFormat set on each cell (by updateCells or repeatCell)."""
+        return copy.deepcopy(self._sheet(key, title)["formats"])
+
+    def sizes(self, key: str, title: str) -> dict[tuple[str, int], int]:
+        """(ROWS or COLUMNS, index) → pixelSize set by updateDimensionProperties."""
+        return dict(self._sheet(key, title)["sizes"])
+
+    def basic_filter(self, key: str, title: str) -> dict | None:
+        return copy.deepcopy(self._sheet(key, title)["filter"])
 
     def fail(self, *actions: dict) -> None:
         """Queue {"status": 429, "headers": {...}, "message": ...} or {"delay": s}, optionally with
@@ -496,7 +512,32 @@ class FakeSheets(LocalServer):
             sheet["validations"].append({"range": copy.deepcopy(area), "rule": copy.deepcopy(rule)})
 
     def _do_updateDimensionProperties(self, key: str, sheets: list, args: dict) -> None:
-        by_id(sheets, args.get("range", {}).get("sheetId"))  # column widths etc. are not modelled
+        area = args.get("range", {})
+        sheet = by_id(sheets, area.get("sheetId"))
+        if args.get("fields") != "pixelSize" or "pixelSize" not in args.get("properties", {}):
+            raise ApiError(400, "fake_sheets models pixelSize only.")
+        for index in range(area.get("startIndex", 0), area.get("endIndex", 0)):
+            sheet["sizes"][(area.get("dimension"), index)] = args["properties"]["pixelSize"]
+
+    def _do_repeatCell(self, key: str, sheets: list, args: dict) -> None:
+        area = args.get("range", {})
+        sheet = by_id(sheets, area.get("sheetId"))
+        grid = sheet["properties"]["gridProperties"]
+        r0, r1 = area.get("startRowIndex", 0), area.get("endRowIndex", grid["rowCount"])
+        c0, c1 = area.get("startColumnIndex", 0), area.get("endColumnIndex", grid["columnCount"])
+        check_grid(sheet, r0, r1 - 1, c0, c1 - 1)
+        fields = args.get("fields", "")
+        if not fields.startswith("userEnteredFormat"):
+            raise ApiError(400, "fake_sheets models repeatCell of userEnteredFormat only.")
+        look = args.get("cell", {}).get("userEnteredFormat", {})
+        for r in range(r0, r1):
+            for c in range(c0, c1):
+                _merge(sheet["formats"].setdefault((r, c), {}), look)
+
+    def _do_setBasicFilter(self, key: str, sheets: list, args: dict) -> None:
+        area = args.get("filter", {}).get("range", {})
+        sheet = by_id(sheets, area.get("sheetId"))
+        sheet["filter"] = copy.deepcopy(args["filter"])
 
     def _write(self, sheet: dict, args: dict, r0: int, c0: int, r1: int | None = None, c1: int | None = None) -> None:
         """Write args["rows"] from (r0, c0); with an end (a GridRange) the rest of the range is cleared."""
@@ -504,6 +545,8 @@ class FakeSheets(LocalServer):
         if not fields:
             raise ApiError(400, "At least one field must be specified in 'fields'.")
         values_too = fields == "*" or "userEnteredValue" in fields.split(",")
+        runs_too = fields == "*" or "textFormatRuns" in fields.split(",")
+        format_too = fields == "*" or any(f.startswith("userEnteredFormat") for f in fields.split(","))
         rows = [row.get("values", []) for row in args.get("rows", [])]
         last_r = r0 + len(rows) - 1 if r1 is None else r1 - 1
         last_c = c0 + max(map(len, rows), default=0) - 1 if c1 is None else c1 - 1
@@ -517,10 +560,28 @@ class FakeSheets(LocalServer):
             for j, cell in enumerate(row):
                 if values_too:
                     self._set(sheet, r0 + i, c0 + j, cell.get("userEnteredValue"))
+                if runs_too:
+                    self._set_runs(sheet, r0 + i, c0 + j, cell)
+                if format_too and cell.get("userEnteredFormat"):
+                    _merge(sheet["formats"].setdefault((r0 + i, c0 + j), {}), cell["userEnteredFormat"])
         if values_too and r1 is not None:
             for r, c in [(r, c) for r, c in sheet["cells"] if r0 <= r < r1 and c0 <= c < c1]:
                 if r - r0 >= len(rows) or c - c0 >= len(rows[r - r0]):
                     self._set(sheet, r, c, None)
+
+    @staticmethod
+    def _set_runs(sheet: dict, r: int, c: int, cell: dict) -> None:
+        """Runs start at increasing UTF-16 offsets inside the cell's text, as the API requires."""
+        runs = cell.get("textFormatRuns")
+        if not runs:
+            sheet["runs"].pop((r, c), None)
+            return
+        text = (cell.get("userEnteredValue") or {}).get("stringValue", "")
+        length = len(text.encode("utf-16-le")) // 2
+        starts = [run.get("startIndex", 0) for run in runs]
+        if starts != sorted(set(starts)) or starts[-1] >= max(length, 1):
+            raise ApiError(400, f"Invalid textFormatRuns: startIndex values {starts} for text of length {length}.")
+        sheet["runs"][(r, c)] = copy.deepcopy(runs)
 
     @staticmethod
     def _set(sheet: dict, r: int, c: int, entered: dict | None) -> None:
@@ -540,3 +601,12 @@ class FakeSheets(LocalServer):
             sheet["cells"][(r, c)] = value
             if kind == "formulaValue":
                 sheet["formulas"].add((r, c))
+
+
+def _merge(into: dict, update: dict) -> None:
+    """Set the fields of a format, nested ones included, as a field mask would."""
+    for name, value in update.items():
+        if isinstance(value, dict) and isinstance(into.get(name), dict):
+            _merge(into[name], value)
+        else:
+            into[name] = copy.deepcopy(value)

@@ -175,7 +175,7 @@ def test_batch_update_is_atomic(fake, gc):
                     "characters in a single cell.")),
         (duplicate, ('Invalid requests[1].addSheet: A sheet with the name "drafts" already exists. '
                      "Please enter another name.")),
-        ({"repeatCell": {}}, "Invalid requests[1]: fake_sheets does not support 'repeatCell'."),
+        ({"mergeCells": {}}, "Invalid requests[1]: fake_sheets does not support 'mergeCells'."),
     ]:
         with pytest.raises(gspread.exceptions.APIError) as excinfo:
             sh.batch_update({"requests": [write, request]})

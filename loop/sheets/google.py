@@ -15,6 +15,7 @@ import random
 import re
 import time
 from dataclasses import replace
+from datetime import date, datetime
 
 import gspread
 import requests
@@ -25,12 +26,13 @@ from requests.adapters import HTTPAdapter
 from ..errors import RunFailure, TitleTaken, UsageError
 from ..values import as_text, cell_text, normalize_header
 from . import is_google
+from . import google_cells
 from .base import Append, CellUpdate, NewTab, Table, WriteBatch
+from .google_cells import CELL_FIELDS, GOOGLE_CELL_LIMIT, new_tab_requests
 from .google_auth import account_email, load_credentials
 
 log = logging.getLogger(__name__)
 
-GOOGLE_CELL_LIMIT = 50_000
 SHEETS_ROOT = "https://sheets.googleapis.com"
 _RETRIABLE = {408, 429, 500, 502, 503, 504}
 
@@ -221,7 +223,7 @@ class GoogleWorkbook:
             sheet_id = _new_sheet_id(used_ids)
             used_ids.add(sheet_id)
             ids[tab.title], columns[tab.title], headers[tab.title] = sheet_id, len(tab.headers), list(tab.headers)
-            requests_.extend(_new_tab_requests(tab, sheet_id, self.cell_limit))
+            requests_.extend(new_tab_requests(tab, sheet_id, ids))
 
         for tab in batch.new_tabs:
             new_tab(tab)
@@ -234,15 +236,16 @@ class GoogleWorkbook:
             row = [None] * width
             for key, value in append.values.items():
                 row[column_of[normalize_header(key)]] = value
-            rows.setdefault(append.tab, []).append(_row(row, self.cell_limit))
+            rows.setdefault(append.tab, []).append(google_cells.row(row, self.cell_limit, ids))
         for tab, tab_rows in rows.items():  # one appendCells per tab carries all of its rows, in order
-            requests_.append({"appendCells": {"sheetId": ids[tab], "rows": tab_rows, "fields": "userEnteredValue"}})
+            requests_.append({"appendCells": {"sheetId": ids[tab], "rows": tab_rows, "fields": CELL_FIELDS}})
         for update in self._placed(batch.updates):
             column_of = self._columns(update.tab, [update.column], headers, columns, ids, requests_)
             requests_.append({"updateCells": {
                 "start": {"sheetId": ids[update.tab], "rowIndex": update.row - 1,
                           "columnIndex": column_of[normalize_header(update.column)]},
-                "rows": [_row([update.value], self.cell_limit)], "fields": "userEnteredValue"}})
+                "rows": [google_cells.row([update.value], self.cell_limit, ids)],
+                "fields": google_cells.fields_for(update.value)}})
         return requests_
 
     def _placed(self, updates: list[CellUpdate]) -> list[CellUpdate]:
@@ -351,7 +354,7 @@ class GoogleWorkbook:
                 requests_.append({"appendDimension": {"sheetId": ids[tab], "dimension": "COLUMNS", "length": 1}})
                 columns[tab] += 1
             requests_.append({"updateCells": {"start": {"sheetId": ids[tab], "rowIndex": 0, "columnIndex": position},
-                                              "rows": [_row([name], GOOGLE_CELL_LIMIT)], "fields": "userEnteredValue"}})
+                                              "rows": [google_cells.row([name])], "fields": "userEnteredValue"}})
             row.append(name)
             index[key] = position
         return index
@@ -402,16 +405,6 @@ def _new_sheet_id(used: set[int]) -> int:
             return candidate
 
 
-def _cell(value, limit: int) -> dict:
-    if value is None:
-        return {}
-    if isinstance(value, bool):
-        return {"userEnteredValue": {"boolValue": value}}
-    if isinstance(value, (int, float)):
-        return {"userEnteredValue": {"numberValue": value}}
-    return {"userEnteredValue": {"stringValue": cell_text(value, limit)}}
-
-
 def _letter(position: int) -> str:
     """The column letters of a 0-based column position."""
     return gspread.utils.rowcol_to_a1(1, position + 1).rstrip("0123456789")
@@ -421,6 +414,8 @@ def _plain(value):
     """A cell value as written or read back, for comparing the two."""
     if value is None:
         return ""
+    if isinstance(value, (datetime, date)):
+        return google_cells.cell(value)["userEnteredValue"]["numberValue"]
     if isinstance(value, bool) or isinstance(value, str):
         return value
     if isinstance(value, (int, float)):
@@ -434,45 +429,3 @@ def _trim(row: list) -> list:
     while row and row[-1] in (None, ""):
         row.pop()
     return row
-
-
-def _row(values: list, limit: int) -> dict:
-    return {"values": [_cell(v, limit) for v in values]}
-
-
-def _new_tab_requests(tab: NewTab, sheet_id: int, limit: int) -> list[dict]:
-    rows = max(len(tab.rows) + 1, 2 if not tab.dropdowns else 1000)
-    requests_ = [
-        {"addSheet": {"properties": {"sheetId": sheet_id, "title": tab.title, "gridProperties": {
-            "rowCount": rows, "columnCount": len(tab.headers), "frozenRowCount": 1}}}},
-        {"updateCells": {"start": {"sheetId": sheet_id, "rowIndex": 0, "columnIndex": 0},
-                         "rows": [{"values": [dict(_cell(h, limit), userEnteredFormat={"textFormat": {"bold": True}})
-                                              for h in tab.headers]}],
-                         "fields": "userEnteredValue,userEnteredFormat.textFormat.bold"}},
-    ]
-    if tab.rows:
-        requests_.append({"updateCells": {"start": {"sheetId": sheet_id, "rowIndex": 1, "columnIndex": 0},
-                                          "rows": [_row(r, limit) for r in tab.rows], "fields": "userEnteredValue"}})
-    for position, header in enumerate(tab.headers):
-        width = tab.column_widths.get(header)
-        if width:
-            requests_.append({"updateDimensionProperties": {
-                "range": {"sheetId": sheet_id, "dimension": "COLUMNS", "startIndex": position, "endIndex": position + 1},
-                "properties": {"pixelSize": int(width * 7)}, "fields": "pixelSize"}})
-    if tab.checkbox_column and tab.rows:
-        column = tab.headers.index(tab.checkbox_column)
-        requests_.append({"setDataValidation": {
-            "range": _column_range(sheet_id, column, 1, len(tab.rows) + 1),
-            "rule": {"condition": {"type": "BOOLEAN"}, "showCustomUi": True}}})
-    for header, choices in tab.dropdowns.items():
-        column = tab.headers.index(header)
-        requests_.append({"setDataValidation": {
-            "range": _column_range(sheet_id, column, 1, rows),
-            "rule": {"condition": {"type": "ONE_OF_LIST", "values": [{"userEnteredValue": c} for c in choices]},
-                     "strict": False, "showCustomUi": True}}})
-    return requests_
-
-
-def _column_range(sheet_id: int, column: int, start_row: int, end_row: int) -> dict:
-    return {"sheetId": sheet_id, "startRowIndex": start_row, "endRowIndex": end_row,
-            "startColumnIndex": column, "endColumnIndex": column + 1}

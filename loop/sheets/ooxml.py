@@ -7,7 +7,7 @@ import math
 import re
 from datetime import date, datetime, timezone
 from html import unescape
-from xml.sax.saxutils import escape
+from xml.sax.saxutils import escape, quoteattr
 
 from ..values import cell_text, to_serial
 from .base import RichText
@@ -77,7 +77,7 @@ def number_format_of(value) -> str | None:
     return None
 
 
-def cell_xml(prefix: str, ref: str, value, style: str | None = None) -> str:
+def cell_xml(prefix: str, ref: str, value, style: str | None = None, font: tuple[str, str] | None = None) -> str:
     """One <c> element holding `value` as a plain value: text is an inline string, never a formula."""
     p = prefix
     s = f' s="{style}"' if style is not None else ""
@@ -92,13 +92,15 @@ def cell_xml(prefix: str, ref: str, value, style: str | None = None) -> str:
     if isinstance(value, (int, float)) and math.isfinite(value):
         return f'<{p}c r="{ref}"{s}><{p}v>{value!r}</{p}v></{p}c>'
     if isinstance(value, RichText):
-        return f'<{p}c r="{ref}"{s} t="inlineStr"><{p}is>{_runs(p, value)}</{p}is></{p}c>'
+        return f'<{p}c r="{ref}"{s} t="inlineStr"><{p}is>{_runs(p, value, font)}</{p}is></{p}c>'
     text = escape(ooxml_text(cell_text(value, CELL_LIMIT)))
     return f'<{p}c r="{ref}"{s} t="inlineStr"><{p}is><{p}t xml:space="preserve">{text}</{p}t></{p}is></{p}c>'
 
 
-def _runs(p: str, value: RichText) -> str:
-    """Rich text runs, cut (like plain text) to the cell limit."""
+def _runs(p: str, value: RichText, font: tuple[str, str] | None) -> str:
+    """Rich text runs, cut (like plain text) to the cell limit. A run with a look of its own names the
+    workbook's font too, else a reader draws it in some fallback face."""
+    name, size = font or ("Calibri", "11")
     room, runs = CELL_LIMIT, []
     for run in value.runs:
         text = cell_text(run.text, CELL_LIMIT)[:room]
@@ -106,6 +108,7 @@ def _runs(p: str, value: RichText) -> str:
             break
         room -= len(text)
         look = ("<" + p + "strike/>" if run.strike else "") + (f'<{p}color rgb="FF{run.color}"/>' if run.color else "")
-        props = f"<{p}rPr>{look}</{p}rPr>" if look else ""
+        face = f'<{p}rFont val={quoteattr(name)}/>'
+        props = f'<{p}rPr>{face}{look}<{p}sz val={quoteattr(size)}/></{p}rPr>' if look else ""
         runs.append(f'<{p}r>{props}<{p}t xml:space="preserve">{escape(ooxml_text(text))}</{p}t></{p}r>')
     return "".join(runs)

@@ -148,7 +148,7 @@ class Package:
 
     def add_tab(self, tab: NewTab, index: int | None = None) -> str:
         """A new tab made from `tab`, with the cell formats it needs; returns its part name."""
-        return self.add_sheet(tab.title, new_sheet_xml(tab, self.style), index)
+        return self.add_sheet(tab.title, new_sheet_xml(tab, self.style, self.default_font()), index)
 
     def add_sheet(self, title: str, xml: bytes, index: int | None = None) -> str:
         """A new tab, after the others or at tab position `index`; returns its part name."""
@@ -186,14 +186,22 @@ class Package:
         self._relations = self._relationships()
         return part
 
-    def style(self, bold: bool = False, color: str | None = None, wrap: bool = False,
-              number_format: str | None = None) -> int | None:
-        """The index of a cell format, added to the styles part if it lacks it; None without one."""
+    def _styles_part(self) -> str | None:
         part = next((r["part"] for r in self._relations if r.get("Type") == STYLES_TYPE), None)
-        if not part or part not in self._names:
+        return part if part and part in self._names else None
+
+    def default_font(self) -> tuple[str, str] | None:
+        part = self._styles_part()
+        return Styles(self.read(part)).default_font() if part else None
+
+    def style(self, bold: bool = False, color: str | None = None, wrap: bool = False,
+              number_format: str | None = None, top: bool = False) -> int | None:
+        """The index of a cell format, added to the styles part if it lacks it; None without one."""
+        part = self._styles_part()
+        if not part:
             return None
         styles = Styles(self.read(part))
-        index = styles.format(bold, color, wrap, number_format)
+        index = styles.format(bold, color, wrap, number_format, top)
         if styles.xml != self.read(part):
             self.changed[part] = styles.xml
         return index

@@ -303,7 +303,7 @@ class SharedStrings:
 # --- a new worksheet --------------------------------------------------------------------------------
 
 
-def new_sheet_xml(tab: NewTab, formats: Formats) -> bytes:
+def new_sheet_xml(tab: NewTab, formats: Formats, font: tuple[str, str] | None = None) -> bytes:
     """A worksheet for `tab`: a bold frozen header, column widths, values, wrapped columns with rows
     tall enough to read, greyed rows, links, checkboxes, dropdowns and a header filter."""
 
@@ -329,8 +329,8 @@ def new_sheet_xml(tab: NewTab, formats: Formats) -> bytes:
         for column, value in enumerate(values, start=1):
             name = tab.headers[column - 1] if column <= len(tab.headers) else ""
             cells.append(cell_xml("", f"{column_letter(column)}{number}", value,
-                                  style(color=GREY if muted else None, wrap=name in tab.wrap,
-                                        number_format=number_format_of(value))))
+                                  style(color=GREY if muted else None, wrap=name in tab.wrap, top=True,
+                                        number_format=number_format_of(value)), font))
             link = next((r.link for r in value.runs if r.link), None) if isinstance(value, RichText) else None
             if link:
                 links.append((f"{column_letter(column)}{number}", link))

@@ -27,14 +27,18 @@ class Styles:
         return re.findall(rb"<" + p + name + rb"\b(?:[^>]*/>|.*?</" + p + name + rb">)", block.group(2), re.S)
 
     def format(self, bold: bool = False, color: str | None = None, wrap: bool = False,
-               number_format: str | None = None) -> int | None:
-        """The index of the cell format asked for; None when the part has no fonts or formats to extend."""
+               number_format: str | None = None, top: bool = False) -> int | None:
+        """The index of the cell format asked for (`top`: aligned to the top of a tall row); None when
+        the part has no fonts or formats to extend."""
         if not self._block(b"fonts") or not self._block(b"cellXfs"):
             return None
         font = self._font(bold, color) if bold or color else 0
         number = self._number_format(number_format) if number_format else 0
         p = self.prefix
-        alignment = b"<" + p + b'alignment wrapText="1" vertical="top"/>' if wrap else b""
+        alignment = b""
+        if wrap or top:
+            alignment = b"<" + p + b"alignment" + (b' wrapText="1"' if wrap else b"") + b' vertical="top"/>'
+        wrap = bool(alignment)
         formats = self._block(b"cellXfs")
         for index, xf in enumerate(self._items(formats, b"xf")):
             found = attributes_of(re.match(rb"<[^>]*>", xf).group(0))
@@ -51,6 +55,14 @@ class Styles:
         count = len(self._items(formats, b"xf"))
         self.xml = self._append(formats, xf, count + 1)
         return count
+
+    def default_font(self) -> tuple[str, str]:
+        """The name and size of the workbook's default font, for rich text runs to match it."""
+        fonts = self._block(b"fonts")
+        first = self._items(fonts, b"font")[0] if fonts and self._items(fonts, b"font") else b""
+        name = re.search(rb'<(?:\w+:)?name\b[^>]*\bval="([^"]*)"', first)
+        size = re.search(rb'<(?:\w+:)?sz\b[^>]*\bval="([^"]*)"', first)
+        return (name.group(1).decode() if name else "Calibri", size.group(1).decode() if size else "11")
 
     def _font(self, bold: bool, color: str | None) -> int:
         """The default font, made bold and/or coloured: found, or added."""

@@ -1,0 +1,150 @@
+"""Values and new tabs as Sheets API requests: typed cell values (never parsed, so `=` stays text),
+rich text runs with links, dates with a date format, and a new tab with its bold frozen header,
+widths, wrapped columns, rows sized to their text, greyed rows, checkboxes, dropdowns and filter."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+
+from ..values import cell_text, to_serial
+from .base import NewTab, RichText
+
+GOOGLE_CELL_LIMIT = 50_000
+ROW_PIXELS = 21
+GREY = {"red": 0.5, "green": 0.5, "blue": 0.5}
+DATE_FORMAT = {"type": "DATE_TIME", "pattern": "yyyy-mm-dd hh:mm:ss"}
+# What a write sets on each cell: the value, its rich text runs and its number format (for dates).
+CELL_FIELDS = "userEnteredValue,textFormatRuns,userEnteredFormat.numberFormat"
+
+
+def cell(value, limit: int = GOOGLE_CELL_LIMIT, sheet_ids: dict[str, int] | None = None) -> dict:
+    """CellData for `value`; `sheet_ids` (title → sheetId) resolves the links of rich text runs."""
+    if value is None:
+        return {}
+    if isinstance(value, bool):
+        return {"userEnteredValue": {"boolValue": value}}
+    if isinstance(value, (datetime, date)):
+        moment = value if isinstance(value, datetime) else datetime(value.year, value.month, value.day)
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+        return {"userEnteredValue": {"numberValue": to_serial(moment)}, "userEnteredFormat": {"numberFormat": DATE_FORMAT}}
+    if isinstance(value, (int, float)):
+        return {"userEnteredValue": {"numberValue": value}}
+    if isinstance(value, RichText):
+        return _rich(value, limit, sheet_ids or {})
+    return {"userEnteredValue": {"stringValue": cell_text(value, limit)}}
+
+
+def _rich(value: RichText, limit: int, sheet_ids: dict[str, int]) -> dict:
+    """A string with textFormatRuns: each run's start counted in UTF-16 code units, as the API counts."""
+    text, runs = "", []
+    for run in value.runs:
+        piece = run.text[:max(limit - len(text), 0)]
+        if not piece:
+            break
+        look = {}
+        if run.strike:
+            look["strikethrough"] = True
+        if run.color:
+            look["foregroundColorStyle"] = {"rgbColor": _rgb(run.color)}
+        if run.link and run.link[0] in sheet_ids:
+            look["link"] = {"uri": f"#gid={sheet_ids[run.link[0]]}&range=A{run.link[1]}"}
+        runs.append({"startIndex": len(text.encode("utf-16-le")) // 2, "format": look})
+        text += piece
+    data = {"userEnteredValue": {"stringValue": text}}
+    if any(r["format"] for r in runs):
+        data["textFormatRuns"] = runs
+    return data
+
+
+def _rgb(hex_color: str) -> dict:
+    return {name: int(hex_color[i:i + 2], 16) / 255 for name, i in (("red", 0), ("green", 2), ("blue", 4))}
+
+
+def fields_for(value) -> str:
+    """The field mask for writing `value` into an existing cell: its value, and only the formatting
+    the value itself carries, so a cell's own format is otherwise left alone."""
+    if isinstance(value, RichText):
+        return "userEnteredValue,textFormatRuns"
+    if isinstance(value, (datetime, date)):
+        return "userEnteredValue,userEnteredFormat.numberFormat"
+    return "userEnteredValue"
+
+
+def row(values: list, limit: int = GOOGLE_CELL_LIMIT, sheet_ids: dict[str, int] | None = None) -> dict:
+    return {"values": [cell(v, limit, sheet_ids) for v in values]}
+
+
+def new_tab_requests(tab: NewTab, sheet_id: int, sheet_ids: dict[str, int]) -> list[dict]:
+    rows = max(len(tab.rows) + 1, 2 if not tab.dropdowns else 1000)
+    columns = len(tab.headers)
+    requests = [
+        {"addSheet": {"properties": {"sheetId": sheet_id, "title": tab.title, "gridProperties": {
+            "rowCount": rows, "columnCount": columns, "frozenRowCount": 1}}}},
+        {"updateCells": {"start": {"sheetId": sheet_id, "rowIndex": 0, "columnIndex": 0},
+                         "rows": [{"values": [dict(cell(h), userEnteredFormat={"textFormat": {"bold": True}})
+                                              for h in tab.headers]}],
+                         "fields": "userEnteredValue,userEnteredFormat.textFormat.bold"}},
+    ]
+    if tab.rows:
+        requests.append({"updateCells": {"start": {"sheetId": sheet_id, "rowIndex": 1, "columnIndex": 0},
+                                         "rows": [row(r, sheet_ids=sheet_ids) for r in tab.rows], "fields": CELL_FIELDS}})
+    for position, header in enumerate(tab.headers):
+        width = tab.column_widths.get(header)
+        if width:
+            requests.append(_dimension(sheet_id, "COLUMNS", position, int(width * 7)))
+        if header in tab.wrap:
+            requests.append({"repeatCell": {
+                "range": _area(sheet_id, 1, rows, position, position + 1),
+                "cell": {"userEnteredFormat": {"wrapStrategy": "WRAP", "verticalAlignment": "TOP"}},
+                "fields": "userEnteredFormat.wrapStrategy,userEnteredFormat.verticalAlignment"}})
+    if tab.rows:  # every cell at the top of its row, level with the wrapped text beside it
+        requests.append({"repeatCell": {"range": _area(sheet_id, 1, len(tab.rows) + 1, 0, columns),
+                                        "cell": {"userEnteredFormat": {"verticalAlignment": "TOP"}},
+                                        "fields": "userEnteredFormat.verticalAlignment"}})
+    for index in range(len(tab.rows)):
+        lines = tab.row_lines(index)
+        if lines > 1:
+            requests.append(_dimension(sheet_id, "ROWS", index + 1, ROW_PIXELS * lines))
+    for start, end in _spans(sorted(tab.muted_rows)):
+        requests.append({"repeatCell": {
+            "range": _area(sheet_id, start + 1, end + 2, 0, columns),
+            "cell": {"userEnteredFormat": {"textFormat": {"foregroundColorStyle": {"rgbColor": GREY}}}},
+            "fields": "userEnteredFormat.textFormat.foregroundColorStyle"}})
+    if tab.checkbox_column:
+        column = tab.headers.index(tab.checkbox_column)
+        for start, end in _spans([i for i in range(len(tab.rows)) if i not in tab.muted_rows]):
+            requests.append({"setDataValidation": {
+                "range": _area(sheet_id, start + 1, end + 2, column, column + 1),
+                "rule": {"condition": {"type": "BOOLEAN"}, "showCustomUi": True}}})
+    for header, choices in tab.dropdowns.items():
+        column = tab.headers.index(header)
+        requests.append({"setDataValidation": {
+            "range": _area(sheet_id, 1, rows, column, column + 1),
+            "rule": {"condition": {"type": "ONE_OF_LIST", "values": [{"userEnteredValue": c} for c in choices]},
+                     "strict": False, "showCustomUi": True}}})
+    if tab.filter:  # no end row: the filter covers rows added later too
+        requests.append({"setBasicFilter": {"filter": {"range": {"sheetId": sheet_id, "startRowIndex": 0,
+                                                                 "startColumnIndex": 0, "endColumnIndex": columns}}}})
+    return requests
+
+
+def _dimension(sheet_id: int, dimension: str, index: int, pixels: int) -> dict:
+    return {"updateDimensionProperties": {
+        "range": {"sheetId": sheet_id, "dimension": dimension, "startIndex": index, "endIndex": index + 1},
+        "properties": {"pixelSize": pixels}, "fields": "pixelSize"}}
+
+
+def _area(sheet_id: int, first_row: int, end_row: int, first_column: int, end_column: int) -> dict:
+    return {"sheetId": sheet_id, "startRowIndex": first_row, "endRowIndex": end_row,
+            "startColumnIndex": first_column, "endColumnIndex": end_column}
+
+
+def _spans(indexes: list[int]) -> list[tuple[int, int]]:
+    """[0, 1, 2, 5] → [(0, 2), (5, 5)]."""
+    spans: list[tuple[int, int]] = []
+    for index in indexes:
+        if spans and index == spans[-1][1] + 1:
+            spans[-1] = (spans[-1][0], index)
+        else:
+            spans.append((index, index))
+    return spans

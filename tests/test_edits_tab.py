@@ -1,0 +1,118 @@
+"""An Edits tab a reviewer can decide from, on both backends: proposed edits first, rejected ones
+after them greyed and with no checkbox; the change as a diff (removed text struck through in red,
+added in green); each cited trace id linked to its Drafts row, with what the reviewer said; the
+pattern's description and size; wrapped text in rows tall enough to read it."""
+
+from __future__ import annotations
+
+import openpyxl
+import pytest
+
+from loop import schema
+from tests.backends import KEY
+from tests.conftest import draft
+
+COLUMN = {name: i for i, name in enumerate(schema.EDIT_HEADERS)}
+LINE = "Be friendly and professional in every reply."
+
+
+@pytest.fixture
+def improved(sheet, workspace, model, cli):
+    rows = [draft(trace_id=f"v{i}", comment=f"too long, reply {i} rambles") for i in range(4)]
+    sheet.create(rows)
+    model.queue({}, {"json": {"edits": [
+        {"pattern": "p", "find": "Read the ticket", "replace": "Read the whole ticket", "rationale": "r",
+         "evidence": ["not-a-failure"]},  # rejected: evidence that is no failure
+        {"pattern": "Too verbose", "find": LINE, "replace": "Be brief, friendly and professional in every reply.",
+         "rationale": "Reviewers keep saying the replies run long.", "evidence": ["v0", "v2"]},
+    ]}})
+    cli("improve", "--no-check")
+    title = next(t for t in sheet.titles() if t.startswith(schema.EDITS_PREFIX))
+    return sheet, title
+
+
+def test_proposed_edits_come_first_and_rejected_ones_are_greyed_without_a_checkbox(improved):
+    sheet, title = improved
+    rows = sheet.tab(title)
+    assert [r["status"] for r in rows] == ["proposed", "rejected"]
+    assert rows[0]["approve"] is False and rows[1]["approve"] in (None, "")
+    if sheet.name == "xlsx":
+        tab = openpyxl.load_workbook(sheet.path)[title]
+        assert [str(v.sqref) for v in tab.data_validations.dataValidation] == ["A2"]  # not row 3
+        assert tab["B3"].font.color.rgb.endswith("808080") and tab["B2"].font.color.rgb != "FF808080"
+    else:
+        checks = [v for v in sheet.fake.validations(KEY, title) if v["rule"]["condition"]["type"] == "BOOLEAN"]
+        assert [(v["range"]["startRowIndex"], v["range"]["endRowIndex"]) for v in checks] == [(1, 2)]
+        formats = sheet.fake.formats(KEY, title)
+        grey = formats[(2, 1)]["textFormat"]["foregroundColorStyle"]["rgbColor"]
+        assert grey["red"] == grey["green"] == grey["blue"] == pytest.approx(0.5)
+        assert "foregroundColorStyle" not in formats.get((1, 1), {}).get("textFormat", {})
+
+
+def test_the_change_is_a_diff_with_removed_text_struck_in_red_and_added_text_green(improved):
+    sheet, title = improved
+    assert sheet.tab(title)[0]["find"] == LINE  # find and replace stay plain, for machines
+    if sheet.name == "xlsx":
+        cell = openpyxl.load_workbook(sheet.path, rich_text=True)[title].cell(2, COLUMN["change"] + 1).value
+        runs = [(str(block.text) if hasattr(block, "text") else str(block),
+                 getattr(getattr(block, "font", None), "strike", None),
+                 getattr(getattr(getattr(block, "font", None), "color", None), "rgb", None)) for block in cell]
+    else:
+        text = sheet.tab(title)[0]["change"]
+        found = sheet.fake.runs(KEY, title)[(1, COLUMN["change"])]
+        bounds = [r["startIndex"] for r in found] + [len(text)]
+        runs = [(text[a:b], r["format"].get("strikethrough"),
+                 _hex(r["format"].get("foregroundColorStyle", {}).get("rgbColor")))
+                for r, a, b in zip(found, bounds, bounds[1:])]
+    added = [t for t, strike, color in runs if color and color.endswith("00B050")]
+    assert "".join(added).strip() == "brief," and not any(strike for t, strike, color in runs if t in added)
+    plain = "".join(t for t, strike, color in runs if not strike)
+    assert plain == "Be brief, friendly and professional in every reply."
+
+
+def _hex(rgb: dict | None) -> str | None:
+    if not rgb:
+        return None
+    return "".join(f"{round(rgb.get(c, 0) * 255):02X}" for c in ("red", "green", "blue"))
+
+
+def test_each_cited_trace_id_links_to_its_drafts_row_with_what_the_reviewer_said(improved):
+    sheet, title = improved
+    row = sheet.tab(title)[0]
+    assert row["evidence"] == "v0, v2"
+    assert row["cited_comments"] == "• too long, reply 0 rambles\n• too long, reply 2 rambles"
+    assert row["about_pattern"].startswith("Too verbose: 4 failures; this edit cites 2.")
+    if sheet.name == "xlsx":
+        tab = openpyxl.load_workbook(sheet.path)[title]
+        link = tab.cell(2, COLUMN["evidence"] + 1).hyperlink
+        assert link.location == "'Drafts'!A2"  # v0 is the first draft, row 2
+    else:
+        drafts_id = sheet.fake.properties(KEY, schema.DRAFTS)["sheetId"]
+        links = [r["format"]["link"]["uri"] for r in sheet.fake.runs(KEY, title)[(1, COLUMN["evidence"])]
+                 if "link" in r["format"]]
+        assert links == [f"#gid={drafts_id}&range=A2", f"#gid={drafts_id}&range=A4"]
+
+
+def test_text_wraps_in_rows_tall_enough_to_read(improved):
+    sheet, title = improved
+    if sheet.name == "xlsx":
+        tab = openpyxl.load_workbook(sheet.path)[title]
+        assert tab.cell(2, COLUMN["cited_comments"] + 1).alignment.wrap_text
+        assert tab.row_dimensions[2].height and tab.row_dimensions[2].height >= 30
+    else:
+        formats = sheet.fake.formats(KEY, title)
+        assert formats[(1, COLUMN["cited_comments"])]["wrapStrategy"] == "WRAP"
+        assert sheet.fake.sizes(KEY, title)[("ROWS", 1)] >= 42
+
+
+def test_the_replay_tab_links_each_case_to_its_draft(sheet, workspace, model, cli):
+    sheet.create([draft(trace_id=f"v{i}", comment="too long") for i in range(2)])
+    cli("improve")
+    title = next(t for t in sheet.titles() if t.startswith(schema.REPLAY_PREFIX))
+    rows = sheet.tab(title)
+    assert {r["trace_id"] for r in rows} == {"v0", "v1"}
+    if sheet.name == "xlsx":
+        tab = openpyxl.load_workbook(sheet.path)[title]
+        assert {tab.cell(r, 2).hyperlink.location for r in (2, 3)} == {"'Drafts'!A2", "'Drafts'!A3"}
+    else:
+        assert all("link" in runs[0]["format"] for (r, c), runs in sheet.fake.runs(KEY, title).items() if c == 1)
