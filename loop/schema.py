@@ -29,6 +29,7 @@ DRAFT_COLUMNS = [
     ("judge_comment", False, 40, "The judge's reason."),
 ]
 DRAFT_HEADERS = [name for name, *_ in DRAFT_COLUMNS]
+DRAFT_WRAPPED = ["ticket", "thread", "draft", "comment", "final_reply", "judge_comment"]
 REQUIRED_DRAFT_COLUMNS = [name for name, required, *_ in DRAFT_COLUMNS if required]
 
 EDIT_COLUMNS = [

@@ -27,7 +27,7 @@ def template_tabs() -> list[NewTab]:
     return [
         NewTab(schema.DRAFTS, schema.DRAFT_HEADERS, [],
                column_widths={name: width for name, _, width, _ in schema.DRAFT_COLUMNS},
-               dropdowns={"score": schema.SCORE_CHOICES}),
+               dropdowns={"score": schema.SCORE_CHOICES}, wrap=set(schema.DRAFT_WRAPPED), filter=True),
         NewTab(schema.RUNS, schema.RUN_HEADERS, [],
                column_widths={name: max(12, len(name) + 4) for name, _ in schema.RUN_COLUMNS}),
     ]

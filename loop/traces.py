@@ -27,7 +27,7 @@ from . import files, schema
 from .errors import RunFailure, UsageError, WorkbookBusy
 from .reviews import Draft
 from .sheets import Append, WriteBatch
-from .values import TRUNCATION_MARKER, lone_surrogate
+from .values import TRUNCATION_MARKER, BadValue, lone_surrogate, parse_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,13 @@ class TraceArchive:
 
 
 def sheet_row(record: dict) -> dict:
-    return {key: record.get(key, "") for key in ("trace_id", "created_at", *FIELDS)}
+    """An archived draft as a Drafts row: `created_at` a real date cell (the archive keeps ISO text)."""
+    row = {key: record.get(key, "") for key in ("trace_id", "created_at", *FIELDS)}
+    try:
+        row["created_at"] = parse_timestamp(row["created_at"])
+    except BadValue:
+        pass  # an archive line written by hand: the sheet gets it as it is
+    return row
 
 
 def normalize(record: dict, line: int | None = None) -> dict:

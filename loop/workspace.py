@@ -55,8 +55,10 @@ class Workspace:
 
         if self.settings.traces:
             return TraceArchive(self.settings.traces)
-        if is_google(self.settings.sheet):
-            return TraceArchive(Path("loop.traces"))
+        if is_google(self.settings.sheet):  # one archive per spreadsheet, so pending drafts go to their own
+            from .sheets.google import spreadsheet_key
+
+            return TraceArchive(Path(f"{spreadsheet_key(self.settings.sheet)}.traces"))
         sheet = Path(self.settings.sheet)
         return TraceArchive(sheet.with_name(sheet.stem + ".traces"))
 

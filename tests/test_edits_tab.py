@@ -116,3 +116,26 @@ def test_the_replay_tab_links_each_case_to_its_draft(sheet, workspace, model, cl
         assert {tab.cell(r, 2).hyperlink.location for r in (2, 3)} == {"'Drafts'!A2", "'Drafts'!A3"}
     else:
         assert all("link" in runs[0]["format"] for (r, c), runs in sheet.fake.runs(KEY, title).items() if c == 1)
+
+
+def test_drafts_wrap_their_text_filter_their_header_and_hold_real_dates(workspace, cli, google, monkeypatch):
+    from datetime import datetime
+
+    monkeypatch.delenv("LOOP_SHEET", raising=False)
+    (workspace / "loop.xlsx").unlink(missing_ok=True)
+    cli("init", "--force")
+    cli("log", "--ticket", "A long question " * 20, "--draft", "A reply")
+    tab = openpyxl.load_workbook(workspace / "loop.xlsx")[schema.DRAFTS]
+    ticket = schema.DRAFT_HEADERS.index("ticket") + 1
+    assert tab.auto_filter.ref.startswith("A1:") and tab.cell(2, ticket).alignment.wrap_text
+    created = tab.cell(2, 2)
+    assert isinstance(created.value, datetime) and created.number_format == "yyyy-mm-dd hh:mm:ss"
+
+    google.add_spreadsheet(KEY, {"Sheet1": []})
+    cli("init", "--sheet", KEY)
+    assert google.basic_filter(KEY, schema.DRAFTS)["range"].get("endRowIndex") is None  # new rows too
+    wrapped = google.formats(KEY, schema.DRAFTS)[(1, ticket - 1)]
+    assert wrapped["wrapStrategy"] == "WRAP"
+    cli("log", "--sheet", KEY, "--ticket", "Where is my invoice?", "--draft", "Under Invoices.")
+    assert isinstance(google.values(KEY, schema.DRAFTS)[1][1], float)  # a serial date
+    assert google.formats(KEY, schema.DRAFTS)[(1, 1)]["numberFormat"]["type"] == "DATE_TIME"

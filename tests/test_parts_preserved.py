@@ -68,6 +68,9 @@ def test_every_command_leaves_the_parts_it_does_not_change_byte_identical(worksp
 
     before = parts(path)
     cli("log", "--ticket", "A new ticket", "--draft", "A new draft")
+    assert changed(before, parts(path)) == {DRAFTS, "xl/styles.xml"}  # the first date cell adds a date format
+    before = parts(path)
+    cli("log", "--ticket", "Another ticket", "--draft", "Another draft")
     assert changed(before, parts(path)) == {DRAFTS}
 
     before = parts(path)
@@ -98,6 +101,7 @@ def test_every_command_leaves_the_parts_it_does_not_change_byte_identical(worksp
     opens(path)
     rows = read_tab(path, schema.DRAFTS)
     assert [r["trace_id"] for r in rows][:4] == ["f1", "f2", "s1", "u1"] and rows[4]["ticket"] == "A new ticket"
+    assert rows[5]["ticket"] == "Another ticket"
     assert rows[3]["judge_score"] in ("👍", "👎") and rows[3]["score"] is None
     book = openpyxl.load_workbook(path)
     drafts = book[schema.DRAFTS]
@@ -106,6 +110,7 @@ def test_every_command_leaves_the_parts_it_does_not_change_byte_identical(worksp
     lo = libreoffice_rows(path, tmp_path)
     if lo is not None:
         assert lo[0][:2] == ["trace_id", "created_at"] and lo[5][3] == "A new ticket"
+        assert lo[5][1].startswith("20")  # the date cell, shown as a date
 
 
 @pytest.mark.skipif(not (shutil.which("soffice") or shutil.which("libreoffice")), reason="LibreOffice is not installed")
