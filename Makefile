@@ -41,6 +41,7 @@ apply: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_writes.py
 	$(PY) benchmarks/bench_improve.py
+	$(PY) benchmarks/bench_replay.py
 	$(PY) benchmarks/bench_google.py
 	$(PY) benchmarks/bench_judge.py
 	$(PY) benchmarks/bench_kb.py

@@ -69,6 +69,8 @@ def test_the_demo_drafts_judges_and_improves_on_a_copy_and_leaves_the_example_al
     assert "failures" in result.output and "Wrote tab" in result.output
     edits = read_tab(tmp_path / "loop.xlsx", edits_tab(tmp_path / "loop.xlsx"))
     assert edits and all(e["status"] == "proposed" for e in edits)
+    assert all(e["fixed_cited"] and e["regressed"] for e in edits)  # every edit arrives replayed
+    assert "fixed " in result.output and "regressed" in result.output
     assert len(read_tab(tmp_path / "loop.xlsx", "Runs")) == 1
     after = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in (ROOT / "examples").rglob("*")
              if p.is_file() and "__pycache__" not in p.parts and p.name != ".kb-index.sqlite"}
