@@ -37,6 +37,7 @@ CITED, HELD_OUT, SUCCESS = "cited", "held out", "success"
 CANDIDATE, CONTROL, TIE = "candidate", "control", "tie"
 # What one draft by the bundled agent usually costs (search, read, answer), for planning the budget.
 CALLS_PER_DRAFT = 3
+_CONTROL = None  # the label of the drafts made with the current prompt
 
 
 class PairwiseVerdict(BaseModel):
@@ -226,21 +227,16 @@ def run(agent: Agent, model, current_prompt: str, trials: list[Trial], concurren
     if isinstance(agent, BundledAgent):
         agent = BundledAgent(capped, agent.kb, agent.name)
     cases = {c.draft.trace_id: c for t in trials for c in t.cases}
-    drafts_to_make = [("control", trace_id, current_prompt, case) for trace_id, case in cases.items()]
-    drafts_to_make += [(t.label, c.draft.trace_id, t.prompt, c) for t in trials for c in t.cases]
+    to_draft = [(_CONTROL, trace_id, current_prompt, case) for trace_id, case in cases.items()]
+    to_draft += [(t.label, c.draft.trace_id, t.prompt, c) for t in trials for c in t.cases]
     pairs = [(t.label, c) for t in trials for c in t.cases]
-    on_start(len(drafts_to_make) + 2 * len(pairs))
+    on_start(len(to_draft) + 2 * len(pairs))
     usage_before = _usage(model)
     try:
         drafts = _run_all(concurrency, on_done, {
             (label, trace_id): (lambda p=prompt, c=case: agent.draft(p, ticket_record(c.draft)))
-            for label, trace_id, prompt, case in drafts_to_make})
-        judged = _run_all(concurrency, on_done, {
-            (label, case.draft.trace_id, order): (lambda a=a, b=b, c=case: judge_pair(capped, c, a, b))
-            for label, case in pairs
-            if (label, case.draft.trace_id) in drafts and ("control", case.draft.trace_id) in drafts
-            for order, (a, b) in (("control first", (drafts[("control", case.draft.trace_id)], drafts[(label, case.draft.trace_id)])),
-                                  ("candidate first", (drafts[(label, case.draft.trace_id)], drafts[("control", case.draft.trace_id)])))})
+            for label, trace_id, prompt, case in to_draft})
+        judged = _run_all(concurrency, on_done, _judging(pairs, drafts, capped))
     except AgentFailed as failure:
         log.warning("%s; the edits were not replayed.", failure)
         report.not_replayed = f"not replayed: {failure}"
@@ -254,11 +250,24 @@ def run(agent: Agent, model, current_prompt: str, trials: list[Trial], concurren
             report.dropped += 1
             continue
         decided, reason = verdict(*both)
-        report.outcomes.append(Outcome(label, case, drafts[("control", case.draft.trace_id)], drafts[key], decided, reason))
+        report.outcomes.append(Outcome(label, case, drafts[(_CONTROL, case.draft.trace_id)], drafts[key], decided, reason))
     if budget is not None and capped.calls >= budget:
         log.warning("The replay reached its budget of %d model calls (--check-budget); %d case(s) were left out.",
                     budget, report.dropped)
     return report
+
+
+def _judging(pairs: list[tuple[str, Case]], drafts: dict, model) -> dict:
+    """Two judge calls for each pair whose drafts were both made: the control shown first, then second."""
+    jobs = {}
+    for label, case in pairs:
+        trace_id = case.draft.trace_id
+        control, candidate = drafts.get((_CONTROL, trace_id)), drafts.get((label, trace_id))
+        if control is None or candidate is None:
+            continue
+        jobs[(label, trace_id, "control first")] = lambda a=control, b=candidate, c=case: judge_pair(model, c, a, b)
+        jobs[(label, trace_id, "candidate first")] = lambda a=candidate, b=control, c=case: judge_pair(model, c, a, b)
+    return jobs
 
 
 def _run_all(concurrency: int, on_done: Callable[[], None], jobs: dict) -> dict:

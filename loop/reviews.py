@@ -65,17 +65,24 @@ def read_drafts(table: Table | None) -> tuple[list[Draft], list[SkippedRow]]:
         raise UsageError(f"The workbook has no {DRAFTS} tab; run `loop init` or add one (see sheets_template.xlsx).")
     check_columns(table)
     columns = {name: table.column(name) for name in ("trace_id", "created_at", "score", "judge_score", *_TEXT_FIELDS)}
+    width = len(table.headers)
 
-    def cell(values: list, name: str):
+    def getter(name: str):
         index = columns[name]
-        return values[index] if index is not None and index < len(values) else None
+        if index is None:
+            return lambda values: None
+        return lambda values: values[index] if index < len(values) else None
 
+    trace_of, created_of, score_of, judge_of = (getter(n) for n in ("trace_id", "created_at", "score", "judge_score"))
+    texts = [getter(name) for name in _TEXT_FIELDS]
     drafts, skipped, seen = [], [], set()
     for offset, values in enumerate(table.rows):
-        if not any(v not in (None, "") for v in values):
+        if len(values) > width:
+            values = values[:width]
+        if not any(v is not None and v != "" for v in values):
             continue
         row = table.first_row + offset
-        trace_id = as_text(cell(values, "trace_id"))
+        trace_id = _text(trace_of(values))
         if not trace_id:
             skipped.append(SkippedRow(row, "no trace_id"))
             continue
@@ -83,16 +90,27 @@ def read_drafts(table: Table | None) -> tuple[list[Draft], list[SkippedRow]]:
             skipped.append(SkippedRow(row, f"trace_id {trace_id!r} repeats an earlier row"))
             continue
         try:
-            score = parse_score(cell(values, "score"))
-            created_at = parse_timestamp(cell(values, "created_at"))
+            score = parse_score(score_of(values))
+            created_at = parse_timestamp(created_of(values))
         except BadValue as problem:
             skipped.append(SkippedRow(row, str(problem)))
             continue
         try:
-            judge_score = parse_score(cell(values, "judge_score"))
+            judge_score = parse_score(judge_of(values))
         except BadValue:
             judge_score = None
         seen.add(trace_id)
-        drafts.append(Draft(row=row, trace_id=trace_id, created_at=created_at, score=score, judge_score=judge_score,
-                            **{name: as_text(cell(values, name)) for name in _TEXT_FIELDS}))
+        ticket, draft, comment, thread, final_reply, kb_sources, prompt_version, judge_comment, ticket_id = (
+            _text(text(values)) for text in texts)
+        drafts.append(Draft(row, trace_id, created_at, ticket, draft, score, comment, thread, final_reply, kb_sources,
+                            prompt_version, judge_score, judge_comment, ticket_id))
     return drafts, skipped
+
+
+def _text(value) -> str:
+    """as_text, with the common cases first: this runs for every field of every row."""
+    if value is None or value == "":
+        return ""
+    if type(value) is str:
+        return value.strip()
+    return as_text(value)

@@ -66,6 +66,7 @@ class SheetPart:
         self.writes: dict[int, dict[int, object]] = {}
         self._headers: list[str] | None = None
         self._column_styles = self._read_column_styles()
+        self._read_rows: dict[int, dict[int, object]] = {}
 
     # -- finding rows ------------------------------------------------------------------------
 
@@ -144,11 +145,12 @@ class SheetPart:
             return raw
 
     def row_values(self, number: int) -> dict[int, object]:
-        """column → value of row `number` as the file holds it now."""
-        row = self._first_at_least(number)
-        if row is None or row.number != number:
-            return {}
-        return {column: self._value(attributes, element) for column, attributes, element in self._cells(self._row_xml(row))}
+        """column → value of row `number` as the file holds it now (the writes collected are not in it)."""
+        if number not in self._read_rows:
+            row = self._first_at_least(number)
+            self._read_rows[number] = {} if row is None or row.number != number else {
+                column: self._value(found, element) for column, found, element in self._cells(self._row_xml(row))}
+        return self._read_rows[number]
 
     def headers(self) -> list[str]:
         """Row 1's text by column (1-based positions; "" where a column has no header)."""
