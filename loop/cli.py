@@ -127,6 +127,7 @@ def auth(client_secret, debug):
 @main.command(short_help="Propose prompt edits from recent failures, in a new Edits tab.")
 @click.option("--since", default="14d", show_default=True, help="Review window: 14d, 2w, 36h or a date.")
 @click.option("--include-judge", is_flag=True, help="Count LLM judge scores on drafts no person scored.")
+@click.option("--force", is_flag=True, help="Run even when no failure was reviewed since the last run.")
 @click.option("--check/--no-check", default=True, show_default=True,
               help="Replay each edit on the failures it cites, held-out failures and successes.")
 @click.option("--check-budget", type=click.IntRange(min=1), help="Most model calls the replay check may make. [env LOOP_CHECK_BUDGET; default 800]")
@@ -137,7 +138,7 @@ def auth(client_secret, debug):
 @click.option("--max-edit-share", type=click.FloatRange(0.01, 1),
               help="Largest share of the prompt one edit may remove or rewrite. [env LOOP_MAX_EDIT_SHARE]")
 @common
-def improve(workspace, since, include_judge, check, concurrency):
+def improve(workspace, since, include_judge, check, concurrency, force):
     """Propose prompt edits from the failures of the review window, replay each on real cases, and
     write them to a new Edits tab (with its Replay tab)."""
     from . import improver
@@ -148,7 +149,7 @@ def improve(workspace, since, include_judge, check, concurrency):
         def start(total):
             bar.append(stack.enter_context(click.progressbar(length=total, label="Replaying", file=sys.stderr)))
 
-        report = improver.improve(workspace, since=since, include_judge=include_judge, check=check,
+        report = improver.improve(workspace, since=since, include_judge=include_judge, check=check, force=force,
                                   concurrency=concurrency, on_start=start, on_done=lambda: bar[0].update(1))
     for skipped in report.skipped[:SHOW_SKIPPED]:
         click.echo(f"skipped {skipped}", err=True)
@@ -162,6 +163,10 @@ def improve(workspace, since, include_judge, check, concurrency):
             waiting = sum(d.score is None for d in window.drafts)
             what = f"reviewed drafts ({plural(waiting, 'draft')} wait for review)" if waiting else "reviewed drafts"
         click.echo(f"No {what} since {window.since:%Y-%m-%d %H:%M} UTC: nothing to improve.")
+        return
+    if report.nothing_new:
+        click.echo(f"No new reviews since the last run: all {plural(len(window.failures), 'failure')} of the window "
+                   "are in its patterns already. Nothing written (`--force` runs anyway).")
         return
     click.echo(
         f"{plural(len(window.drafts), 'draft')} since {window.since:%Y-%m-%d}: "

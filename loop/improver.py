@@ -18,7 +18,7 @@ from .config import Settings
 from .edits import PROPOSED, REJECTED, Edit, validate
 from .errors import TitleTaken, UsageError
 from .model import ModelClient, Usage
-from .patterns import Pattern, find_patterns
+from .patterns import Pattern, find_patterns, known_patterns
 from .proposals import propose_edits
 from .replay import ReplayReport
 from .reviews import Draft, SkippedRow, read_drafts
@@ -50,6 +50,7 @@ class RunReport:
     edits_tab: str = ""
     prompt_version: str = ""
     replay: ReplayReport | None = None
+    nothing_new: bool = False  # every failure in the window was already placed by an earlier run
 
     @property
     def proposed(self) -> list[Edit]:
@@ -89,6 +90,7 @@ def improve(
     model: ModelClient | None = None,
     check: bool = True,
     concurrency: int = 4,
+    force: bool = False,
     on_start: Callable[[int], None] = lambda total: None,
     on_done: Callable[[], None] = lambda: None,
 ) -> RunReport:
@@ -114,12 +116,15 @@ def improve(
     report = RunReport(run_id=new_run_id(now), window=window, skipped=skipped)
     if not window.failures:
         return report
+    if not force and all(d.pattern for d in window.failures):
+        report.nothing_new = True  # no failure reviewed since the last run placed them: nothing new to learn
+        return report
 
     model = model or workspace.model
     report.usage = model.usage
     log.info("%d failures and %d successes since %s.", len(window.failures), len(window.successes),
              f"{start:%Y-%m-%d %H:%M}")
-    report.patterns = find_patterns(model, window.failures)
+    report.patterns = find_patterns(model, window.failures, known_patterns(drafts))
     proposals = propose_edits(
         model, prompt, report.patterns, window.failures, window.successes, settings.max_edit_chars, report.run_id
     )

@@ -97,7 +97,8 @@ def judge(
     rows = {d.trace_id: d.row for d in chosen}
     updates = []
     for trace_id, result in report.verdicts.items():
-        for column, value in (("judge_score", SCORE_MARKS[result.score]), ("judge_comment", result.comment.strip())):
+        for column, value in (("judge_score", SCORE_MARKS[result.score]), ("judge_comment", result.comment.strip()),
+                              ("judge_version", report.rubric_version)):
             updates.append(CellUpdate(schema.DRAFTS, rows[trace_id], column, value,
                                       key=("trace_id", trace_id), unless="score"))
     workspace.write(WriteBatch(updates=updates))  # verdicts already made are kept even if a later one failed

@@ -56,9 +56,22 @@ class Pattern:
         return len(self.trace_ids)
 
 
-def batches(failures: list[Draft], budget_tokens: int) -> list[list[dict]]:
+MAX_KNOWN = 30  # earlier runs' pattern names offered for reuse
+
+
+def known_patterns(drafts: list[Draft]) -> list[str]:
+    """Names earlier runs gave to failure patterns (the Drafts `pattern` column), the most used first:
+    offered to the model, so the same mistake keeps its name from week to week."""
+    counts: dict[str, int] = {}
+    for draft in drafts:
+        if draft.pattern:
+            counts[draft.pattern] = counts.get(draft.pattern, 0) + 1
+    return sorted(counts, key=lambda name: (-counts[name], name))[:MAX_KNOWN]
+
+
+def batches(failures: list[Draft], budget_tokens: int, known: list[str] = ()) -> list[list[dict]]:
     """Failure records packed greedily into batches that each fit one request."""
-    room = data_room("find_patterns.j2", budget_tokens, count=0, failures="")
+    room = data_room("find_patterns.j2", budget_tokens, count=0, failures="", known=dumps_data(list(known)))
     if room < 400:
         raise UsageError(f"LOOP_MAX_INPUT_TOKENS={budget_tokens} leaves no room for a single failure; raise it.")
     packed, current, used = [], [], 0
@@ -75,19 +88,19 @@ def batches(failures: list[Draft], budget_tokens: int) -> list[list[dict]]:
     return packed
 
 
-def find_patterns(model: ModelClient, failures: list[Draft]) -> list[Pattern]:
+def find_patterns(model: ModelClient, failures: list[Draft], known: list[str] = ()) -> list[Pattern]:
     found: list[Pattern] = []
-    packed = batches(failures, model.max_input_tokens)
+    packed = batches(failures, model.max_input_tokens, known)
     for number, batch in enumerate(packed, start=1):
         log.info("Finding failure patterns: batch %d of %d (%d failures)", number, len(packed), len(batch))
         answer = model.ask(
             "failure_patterns",
             FailurePatterns,
-            messages("find_patterns.j2", count=len(batch), failures=dumps_data(batch)),
+            messages("find_patterns.j2", count=len(batch), failures=dumps_data(batch), known=dumps_data(list(known))),
         )
         found.extend(_assign([item["trace_id"] for item in batch], answer.patterns))
     if len(packed) > 1:
-        found = merge(model, _by_name(found))
+        found = merge(model, _by_name(found), known)
     return sorted(_by_name(found), key=lambda p: (-p.count, p.name))
 
 
@@ -122,14 +135,14 @@ def _by_name(patterns: list[Pattern]) -> list[Pattern]:
     return list(joined.values())
 
 
-def merge(model: ModelClient, patterns: list[Pattern]) -> list[Pattern]:
+def merge(model: ModelClient, patterns: list[Pattern], known: list[str] = ()) -> list[Pattern]:
     """Join patterns from different batches that name the same mistake, in rounds that fit the budget."""
     for round_number in range(1, MAX_MERGE_ROUNDS + 1):
-        groups = _merge_groups(patterns, model.max_input_tokens)
+        groups = _merge_groups(patterns, model.max_input_tokens, known)
         log.info("Merging %d patterns from the batches: round %d, %d request(s)", len(patterns), round_number, len(groups))
         merged: list[Pattern] = []
         for group in groups:
-            merged.extend(_merge_group(model, group))
+            merged.extend(_merge_group(model, group, known))
         shrank = len(merged) < len(patterns)
         patterns = merged
         if len(groups) == 1 or not shrank:
@@ -147,8 +160,8 @@ def _merge_item(key: str, pattern: Pattern) -> dict:
     }
 
 
-def _merge_groups(patterns: list[Pattern], budget_tokens: int) -> list[list[Pattern]]:
-    room = data_room("merge_patterns.j2", budget_tokens, patterns="")
+def _merge_groups(patterns: list[Pattern], budget_tokens: int, known: list[str] = ()) -> list[list[Pattern]]:
+    room = data_room("merge_patterns.j2", budget_tokens, patterns="", known=dumps_data(list(known)))
     groups, current, used = [], [], 0
     for index, pattern in enumerate(patterns):
         cost = evidence.size(_merge_item(f"P{index + 1}", pattern))
@@ -162,11 +175,12 @@ def _merge_groups(patterns: list[Pattern], budget_tokens: int) -> list[list[Patt
     return groups
 
 
-def _merge_group(model: ModelClient, group: list[Pattern]) -> list[Pattern]:
+def _merge_group(model: ModelClient, group: list[Pattern], known: list[str] = ()) -> list[Pattern]:
     keyed = {f"P{index + 1}": pattern for index, pattern in enumerate(group)}
     items = [_merge_item(key, pattern) for key, pattern in keyed.items()]
     answer = model.ask(
-        "failure_patterns", MergedFailurePatterns, messages("merge_patterns.j2", patterns=dumps_data(items))
+        "failure_patterns", MergedFailurePatterns,
+        messages("merge_patterns.j2", patterns=dumps_data(items), known=dumps_data(list(known)))
     )
     used: set[str] = set()
     result = []

@@ -27,6 +27,8 @@ class Draft:
     judge_score: str | None = None
     judge_comment: str = ""
     ticket_id: str = ""
+    judge_version: str = ""
+    pattern: str = ""  # the failure pattern an improve run placed it in
 
     @property
     def is_failure(self) -> bool:
@@ -56,7 +58,7 @@ def check_columns(table: Table) -> None:
 
 
 _TEXT_FIELDS = ("ticket", "draft", "comment", "thread", "final_reply", "kb_sources", "prompt_version", "judge_comment",
-                "ticket_id")
+                "ticket_id", "judge_version", "pattern")
 
 
 def read_drafts(table: Table | None) -> tuple[list[Draft], list[SkippedRow]]:
@@ -100,10 +102,10 @@ def read_drafts(table: Table | None) -> tuple[list[Draft], list[SkippedRow]]:
         except BadValue:
             judge_score = None
         seen.add(trace_id)
-        ticket, draft, comment, thread, final_reply, kb_sources, prompt_version, judge_comment, ticket_id = (
-            _text(text(values)) for text in texts)
+        (ticket, draft, comment, thread, final_reply, kb_sources, prompt_version, judge_comment, ticket_id,
+         judge_version, pattern) = (_text(text(values)) for text in texts)
         drafts.append(Draft(row, trace_id, created_at, ticket, draft, score, comment, thread, final_reply, kb_sources,
-                            prompt_version, judge_score, judge_comment, ticket_id))
+                            prompt_version, judge_score, judge_comment, ticket_id, judge_version, pattern))
     return drafts, skipped
 
 

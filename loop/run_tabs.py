@@ -17,7 +17,7 @@ from . import schema
 from .config import Settings
 from .edits import PROPOSED, Edit
 from .replay import ReplayReport
-from .sheets import Append, NewTab, RichText, Run, WriteBatch
+from .sheets import Append, CellUpdate, NewTab, RichText, Run, WriteBatch
 
 REMOVED, ADDED = "C00000", "00B050"  # red and green
 _TOKEN = re.compile(r"\s+|\w+|[^\w\s]")
@@ -25,12 +25,23 @@ COMMENT_CHARS = 120
 
 
 def run_batch(report, settings: Settings, now: datetime) -> WriteBatch:
-    """The Edits tab, the Replay tab (when edits were replayed) and the Runs row, written together."""
+    """The Edits tab, the Replay tab (when edits were replayed), the Runs row and each failure's pattern
+    on its Drafts row, written together."""
     tabs = [edits_tab(report)]
     if report.replay and report.replay.outcomes:
         tabs.append(replay_tab(report))
     return WriteBatch(new_tabs=tabs, appends=[Append(schema.RUNS, schema.RUN_HEADERS, runs_row(report, settings, now),
-                                                     key="run_id")])
+                                                     key="run_id")],
+                      updates=pattern_marks(report))
+
+
+def pattern_marks(report) -> list[CellUpdate]:
+    """Each failure's pattern on its Drafts row (the `pattern` column, which only loop writes): how the
+    next run knows which failures are new, and the report what share of failures each pattern is."""
+    by_id = {d.trace_id: d for d in report.window.failures}
+    return [CellUpdate(schema.DRAFTS, by_id[t].row, "pattern", pattern.name, key=("trace_id", t))
+            for pattern in report.patterns for t in pattern.trace_ids
+            if t in by_id and by_id[t].pattern != pattern.name]
 
 
 def edits_tab(report) -> NewTab:

@@ -27,6 +27,8 @@ DRAFT_COLUMNS = [
     ("reviewer", False, 14, "Who reviewed the draft."),
     ("judge_score", False, 10, "An LLM judge's pre-score; a person's score always wins."),
     ("judge_comment", False, 40, "The judge's reason."),
+    ("judge_version", False, 10, "The version of the judge's rubric that scored the draft (written by loop)."),
+    ("pattern", False, 20, "The failure pattern the improver placed this failure in (written by loop)."),
 ]
 DRAFT_HEADERS = [name for name, *_ in DRAFT_COLUMNS]
 DRAFT_WRAPPED = ["ticket", "thread", "draft", "comment", "final_reply", "judge_comment"]

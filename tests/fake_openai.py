@@ -49,9 +49,15 @@ def smart_answer(name: str, schema: dict, user: str) -> dict:
         return {"patterns": [{"name": n, "description": f"{n}.", "trace_ids": [], "merged_from": ids}
                              for n, ids in groups.items()]}
     if name == "failure_patterns":
+        known = data_block(user, "known_patterns")  # earlier weeks' names: reused where one fits
+
+        def named(kind: str) -> str:
+            words = dict(KEYWORDS).get(kind, ())
+            return next((k for k in known if any(w in k.lower() for w in words)), kind)
+
         groups = {}
         for record in data_block(user, "failures"):
-            groups.setdefault(classify(record), []).append(record["trace_id"])
+            groups.setdefault(named(classify(record)), []).append(record["trace_id"])
         return {"patterns": [{"name": n, "description": f"Drafts show: {n.lower()}.", "trace_ids": ids}
                              for n, ids in groups.items()]}
     if name == "prompt_edits":

@@ -99,6 +99,7 @@ def test_the_judge_fills_only_its_own_columns_of_unreviewed_drafts(workspace, mo
     assert (rows["person"]["score"], rows["person"]["comment"], rows["person"]["judge_score"]) == ("👍", "fine", None)
     assert (rows["long"]["judge_score"], rows["long"]["score"], rows["long"]["comment"]) == ("👎", None, None)
     assert rows["long"]["judge_comment"].startswith("Too long") and rows["short"]["judge_score"] == "👍"
+    assert rows["long"]["judge_version"] == "v1"  # the rubric version that scored it
     schema_name = model.requests[0]["response_format"]["json_schema"]
     assert schema_name["name"] == "judge_verdict" and schema_name["strict"] is True
     assert "longer than five sentences" in model.requests[0]["messages"][1]["content"]

@@ -87,7 +87,7 @@ def test_a_hand_edit_after_an_interrupted_apply_is_kept_as_a_version(workspace, 
 def test_two_runs_in_the_same_second_get_distinct_ids_and_tabs(workspace, model, cli):
     path = write_workbook(workspace / "loop.xlsx", [draft(), draft(comment="wrong menu path")])
     now = datetime(2026, 11, 23, 15, 30, 7, tzinfo=timezone.utc)
-    reports = [improver.improve(config.resolve(), since="3000d", now=now) for _ in range(2)]
+    reports = [improver.improve(config.resolve(), since="3000d", now=now, force=True) for _ in range(2)]
     assert reports[0].run_id != reports[1].run_id
     assert reports[0].edits_tab == "Edits 2026-11-23 1530" and reports[1].edits_tab == "Edits 2026-11-23 1530 (2)"
     ids = [e["edit_id"] for r in reports for e in read_tab(path, r.edits_tab)]
@@ -200,7 +200,7 @@ def test_one_edit_cannot_rewrite_most_of_a_short_prompt(workspace, model, cli, m
         if not configured:
             monkeypatch.setenv("LOOP_MAX_EDIT_SHARE", "1")
         model.queue({}, {"json": {"edits": [rewrite]}})
-        cli("improve", *configured)
+        cli("improve", "--force", *configured)
         latest = [t for t in openpyxl.load_workbook(path).sheetnames if t.startswith("Edits")][-1]
         assert read_tab(path, latest)[0]["status"] == "proposed"
 

@@ -175,3 +175,34 @@ def test_loop_check_replays_the_ticked_edits_together_and_writes_nothing(workspa
     candidate = [r for r in model.requests if r["messages"][0]["role"] == "system"
                  and r["messages"][0]["content"].count("- Guard against") == 2]
     assert candidate  # one prompt carried both edits
+
+
+# --- patterns keep their names; a run with nothing new writes nothing (CONTRACT §3, §4.6) ---------
+
+
+def test_each_failure_gets_its_pattern_and_names_carry_over_between_runs(workspace, model, cli):
+    rows = [draft(trace_id="old", comment="way too long", pattern="Runs long", days_ago=30)]
+    rows += [verbose(i) for i in range(3)] + [draft(trace_id="m0", comment="that menu path doesn't exist")]
+    path = write_workbook(workspace / "loop.xlsx", rows)
+    cli("improve", "--no-check")
+    request = next(r for r in model.requests if r["response_format"]["json_schema"]["name"] == "failure_patterns")
+    assert '"Runs long"' in request["messages"][1]["content"]  # earlier names are offered for reuse
+    patterns = {r["trace_id"]: r["pattern"] for r in read_tab(path, schema.DRAFTS)}
+    assert patterns == {"old": "Runs long", "v0": "Runs long", "v1": "Runs long", "v2": "Runs long",
+                        "m0": "Wrong menu paths"}
+
+
+def test_a_run_with_no_new_reviews_writes_nothing_and_says_so(workspace, model, cli):
+    path = write_workbook(workspace / "loop.xlsx", [verbose(i) for i in range(3)])
+    cli("improve", "--no-check")
+    before = path.read_bytes()
+    result = cli("improve", "--no-check")
+    assert "No new reviews since the last run" in result.output and path.read_bytes() == before
+    assert "Wrote tab" in cli("improve", "--no-check", "--force").output
+    import openpyxl
+
+    book = openpyxl.load_workbook(path)
+    book[schema.DRAFTS].append(["new", book[schema.DRAFTS]["B2"].value, None, "Export?", None, "Reports.",
+                                None, None, "👎", "too long again"])
+    book.save(path)
+    assert "Wrote tab" in cli("improve", "--no-check").output  # a new review: a new run
