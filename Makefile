@@ -22,7 +22,8 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 # The demo works on a copy of examples/: the agent drafts new tickets, the judge pre-scores them,
-# and the improver proposes edits from the reviewed drafts (and, with --include-judge, the judged ones).
+# the improver proposes edits from the reviewed drafts (and, with --include-judge, the judged ones),
+# and the report measures each prompt version and applied edit on the Dashboard tab.
 demo: $(STAMP)
 	rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
 	cp -r examples/prompts examples/kb examples/loop.xlsx examples/tickets.jsonl $(DEMO_DIR)/
@@ -30,6 +31,7 @@ demo: $(STAMP)
 	cd $(DEMO_DIR) && ../$(LOOP) draft --tickets tickets.jsonl --kb kb
 	cd $(DEMO_DIR) && ../$(LOOP) judge
 	cd $(DEMO_DIR) && ../$(LOOP) improve --since $(DEMO_SINCE) --include-judge
+	cd $(DEMO_DIR) && ../$(LOOP) report
 	@echo "Tick edits in $(DEMO_DIR)/loop.xlsx, then: cd $(DEMO_DIR) && ../$(LOOP) apply"
 
 improve: $(STAMP)
@@ -43,6 +45,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_improve.py
 	$(PY) benchmarks/bench_replay.py
 	$(PY) benchmarks/bench_google.py
+	$(PY) benchmarks/bench_report.py
 	$(PY) benchmarks/bench_judge.py
 	$(PY) benchmarks/bench_kb.py
 

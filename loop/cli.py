@@ -8,6 +8,7 @@ import logging
 import re
 import sys
 from contextlib import ExitStack
+from pathlib import Path
 
 import click
 
@@ -84,6 +85,7 @@ def common(command):
                 max_edit_chars=options.pop("max_edit_chars", None),
                 max_edit_share=options.pop("max_edit_share", None),
                 check_budget=options.pop("check_budget", None),
+                notify_url=options.pop("notify", None),
             )
             from .workspace import Workspace
 
@@ -135,6 +137,7 @@ def auth(client_secret, debug):
 @click.option("--model", help="Model to call. [env LOOP_MODEL]")
 @click.option("--max-input-tokens", type=click.IntRange(min=1), help="Most input tokens per request. [env LOOP_MAX_INPUT_TOKENS]")
 @click.option("--max-edit-chars", type=click.IntRange(min=1), help="Largest change one edit may make. [env LOOP_MAX_EDIT_CHARS]")
+@click.option("--notify", metavar="URL", help="Post a digest to this Slack-compatible webhook. [env LOOP_NOTIFY_URL]")
 @click.option("--max-edit-share", type=click.FloatRange(0.01, 1),
               help="Largest share of the prompt one edit may remove or rewrite. [env LOOP_MAX_EDIT_SHARE]")
 @common
@@ -193,6 +196,129 @@ def improve(workspace, since, include_judge, check, concurrency, force):
                f"{usage.output_tokens} output tokens.")
     click.echo(f"Wrote tab {report.edits_tab!r} to {workspace.settings.sheet}: tick `approve` on the edits you want, "
                "then run `loop apply`.")
+    if workspace.settings.notify_url:
+        from . import notify
+        from .report import report as measure
+
+        found = measure(workspace)
+        notify.post(workspace.settings.notify_url, notify.improve_digest(
+            report, found.versions[-1] if found.versions else None, workspace.workbook.link(report.edits_tab)))
+
+
+@main.command(short_help="Measure each prompt version and applied edit; refresh the Dashboard tab.")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON for scripts.")
+@click.option("--notify", metavar="URL", help="Post a digest to this Slack-compatible webhook. [env LOOP_NOTIFY_URL]")
+@common
+def report(workspace, as_json):
+    """Measure every prompt version (👍 rate with its 95% interval, the change from the version before),
+    every applied edit (its pattern's share of failures before and after) and the judge against people;
+    rewrite the Dashboard tab with the figures and a chart, and print them. It warns, never acts."""
+    import json
+
+    from . import notify
+    from .report import DASHBOARD, refresh
+
+    found = refresh(workspace)
+    if as_json:
+        click.echo(json.dumps(found.as_json(), ensure_ascii=False, indent=2))
+    else:
+        click.echo(report_text(found))
+        click.echo(f"Wrote tab {DASHBOARD!r} to {workspace.settings.sheet}.")
+    if found.warning:
+        click.echo(f"warning: {found.warning}", err=True)
+    if workspace.settings.notify_url:
+        notify.post(workspace.settings.notify_url, notify.report_digest(found, workspace.workbook.link(DASHBOARD)))
+
+
+def report_text(found) -> str:
+    """The Dashboard's figures as plain-text tables."""
+    from .report import p_text
+
+    def table(rows: list[list[str]]) -> list[str]:
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        return ["  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+
+    def percent(rate) -> str:
+        return "" if rate is None else f"{rate:.0%}"
+
+    lines = ["Prompt versions:"]
+    if not found.versions:
+        lines.append("  No drafts carry a prompt version yet.")
+    else:
+        rows = [["version", "current from", "drafts", "reviewed", "👍 rate", "95% interval", "change", "verdict",
+                 "judge only"]]
+        for v in found.versions:
+            interval = f"{percent(v.low)}–{percent(v.high)}" if v.reviewed else ""
+            change = "" if v.change is None else f"{v.change * 100:+.1f} pts"
+            rows.append([v.version, v.current_from, str(v.drafts), str(v.reviewed), percent(v.rate), interval, change,
+                         v.verdict + (f" ({p_text(v.p_value)})" if v.p_value is not None else ""),
+                         f"{v.judged}" + (f" ({percent(v.judge_rate)} 👍)" if v.judged else "")])
+        lines += table(rows)
+    if found.edits:
+        lines.append("Applied edits (share of failures in the edit's pattern, before → after):")
+        rows = [["edit", "in", "pattern", "before", "after", "verdict"]]
+        for e in found.edits:
+            rows.append([e.edit_id, e.version, shown(e.pattern)[:40], f"{e.pattern_before}/{e.failures_before}",
+                         f"{e.pattern_after}/{e.failures_after}", e.verdict])
+        lines += table(rows)
+    if found.judge:
+        lines.append("Judge against people (drafts both scored):")
+        rows = [["rubric", "both", "agreement", "kappa"]]
+        for j in found.judge:
+            rows.append([j.rubric, str(j.both), percent(j.agreement), "" if j.kappa is None else f"{j.kappa:.2f}"])
+        lines += table(rows)
+    return "\n".join(lines)
+
+
+@main.command(short_help="Run improve and report weekly: GitHub Actions, cron or systemd.")
+@click.option("--github", "kind", flag_value="github", help="Write .github/workflows/loop-weekly.yml.")
+@click.option("--cron", "kind", flag_value="cron", help="Print a crontab line (the machine's local time).")
+@click.option("--systemd", "kind", flag_value="systemd", help="Print a systemd user service and timer.")
+@click.option("--day", default="mon", show_default=True, help="Weekday: mon … sun.")
+@click.option("--hour", default=6, show_default=True, type=int, help="Hour, UTC (cron: local time).")
+@click.option("--minute", default=17, show_default=True, type=int, help="Minute; off the hour, when schedulers are busy.")
+@click.option("--since", default="14d", show_default=True, help="Review window of each run: 14d, 2w.")
+@click.option("--include-judge", is_flag=True, help="Pass --include-judge to improve.")
+@click.option("--force", is_flag=True, help="Replace an existing workflow file.")
+@click.option("--debug", is_flag=True, help="Show a traceback on errors.")
+def schedule(kind, day, hour, minute, since, include_judge, force, debug):
+    """Run `loop improve` and then `loop report` once a week on their own. The digest goes out when
+    LOOP_NOTIFY_URL is set where they run."""
+
+    def run():
+        from . import schedule as weekly
+        from .errors import UsageError
+
+        if kind is None:
+            raise UsageError("Choose where it runs: --github, --cron or --systemd.")
+        plan = weekly.Schedule(weekday=day, hour=hour, minute=minute, since=since, include_judge=include_judge,
+                               notify=True)
+        if kind == "github":
+            path = weekly.write_workflow(plan, Path.cwd(), force=force)
+            click.echo(f"Wrote {path}: {plan.when()} UTC, and on demand from the Actions tab. Add the secrets it "
+                       "lists at its top; commit and push it.")
+            click.echo("GitHub disables scheduled workflows in a repository with no activity for 60 days.")
+            return
+        workdir, program = str(Path.cwd().resolve()), _loop_program()
+        if kind == "cron":
+            click.echo(weekly.crontab_line(plan, workdir, program))
+        else:
+            service, timer = weekly.systemd_units(plan, workdir, program)
+            click.echo(service)
+            click.echo(timer)
+
+    _errors(run, debug)
+
+
+def _loop_program() -> str:
+    """The absolute path of this `loop`, for a scheduler that starts with an empty PATH."""
+    import shutil
+
+    here = Path(sys.argv[0])
+    if here.name == "loop" and here.exists():
+        return str(here.resolve())
+    found = shutil.which("loop")
+    return str(Path(found).resolve()) if found else str(Path(sys.executable).with_name("loop"))
 
 
 @main.command(short_help="Apply the ticked edits as one new prompt version.")

@@ -62,6 +62,8 @@ class Settings:
     timeout: float = 120.0
     # a Google service-account key file; None means GOOGLE_APPLICATION_CREDENTIALS, then `loop auth`, then ADC
     credentials: str | None = None
+    # a Slack-compatible incoming webhook for the digest after improve and report
+    notify_url: str | None = None
 
 
 def resolve(
@@ -73,6 +75,7 @@ def resolve(
     credentials: str | None = None,
     max_edit_share: float | None = None,
     check_budget: int | None = None,
+    notify_url: str | None = None,
 ) -> Settings:
     """Build Settings from flags (non-None arguments), then the environment, then defaults."""
     env = os.environ
@@ -95,4 +98,5 @@ def resolve(
         max_retries=_env_number("LOOP_MAX_RETRIES", 3, minimum=0),
         timeout=_env_number("LOOP_TIMEOUT", 120.0, minimum=0.1, kind=float),
         credentials=credentials,
+        notify_url=notify_url or env.get("LOOP_NOTIFY_URL") or None,
     )

@@ -152,6 +152,19 @@ class PromptStore:
             if e.get("event") == "version"
         }
 
+    def periods(self) -> dict[int, list[tuple[str, str | None]]]:
+        """version → the (from, until) times it was current, oldest first; until is None while it still is."""
+        found: dict[int, list[tuple[str, str | None]]] = {}
+        previous = None
+        for event in self._events():
+            if previous is not None and previous[0] != event["version"]:
+                start = found[previous[0]].pop()
+                found[previous[0]].append((start[0], event["created_at"]))
+            if previous is None or previous[0] != event["version"]:
+                found.setdefault(event["version"], []).append((event["created_at"], None))
+            previous = (event["version"], event["created_at"])
+        return found
+
     def current(self) -> Version | None:
         """The version the prompt file should hold: the last one committed or rolled back to."""
         events = self._events()

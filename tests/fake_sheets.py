@@ -110,7 +110,7 @@ def new_sheet(sheet_id: int, title: str, rows: int, cols: int) -> dict:
     return {"properties": {"sheetId": sheet_id, "title": title, "index": 0, "sheetType": "GRID",
                            "gridProperties": {"rowCount": rows, "columnCount": cols}},
             "cells": {}, "formulas": set(), "validations": [], "runs": {}, "formats": {}, "sizes": {},
-            "filter": None}
+            "filter": None, "charts": []}
 
 
 def new_sheet_id(sheets: list, seed: str) -> int:
@@ -218,6 +218,10 @@ class FakeSheets(LocalServer):
 
     def basic_filter(self, key: str, title: str) -> dict | None:
         return copy.deepcopy(self._sheet(key, title)["filter"])
+
+    def charts(self, key: str, title: str) -> list[dict]:
+        """The charts added to a tab (addChart's EmbeddedChart, with its chartId)."""
+        return copy.deepcopy(self._sheet(key, title)["charts"])
 
     def fail(self, *actions: dict) -> None:
         """Queue {"status": 429, "headers": {...}, "message": ...} or {"delay": s}, optionally with
@@ -538,6 +542,29 @@ class FakeSheets(LocalServer):
         area = args.get("filter", {}).get("range", {})
         sheet = by_id(sheets, area.get("sheetId"))
         sheet["filter"] = copy.deepcopy(args["filter"])
+
+    def _do_addChart(self, key: str, sheets: list, args: dict) -> dict:
+        """Checks what the API checks of a basic chart: its anchor and every source range lie in a grid."""
+        chart = copy.deepcopy(args.get("chart", {}))
+        anchor = chart.get("position", {}).get("overlayPosition", {}).get("anchorCell")
+        if anchor is None:
+            raise ApiError(400, "fake_sheets models overlayPosition charts only.")
+        sheet = by_id(sheets, anchor.get("sheetId"))
+        check_grid(sheet, anchor.get("rowIndex", 0), anchor.get("rowIndex", 0),
+                   anchor.get("columnIndex", 0), anchor.get("columnIndex", 0))
+        basic = chart.get("spec", {}).get("basicChart")
+        if not basic or not basic.get("series"):
+            raise ApiError(400, "fake_sheets models basicChart with at least one series only.")
+        sources = [d["domain"] for d in basic.get("domains", [])] + [s["series"] for s in basic["series"]]
+        for source in sources:
+            for area in source.get("sourceRange", {}).get("sources", []):
+                check_grid(by_id(sheets, area.get("sheetId")), area.get("startRowIndex", 0),
+                           area.get("endRowIndex", 1) - 1, area.get("startColumnIndex", 0),
+                           area.get("endColumnIndex", 1) - 1)
+        taken = {c["chartId"] for s in sheets for c in s["charts"]}
+        chart["chartId"] = chart.get("chartId") or next(n for n in range(1, 10**9) if n not in taken)
+        sheet["charts"].append(chart)
+        return {"addChart": {"chart": copy.deepcopy(chart)}}
 
     def _write(self, sheet: dict, args: dict, r0: int, c0: int, r1: int | None = None, c1: int | None = None) -> None:
         """Write args["rows"] from (r0, c0); with an end (a GridRange) the rest of the range is cleared."""

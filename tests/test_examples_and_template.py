@@ -1,13 +1,14 @@
 """The committed template and example match the code that makes them, and the demo runs on a copy."""
 
 import hashlib
+import json
 import shutil
 from pathlib import Path
 
 import openpyxl
 
 from loop import schema, template
-from tests.conftest import edits_tab, read_tab
+from tests.conftest import read_tab
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,7 +47,14 @@ def test_the_committed_example_matches_its_source(tmp_path):
     example.build(tmp_path / "loop.xlsx")
     fresh = read_tab(tmp_path / "loop.xlsx", schema.DRAFTS)
     assert fresh == read_tab(ROOT / "examples" / "loop.xlsx", schema.DRAFTS)
-    assert 40 <= len(fresh) <= 60
+    assert [r["prompt_version"] for r in fresh].count("v3") == 53 and len(fresh) == 153
+    (tmp_path / "prompts").mkdir()
+    prompt = shutil.copy(ROOT / "examples" / "prompts" / "support_agent.md", tmp_path / "prompts")
+    example.build_history(Path(prompt))
+    committed = ROOT / "examples" / "prompts" / "support_agent.history"
+    built = tmp_path / "prompts" / "support_agent.history"
+    assert sorted(p.name for p in built.iterdir()) == sorted(p.name for p in committed.iterdir())
+    assert all((built / p.name).read_bytes() == p.read_bytes() for p in committed.iterdir())
     assert fresh[0]["ticket"] and any(str(r["ticket"]).startswith("=") for r in fresh)
 
 
@@ -67,11 +75,23 @@ def test_the_demo_drafts_judges_and_improves_on_a_copy_and_leaves_the_example_al
     assert "Judged 15 of 15" in cli("judge").output  # the 12 new drafts and the 3 nobody reviewed
     result = cli("improve", "--since", "2026-11-01", "--include-judge")
     assert "failures" in result.output and "Wrote tab" in result.output
-    edits = read_tab(tmp_path / "loop.xlsx", edits_tab(tmp_path / "loop.xlsx"))
+    newest = [t for t in openpyxl.load_workbook(tmp_path / "loop.xlsx").sheetnames if t.startswith("Edits ")][-1]
+    assert newest.startswith("Edits 20") and newest not in ("Edits 2026-10-12 0830", "Edits 2026-10-26 0830")
+    edits = read_tab(tmp_path / "loop.xlsx", newest)
     assert edits and all(e["status"] == "proposed" for e in edits)
     assert all(e["fixed_cited"] and e["regressed"] for e in edits)  # every edit arrives replayed
     assert "fixed " in result.output and "regressed" in result.output
     assert len(read_tab(tmp_path / "loop.xlsx", "Runs")) == 1
+    # the demo ends with a Dashboard: three versions, the two edits that made v2 and v3, the judge
+    result = cli("report", "--json")
+    figures = json.loads(result.stdout)
+    assert [(v["version"], v["reviewed"], v["up"]) for v in figures["versions"]] == [
+        ("v1", 50, 8), ("v2", 50, 12), ("v3", 50, 14)]
+    assert [e["verdict"] for e in figures["edits"]][0] == "helped"
+    assert figures["edits"][1]["failures_after"] > 0  # this run placed v3's failures in patterns
+    assert figures["judge"][0]["both"] == 50
+    book = openpyxl.load_workbook(tmp_path / "loop.xlsx")
+    assert book.sheetnames[-1] == "Dashboard" and len(book["Dashboard"]._charts) == 1
     after = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in (ROOT / "examples").rglob("*")
              if p.is_file() and "__pycache__" not in p.parts and p.name != ".kb-index.sqlite"}
     assert after == digests

@@ -94,6 +94,35 @@ class NewTab:
 
 
 @dataclass
+class Chart:
+    """A line chart over columns of a Grid, one line per series column, against the category column,
+    for rows `first_row`..`last_row` (1-based; the row above holds the series' names)."""
+
+    title: str
+    categories: int
+    series: list[int]
+    first_row: int
+    last_row: int
+    anchor: tuple[int, int]  # (row, column) of its top-left corner
+    y_title: str = ""
+    y_range: tuple[float, float] | None = None  # the value axis' fixed bounds
+    dashed: set[int] = field(default_factory=set)  # positions in `series` drawn as thin dashed lines
+
+
+@dataclass
+class Grid:
+    """A tab written whole each time, replacing what it held (the Dashboard): cells, bold rows and
+    header rows (bold, wrapped, top-aligned; 1-based), column widths and a chart."""
+
+    title: str
+    rows: list[list[object]]
+    bold_rows: set[int] = field(default_factory=set)
+    header_rows: set[int] = field(default_factory=set)
+    column_widths: list[int] = field(default_factory=list)
+    chart: Chart | None = None
+
+
+@dataclass
 class Append:
     """A row appended to `tab` by header name; the tab (or a missing column) is created if needed.
 
@@ -127,11 +156,12 @@ class WriteBatch:
     new_tabs: list[NewTab] = field(default_factory=list)
     appends: list[Append] = field(default_factory=list)
     updates: list[CellUpdate] = field(default_factory=list)
+    grids: list[Grid] = field(default_factory=list)  # tabs written whole
     # an earlier attempt at these appends may have landed: skip each whose key is already in its tab
     recheck: bool = False
 
     def __bool__(self) -> bool:
-        return bool(self.new_tabs or self.appends or self.updates)
+        return bool(self.new_tabs or self.appends or self.updates or self.grids)
 
 
 class Workbook(Protocol):

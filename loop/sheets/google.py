@@ -143,6 +143,11 @@ class GoogleWorkbook:
     def titles(self) -> list[str]:
         return list(self._sheets())
 
+    def link(self, title: str) -> str:
+        """A link that opens the tab (its gid changes when the tab is written whole)."""
+        found = self._sheets().get(title)
+        return f"{self.location}/edit" + (f"#gid={found['sheetId']}" if found else "")
+
     def ensure_writable(self) -> None:
         self._sheets()  # surfaces "not shared" and "no such sheet" before any model call
 
@@ -190,7 +195,7 @@ class GoogleWorkbook:
                 if attempt == client.attempts:
                     raise RunFailure(f"Google Sheets did not confirm a write ({lost}) after {attempt} attempts; "
                                      "Nothing was written; try again later.") from None
-                batch = WriteBatch(batch.new_tabs, batch.appends, batch.updates, recheck=True)
+                batch = WriteBatch(batch.new_tabs, batch.appends, batch.updates, batch.grids, recheck=True)
                 time.sleep(client._backoff(attempt))
             except TitleTaken:
                 self._forget()
@@ -239,6 +244,13 @@ class GoogleWorkbook:
             rows.setdefault(append.tab, []).append(google_cells.row(row, self.cell_limit, ids))
         for tab, tab_rows in rows.items():  # one appendCells per tab carries all of its rows, in order
             requests_.append({"appendCells": {"sheetId": ids[tab], "rows": tab_rows, "fields": CELL_FIELDS}})
+        for grid in batch.grids:  # written whole: the old tab (and its chart) goes, the new one takes its place
+            old = sheets.get(grid.title)
+            if old is not None:
+                requests_.append({"deleteSheet": {"sheetId": old["sheetId"]}})
+            sheet_id = _new_sheet_id(used_ids)
+            used_ids.add(sheet_id)
+            requests_.extend(google_cells.grid_requests(grid, sheet_id, old.get("index") if old else None))
         for update in self._placed(batch.updates):
             column_of = self._columns(update.tab, [update.column], headers, columns, ids, requests_)
             requests_.append({"updateCells": {

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 
 from ..values import cell_text, to_serial
-from .base import NewTab, RichText
+from .base import Grid, NewTab, RichText
 
 GOOGLE_CELL_LIMIT = 50_000
 ROW_PIXELS = 21
@@ -148,3 +148,48 @@ def _spans(indexes: list[int]) -> list[tuple[int, int]]:
         else:
             spans.append((index, index))
     return spans
+
+
+def grid_requests(grid: Grid, sheet_id: int, index: int | None) -> list[dict]:
+    """A tab written whole (the Dashboard): added at `index`, its cells, bold rows, widths and chart."""
+    width = max((len(r) for r in grid.rows), default=1)
+    columns = max(width, (grid.chart.anchor[1] + 10) if grid.chart else 0, 26)
+    properties = {"sheetId": sheet_id, "title": grid.title,
+                  "gridProperties": {"rowCount": max(len(grid.rows) + 20, 100), "columnCount": columns}}
+    if index is not None:
+        properties["index"] = index
+    requests = [{"addSheet": {"properties": properties}}]
+    if grid.rows:
+        requests.append({"updateCells": {"start": {"sheetId": sheet_id, "rowIndex": 0, "columnIndex": 0},
+                                         "rows": [row(r) for r in grid.rows], "fields": CELL_FIELDS}})
+    for number in sorted(grid.bold_rows - grid.header_rows):
+        requests.append({"repeatCell": {"range": _area(sheet_id, number - 1, number, 0, width),
+                                        "cell": {"userEnteredFormat": {"textFormat": {"bold": True}}},
+                                        "fields": "userEnteredFormat.textFormat.bold"}})
+    for number in sorted(grid.header_rows):
+        requests.append(_dimension(sheet_id, "ROWS", number - 1, 2 * ROW_PIXELS))
+        requests.append({"repeatCell": {"range": _area(sheet_id, number - 1, number, 0, width), "cell": {
+            "userEnteredFormat": {"textFormat": {"bold": True}, "wrapStrategy": "WRAP", "verticalAlignment": "TOP"}},
+            "fields": "userEnteredFormat(textFormat.bold,wrapStrategy,verticalAlignment)"}})
+    for position, pixels in enumerate(grid.column_widths):
+        if pixels:
+            requests.append(_dimension(sheet_id, "COLUMNS", position, int(pixels * 7)))
+    chart = grid.chart
+    if chart:
+        def source(column: int) -> dict:
+            return {"sourceRange": {"sources": [_area(sheet_id, chart.first_row - 1, chart.last_row, column - 1, column)]}}
+
+        left = {"position": "LEFT_AXIS", "title": chart.y_title}
+        if chart.y_range:
+            left["viewWindowOptions"] = {"viewWindowMin": chart.y_range[0], "viewWindowMax": chart.y_range[1]}
+        requests.append({"addChart": {"chart": {
+            "spec": {"title": chart.title, "basicChart": {
+                "chartType": "LINE", "legendPosition": "BOTTOM_LEGEND", "headerCount": 0,
+                "axis": [{"position": "BOTTOM_AXIS", "title": "version"}, left],
+                "domains": [{"domain": source(chart.categories)}],
+                "series": [dict({"series": source(column), "targetAxis": "LEFT_AXIS"},
+                                **({"lineStyle": {"type": "MEDIUM_DASHED", "width": 1}} if n in chart.dashed else {}))
+                           for n, column in enumerate(chart.series)]}},
+            "position": {"overlayPosition": {"anchorCell": {"sheetId": sheet_id, "rowIndex": chart.anchor[0] - 1,
+                                                            "columnIndex": chart.anchor[1] - 1}}}}}})
+    return requests

@@ -32,6 +32,8 @@ WORKSHEET_TYPE = REL_NS + "/worksheet"
 SHARED_STRINGS_TYPE = REL_NS + "/sharedStrings"
 STYLES_TYPE = REL_NS + "/styles"
 WORKSHEET_CONTENT = "application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"
+DRAWING_CONTENT = "application/vnd.openxmlformats-officedocument.drawing+xml"
+CHART_CONTENT = "application/vnd.openxmlformats-officedocument.drawingml.chart+xml"
 # ISA-L's level 2 packs about as tightly as zlib's default, several times faster; any reader inflates it.
 COMPRESS_LEVEL = 2 if zlib.__name__.startswith("isal") else 6
 
@@ -48,6 +50,7 @@ class Package:
     source: object
     changed: dict[str, bytes] = field(default_factory=dict)
     added: dict[str, bytes] = field(default_factory=dict)
+    removed: set[str] = field(default_factory=set)
 
     def __post_init__(self):
         self._zip = zipfile.ZipFile(self.source)
@@ -186,6 +189,58 @@ class Package:
         self._relations = self._relationships()
         return part
 
+    def put_tab(self, title: str, sheet_xml: bytes, drawing_xml: bytes | None = None,
+                chart_xml: bytes | None = None) -> str:
+        """Write a tab whole (the Dashboard): its part replaced, or added after the others, with a chart
+        (drawing and chart parts) when given. A chart the tab had before is removed with its parts."""
+        parts = dict(self.sheets())
+        part = parts[title] if title in parts else self.add_sheet(title, b"")
+        sheet_rels = str(PurePosixPath(part).parent / "_rels" / (PurePosixPath(part).name + ".rels"))
+        if sheet_rels in self._names or sheet_rels in self.added:
+            self._remove_drawings(sheet_rels)
+        if drawing_xml and chart_xml:
+            taken = set(self._names) | set(self.added)
+            number = next(n for n in range(1, 10_000) if f"xl/drawings/drawing{n}.xml" not in taken
+                          and f"xl/charts/chart{n}.xml" not in taken)
+            drawing, chart = f"xl/drawings/drawing{number}.xml", f"xl/charts/chart{number}.xml"
+            self.added[drawing], self.added[chart] = drawing_xml, chart_xml
+            self.added[f"xl/drawings/_rels/drawing{number}.xml.rels"] = _relationships_xml(
+                [("rId1", REL_NS + "/chart", "/" + chart)])
+            self.added[sheet_rels] = _relationships_xml([("rId1", REL_NS + "/drawing", "/" + drawing)])
+            types = self.read("[Content_Types].xml")
+            overrides = (f'<Override PartName="/{drawing}" ContentType="{DRAWING_CONTENT}"/>'
+                         f'<Override PartName="/{chart}" ContentType="{CHART_CONTENT}"/>')
+            self.changed["[Content_Types].xml"] = _insert_before_close(types, b"Types", overrides.encode())
+        self.put(part, sheet_xml)
+        return part
+
+    def _remove_drawings(self, sheet_rels: str) -> None:
+        """Drop a sheet's relationships part and the drawings and charts it leads to."""
+        doomed = {sheet_rels}
+        queue = [(sheet_rels, PurePosixPath(sheet_rels).parent.parent)]
+        while queue:
+            rels, base = queue.pop()
+            for found in re.finditer(rb"<(?:\w+:)?Relationship\b[^>]*>", self.read(rels)):
+                relation = attributes_of(found.group(0))
+                if relation.get("TargetMode") == "External" or not relation.get("Type", "").endswith(("/drawing", "/chart")):
+                    continue
+                target = relation["Target"]
+                name = target.lstrip("/") if target.startswith("/") else _normal(base / target)
+                doomed.add(name)
+                child = str(PurePosixPath(name).parent / "_rels" / (PurePosixPath(name).name + ".rels"))
+                if child in self._names or child in self.added:
+                    doomed.add(child)
+                    queue.append((child, PurePosixPath(name).parent))
+        for name in doomed:
+            self.added.pop(name, None)
+            self.changed.pop(name, None)
+            if name in self._names:
+                self.removed.add(name)
+        types = self.read("[Content_Types].xml")
+        for name in doomed:
+            types = re.sub(rb'<(?:\w+:)?Override\b[^>]*PartName="/' + re.escape(name.encode()) + rb'"[^>]*/>', b"", types)
+        self.changed["[Content_Types].xml"] = types
+
     def _styles_part(self) -> str | None:
         part = next((r["part"] for r in self._relations if r.get("Type") == STYLES_TYPE), None)
         return part if part and part in self._names else None
@@ -212,6 +267,8 @@ class Package:
         written = {}
         with zipfile.ZipFile(target, "w") as out:
             for info in self._zip.infolist():
+                if info.filename in self.removed:
+                    continue
                 if info.filename in self.changed:
                     written[info.filename] = _write(out, info.filename, self.changed[info.filename], info)
                 else:
@@ -219,6 +276,25 @@ class Package:
             for name, data in self.added.items():
                 written[name] = _write(out, name, data)
         return written
+
+
+def _relationships_xml(relations: list[tuple[str, str, str]]) -> bytes:
+    items = "".join(f'<Relationship Id="{rid}" Type="{kind}" Target="{target}"/>' for rid, kind, target in relations)
+    return ('<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+            f'<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">{items}</Relationships>'
+            ).encode("utf-8")
+
+
+def _normal(path: PurePosixPath) -> str:
+    """A zip path with `..` and `.` resolved."""
+    parts: list[str] = []
+    for piece in path.parts:
+        if piece == "..":
+            if parts:
+                parts.pop()
+        elif piece not in (".", ""):
+            parts.append(piece)
+    return "/".join(parts)
 
 
 def _prefix_of(xml: bytes, element: bytes) -> str:

@@ -15,7 +15,7 @@ from typing import Callable
 from xml.sax.saxutils import escape, quoteattr
 
 from ..values import normalize_header
-from .base import NewTab, RichText
+from .base import Grid, NewTab, RichText
 from .ooxml import (CELL_REF, EXCEL_MAX_ROWS, MAIN_NS, REL_NS, PackageError, attributes_of,
                     cell_xml, column_index, column_letter, number_format_of, plain_text, text_of)
 
@@ -386,3 +386,41 @@ def _ranges(rows: list[int], letter: str) -> str:
             spans.append(f"{letter}{start}:{letter}{row}")
             start = None
     return " ".join(spans)
+
+
+HEADER_HEIGHT = 30  # points: a Grid's header row holds two wrapped lines
+
+
+def grid_sheet_xml(grid: Grid, formats: Formats, font: tuple[str, str] | None = None) -> bytes:
+    """A worksheet holding `grid` whole, with a <drawing> for its chart (relationship rId1)."""
+    bold, header = formats(bold=True), formats(bold=True, wrap=True)
+    rows = []
+    for number, values in enumerate(grid.rows, start=1):
+        chosen = header if number in grid.header_rows else bold if number in grid.bold_rows else None
+        style = str(chosen) if chosen is not None else None
+        cells = "".join(cell_xml("", f"{column_letter(c)}{number}", v,
+                                 _number_style(formats, v) or style, font) for c, v in enumerate(values, start=1))
+        tall = f' ht="{HEADER_HEIGHT}" customHeight="1"' if number in grid.header_rows else ""
+        rows.append(f'<row r="{number}"{tall}>{cells}</row>')
+    width = max((len(r) for r in grid.rows), default=1)
+    cols = "".join(f'<col min="{i}" max="{i}" width="{w}" customWidth="1"/>'
+                   for i, w in enumerate(grid.column_widths, start=1) if w)
+    return (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+        f'<worksheet xmlns="{MAIN_NS}" xmlns:r="{REL_NS}">'
+        '<sheetPr><pageSetUpPr fitToPage="1"/></sheetPr>'  # printed: one page wide, chart included
+        f'<dimension ref="A1:{column_letter(max(width, 1))}{max(len(grid.rows), 1)}"/>'
+        '<sheetViews><sheetView workbookViewId="0"/></sheetViews><sheetFormatPr defaultRowHeight="15"/>'
+        + (f"<cols>{cols}</cols>" if cols else "")
+        + f"<sheetData>{''.join(rows)}</sheetData>"
+        + '<pageMargins left="0.5" right="0.5" top="0.6" bottom="0.6" header="0.3" footer="0.3"/>'
+        + '<pageSetup orientation="landscape" fitToWidth="1" fitToHeight="0"/>'
+        + ('<drawing r:id="rId1"/>' if grid.chart else "")
+        + "</worksheet>"
+    ).encode("utf-8")
+
+
+def _number_style(formats: Formats, value) -> str | None:
+    number_format = number_format_of(value)
+    index = formats(number_format=number_format) if number_format else None
+    return str(index) if index is not None else None

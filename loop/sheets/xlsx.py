@@ -23,7 +23,8 @@ from ..values import as_text, normalize_header
 from .base import Append, CellUpdate, NewTab, Table, WriteBatch
 from .ooxml import EXCEL_MAX_ROWS, PackageError
 from .package import Package, WriteRefused
-from .sheet_part import SheetPart
+from .charts import chart_parts
+from .sheet_part import SheetPart, grid_sheet_xml
 
 EXCEL_CELL_LIMIT = 32_767
 DEFAULT_WAIT = 120.0
@@ -92,6 +93,10 @@ class XlsxWorkbook:
         return EXCEL_MAX_ROWS - int(match.group(1) or 1)
 
     # -- writing ---------------------------------------------------------------------------
+
+    def link(self, title: str) -> str:
+        """Where a reader finds the tab: the workbook's full path (a file has no link to one tab)."""
+        return str(self.path.resolve())
 
     def ensure_writable(self) -> None:
         """Excel keeps `~$name.xlsx`, LibreOffice `.~lock.name#`, beside a workbook it has open;
@@ -180,6 +185,9 @@ class XlsxWorkbook:
         for title, target in sheets.items():
             if target.writes:
                 package.put(parts[title], target.render())
+        for grid in batch.grids:
+            drawing, chart = chart_parts(grid) if grid.chart else (None, None)
+            package.put_tab(grid.title, grid_sheet_xml(grid, package.style, package.default_font()), drawing, chart)
 
     def _placed(self, updates: list[CellUpdate], sheet) -> list[CellUpdate]:
         """Updates with a key, at the row that holds the key now; dropped when it is gone, or when

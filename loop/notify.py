@@ -1,0 +1,85 @@
+"""The digest: a few lines posted to a Slack-compatible incoming webhook after `improve` and
+`report`, so a team hears about the week's run where it already talks.
+
+Everything in it is also in the sheet, so a post that fails (a dead webhook, a timeout) is a warning
+and never fails the run. Text from reviewers and the model (pattern names) is escaped the way Slack
+asks (`&`, `<`, `>`), so it can never become a mention or a link.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import requests
+
+log = logging.getLogger("loop")
+TIMEOUT = 10.0
+
+
+def post(url: str, text: str, timeout: float = TIMEOUT) -> bool:
+    """POST {"text": text} as JSON; True when the webhook took it."""
+    try:
+        answer = requests.post(url, json={"text": text}, timeout=timeout)
+        answer.raise_for_status()
+    except requests.RequestException as error:
+        log.warning("The digest was not posted to %s (%s); the run itself is done.", _host(url), _reason(error))
+        return False
+    return True
+
+
+def improve_digest(run, newest, link: str) -> str:
+    """After `loop improve`: patterns, edits proposed, replay figures, the newest version's 👍 rate."""
+    lines = [f"*loop improve*: {len(run.window.failures)} failures since {run.window.since:%Y-%m-%d}, "
+             f"{len(run.patterns)} patterns, {len(run.proposed)} edits proposed, {len(run.rejected)} rejected."]
+    lines += [f"• {pattern.count} × {escape(pattern.name)}" for pattern in run.patterns[:8]]
+    if run.replay:
+        for edit in run.proposed:
+            figures = run.replay.figures(edit.edit_id)
+            if figures:
+                cells = figures.cells()
+                lines.append(f"• {edit.edit_id}: fixed {cells['fixed_cited']} cited, {cells['fixed_held_out']} "
+                             f"held out; regressed {cells['regressed']}")
+    lines.append(rate_line(newest))
+    lines.append(f"Tick the edits to ship in {escape(run.edits_tab)}: {link}")
+    return "\n".join(lines)
+
+
+def report_digest(found, link: str) -> str:
+    """After `loop report`: the newest version's 👍 rate and change, each applied edit's verdict, any warning."""
+    lines = ["*loop report*", rate_line(found.versions[-1] if found.versions else None)]
+    reviewed = [v for v in found.versions if v.reviewed]
+    if len(reviewed) >= 2 and reviewed[-1].change is not None:
+        newest = reviewed[-1]
+        lines.append(f"Change from {reviewed[-2].version}: {newest.change * 100:+.1f} points ({newest.verdict}).")
+    for edit in found.edits[-5:]:
+        lines.append(f"• {edit.edit_id} ({escape(edit.pattern)}): {edit.verdict}")
+    if found.warning:
+        lines.append(f"⚠ {escape(found.warning)}")
+    lines.append(f"Dashboard: {link}")
+    return "\n".join(lines)
+
+
+def rate_line(version) -> str:
+    if version is None:
+        return "No prompt version has drafts yet."
+    if not version.reviewed:
+        return f"Newest prompt version {version.version}: no reviews yet."
+    return (f"Newest prompt version {version.version}: 👍 {version.rate:.0%} of {version.reviewed} reviewed "
+            f"(95% interval {version.low:.0%}–{version.high:.0%}).")
+
+
+def escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _host(url: str) -> str:
+    """The webhook's host only: its path is a secret."""
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).netloc or "the webhook"
+
+
+def _reason(error: requests.RequestException) -> str:
+    if isinstance(error, requests.HTTPError) and error.response is not None:
+        return f"HTTP {error.response.status_code}"
+    return type(error).__name__
