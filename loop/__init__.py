@@ -9,7 +9,7 @@ from importlib import import_module
 _EXPORTS = {
     "Settings": "config", "resolve": "config", "Workspace": "workspace",
     "apply": "approval", "rollback": "approval", "improve": "improver",
-    "log_draft": "traces", "log_drafts": "traces",
+    "log_draft": "traces", "log_drafts": "traces", "refresh": "report",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -21,12 +21,14 @@ from . import schema, stats
 from .approval import edit_rows
 from .config import Settings
 from .edits import APPLIED
+from .errors import UsageError
 from .reviews import Draft, read_drafts
 from .sheets import Chart, Grid, WriteBatch
 from .values import DOWN, UP
 from .workspace import Workspace
 
 DASHBOARD = "Dashboard"
+TITLE_MARK = "Dashboard, refreshed"  # its first cell: how a refresh knows the tab is its own to replace
 CHART_ROWS = 18  # rows the chart covers (8 cm at the default row height)
 VERSION_HEADERS = ["version", "current from", "until", "drafts", "reviewed", "👍", "👍 rate %", "low %", "high %",
                    "change (points)", "p", "verdict", "judge only", "judge 👍 rate %"]
@@ -110,12 +112,19 @@ class Report:
                 "judge": [asdict(j) for j in self.judge], "warning": self.warning}
 
 
-def report(where: Settings | Workspace) -> Report:
-    """The figures, from the Drafts tab, the Edits tabs and the prompt and rubric histories."""
+def report(where: Settings | Workspace, guard_dashboard: bool = False) -> Report:
+    """The figures, from the Drafts tab, the Edits tabs and the prompt history, in one read of the
+    workbook. With `guard_dashboard`, refuse before anything is written if a tab called Dashboard
+    exists that this tool did not write: replacing it would lose someone's work."""
     workspace = Workspace.of(where)
     workbook = workspace.workbook
     titles = [t for t in workbook.titles() if t.startswith(schema.EDITS_PREFIX)]
-    tables = workbook.read([schema.DRAFTS, *titles])
+    existing = next((t for t in workbook.titles() if t.casefold() == DASHBOARD.casefold()), None)
+    extra = [existing] if guard_dashboard and existing else []
+    tables = workbook.read([schema.DRAFTS, *titles, *extra])
+    if extra and not _ours(tables.get(existing), existing):
+        raise UsageError(f"The workbook has a tab {existing!r} that loop did not write, and `loop report` writes "
+                         f"its Dashboard there; rename that tab and run again.")
     drafts, _ = read_drafts(tables.get(schema.DRAFTS))
     applied = [r.edit for r in edit_rows({t: tables[t] for t in titles}) if r.edit.status == APPLIED]
     result = Report()
@@ -124,6 +133,15 @@ def report(where: Settings | Workspace) -> Report:
     result.judge = judge_figures(drafts)
     result.warning = warning(result.versions)
     return result
+
+
+def _ours(table, title: str) -> bool:
+    """A Dashboard this tool wrote (its first cell says so), or an empty tab of that exact name."""
+    if title != DASHBOARD:
+        return False
+    rows = [table.headers, *table.rows] if table else []
+    cells = [value for row in rows for value in row if value not in (None, "")]
+    return not cells or str(cells[0]).startswith(TITLE_MARK)
 
 
 def version_figures(drafts: list[Draft], store) -> list[VersionFigures]:
@@ -200,7 +218,7 @@ def dashboard(found: Report, now: datetime | None = None) -> Grid:
     """The Dashboard tab: the chart first, then versions, applied edits, the judge against people,
     and how to read them. Rates are percentages so the chart's axis reads plainly."""
     now = now or datetime.now(timezone.utc)
-    rows: list[list[object]] = [[f"Dashboard, refreshed {now:%Y-%m-%d %H:%M} UTC by `loop report`"],
+    rows: list[list[object]] = [[f"{TITLE_MARK} {now:%Y-%m-%d %H:%M} UTC by `loop report`"],
                                 [f"⚠ {found.warning}"] if found.warning else []]
     bold = {1, 2}
     if found.versions:
@@ -263,7 +281,7 @@ def _widths(rows: list[list[object]]) -> list[int]:
 def refresh(where: Settings | Workspace, now: datetime | None = None) -> Report:
     """Measure, then rewrite the Dashboard tab in one write (delivering any pending drafts with it)."""
     workspace = Workspace.of(where)
-    found = report(workspace)
+    found = report(workspace, guard_dashboard=True)
     workspace.write(WriteBatch(grids=[dashboard(found, now)]))
     return found
 

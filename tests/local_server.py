@@ -3,8 +3,21 @@
 from __future__ import annotations
 
 import socket
+import sys
 import threading
+import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        """A client that hung up is normal; anything else is reported on the real stderr, never
+        into the output a CliRunner is capturing for another test at that moment."""
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        traceback.print_exc(file=sys.__stderr__)
 
 
 class LocalServer:
@@ -30,8 +43,7 @@ class LocalServer:
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = handle_any
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self.root = f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def __enter__(self):

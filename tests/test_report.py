@@ -317,3 +317,19 @@ def test_digest_text_from_reviewers_and_the_model_cannot_mention_or_link():
     from loop import notify
 
     assert notify.escape("<!channel> & <https://evil|click>") == "&lt;!channel&gt; &amp; &lt;https://evil|click&gt;"
+
+
+@pytest.mark.parametrize("title", ["Dashboard", "dashboard"])
+def test_a_dashboard_tab_loop_did_not_write_is_never_replaced(sheet, workspace, cli, title):
+    sheet.create([draft(score="👍", prompt_version="v1")])
+    if sheet.name == "xlsx":
+        book = openpyxl.load_workbook(sheet.path)
+        book.create_sheet(title).append(["Our team's KPIs", 42])
+        book.save(sheet.path)
+    else:
+        sheet.fake.add_spreadsheet(KEY, {schema.DRAFTS: sheet.fake.values(KEY, schema.DRAFTS),
+                                         title: [["Our team's KPIs", 42]]})
+    before = sheet.snapshot()
+    result = cli("report", code=2)
+    assert f"a tab '{title}' that loop did not write" in result.output and "rename" in result.output
+    assert sheet.snapshot() == before

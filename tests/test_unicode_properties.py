@@ -16,7 +16,7 @@ from loop import schema
 from loop.cli import main
 from loop.values import xml_safe
 from loop.workspace import Workspace
-from tests.conftest import PROMPT, draft, edits_tab, write_workbook
+from tests.conftest import PROMPT, _literal, draft, edits_tab, write_workbook
 
 # The characters nobody thinks of, mixed into ordinary arbitrary text.
 NASTY = ["\ud800", "\udfff", "\ufffe", "\uffff", "\x00", "\x01", "\x0b", "\x1f", "\x7f", "\x85", "\r", "\r\n", "\n",
@@ -111,3 +111,34 @@ def test_any_model_answer_goes_through_improve_and_apply_safely(workspace, model
         assert read_back(title)[0]["status"] == "applied"
     else:
         assert text == PROMPT
+
+
+@SETTINGS
+@given(pattern=TEXT.map(xml_safe).filter(lambda t: t.strip()), label=TEXT.map(xml_safe))
+def test_any_pattern_name_reaches_the_dashboard_as_plain_text(tmp_path_factory, pattern, label):
+    """Pattern names come from a model and edit ids from a sheet anyone can type in (as a workbook
+    can hold them): the Dashboard shows them as text, never a formula, and the workbook opens again."""
+    from loop import report
+    from loop.config import resolve
+
+    folder = tmp_path_factory.mktemp("dash")
+    path = folder / "loop.xlsx"
+    book = openpyxl.Workbook(write_only=True)  # written once: an openpyxl round trip would unescape _x0000_
+    tabs = {schema.DRAFTS: [schema.DRAFT_HEADERS] + [
+        [row.get(h) for h in schema.DRAFT_HEADERS] for row in (
+            draft(score="👎", prompt_version="v1", pattern=pattern), draft(score="👎", prompt_version="v2", pattern=pattern))],
+        "Edits 2026-11-01 0900": [schema.EDIT_HEADERS, [
+            {"edit_id": "e1" + label, "pattern": pattern, "status": "applied", "applied_version": "v2"}.get(h)
+            for h in schema.EDIT_HEADERS]]}
+    for title, rows in tabs.items():
+        sheet = book.create_sheet(title)
+        for values in rows:
+            sheet.append([_literal(sheet, v) for v in values])
+    book.save(path)
+    found = report.refresh(resolve(sheet=str(path), prompt=str(folder / "none.md")))
+    reopens(path)
+    sheet = openpyxl.load_workbook(path)[report.DASHBOARD]
+    assert not [c.coordinate for r in sheet.iter_rows() for c in r if c.data_type == "f"]
+    if found.edits and stored(found.edits[0].pattern):
+        dashboard = CalamineWorkbook.from_path(str(path)).get_sheet_by_name(report.DASHBOARD).to_python()
+        assert stored(found.edits[0].pattern) in {str(v) for row in dashboard for v in row}

@@ -11,7 +11,7 @@ from .base import Grid
 
 
 def chart_parts(grid: Grid) -> tuple[bytes, bytes]:
-    """(drawing XML, chart XML) for `grid.chart`, its data read from `grid`'s own cells."""
+    """(drawing XML, chart XML) for `grid.chart`, whose data is `grid`'s own cells, by reference."""
     import openpyxl
     from openpyxl.chart import LineChart, Reference
 
@@ -19,10 +19,8 @@ def chart_parts(grid: Grid) -> tuple[bytes, bytes]:
     book = openpyxl.Workbook()
     sheet = book.active
     sheet.title = grid.title
-    for number, values in enumerate(grid.rows, start=1):
-        for column, value in enumerate(values, start=1):
-            if isinstance(value, (int, float, str)):
-                sheet.cell(number, column).value = value
+    # no cell is copied: the chart refers to the tab's cells by address, so untrusted text never
+    # passes through openpyxl (which refuses characters the workbook writer escapes)
     line = LineChart()
     line.title, line.y_axis.title, line.height, line.width = chart.title, chart.y_title, 8, 16
     line.x_axis.delete = line.y_axis.delete = False  # openpyxl 3.1 leaves axes hidden in Excel otherwise
