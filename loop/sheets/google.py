@@ -25,11 +25,10 @@ from requests.adapters import HTTPAdapter
 
 from ..errors import RunFailure, TitleTaken, UsageError
 from ..values import as_text, cell_text, normalize_header
-from . import is_google
-from . import google_cells
+from . import google_cells, is_google
 from .base import Append, CellUpdate, NewTab, Table, WriteBatch
-from .google_cells import CELL_FIELDS, GOOGLE_CELL_LIMIT, new_tab_requests
 from .google_auth import account_email, load_credentials
+from .google_cells import CELL_FIELDS, GOOGLE_CELL_LIMIT, new_tab_requests
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ from .. import files
 from ..errors import RunFailure, TitleTaken, UsageError, WorkbookBusy
 from ..values import as_text, normalize_header
 from .base import Append, CellUpdate, NewTab, Table, WriteBatch
+from .charts import chart_parts
 from .ooxml import EXCEL_MAX_ROWS, PackageError
 from .package import Package, WriteRefused
-from .charts import chart_parts
 from .sheet_part import SheetPart, grid_sheet_xml
 
 EXCEL_CELL_LIMIT = 32_767
