@@ -93,6 +93,16 @@ def test_every_command_leaves_the_parts_it_does_not_change_byte_identical(worksp
     cli("rollback")
     assert changed(before, parts(path)) == {"xl/worksheets/sheet3.xml"}
 
+    before = parts(path)
+    cli("report")  # a new Dashboard tab with a chart of its own, beside the Stats tab's chart
+    made = changed(before, parts(path))
+    dashboard = {n for n in made if n.startswith(("xl/worksheets/", "xl/drawings/", "xl/charts/"))}
+    assert made - dashboard <= NEW_TAB and len(dashboard) == 5 and not dashboard & set(FRAGILE)
+    before = parts(path)
+    cli("report")  # replaced whole, in the same parts: its own chart is redrawn, the Stats chart stays
+    assert changed(before, parts(path)) <= dashboard | {"[Content_Types].xml"}
+    assert sum(n.startswith("xl/charts/") for n in parts(path)) == 2
+
     after = parts(path)
     for name in FRAGILE + [STATS, "xl/drawings/_rels/drawing1.xml.rels", "xl/worksheets/_rels/sheet2.xml.rels"]:
         if name != "xl/styles.xml":

@@ -199,7 +199,7 @@ class Package:
         if sheet_rels in self._names or sheet_rels in self.added:
             self._remove_drawings(sheet_rels)
         if drawing_xml and chart_xml:
-            taken = set(self._names) | set(self.added)
+            taken = (set(self._names) - self.removed) | set(self.added)  # a refresh reuses the names it freed
             number = next(n for n in range(1, 10_000) if f"xl/drawings/drawing{n}.xml" not in taken
                           and f"xl/charts/chart{n}.xml" not in taken)
             drawing, chart = f"xl/drawings/drawing{number}.xml", f"xl/charts/chart{number}.xml"
