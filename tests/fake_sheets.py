@@ -113,6 +113,14 @@ def new_sheet(sheet_id: int, title: str, rows: int, cols: int) -> dict:
             "filter": None, "charts": []}
 
 
+# the enums of a basic chart, as the API documents them
+CHART_TYPES = {"BAR", "LINE", "AREA", "COLUMN", "SCATTER", "COMBO", "STEPPED_AREA"}
+LEGENDS = {"BOTTOM_LEGEND", "LEFT_LEGEND", "RIGHT_LEGEND", "TOP_LEGEND", "NO_LEGEND"}
+AXES = {"BOTTOM_AXIS", "LEFT_AXIS", "RIGHT_AXIS"}
+DASHES = {"INVISIBLE", "CUSTOM", "SOLID", "DOTTED", "MEDIUM_DASHED", "MEDIUM_DASHED_DOTTED", "LONG_DASHED",
+          "LONG_DASHED_DOTTED"}
+
+
 def new_sheet_id(sheets: list, seed: str) -> int:
     taken = {s["properties"]["sheetId"] for s in sheets}
     sheet_id = zlib.crc32(seed.encode()) % 2_000_000_000 + 1
@@ -555,6 +563,16 @@ class FakeSheets(LocalServer):
         basic = chart.get("spec", {}).get("basicChart")
         if not basic or not basic.get("series"):
             raise ApiError(400, "fake_sheets models basicChart with at least one series only.")
+        for field, value, allowed in [("chartType", basic.get("chartType"), CHART_TYPES),
+                                      ("legendPosition", basic.get("legendPosition", "BOTTOM_LEGEND"), LEGENDS),
+                                      *(("axis.position", a.get("position"), AXES) for a in basic.get("axis", [])),
+                                      *(("series.targetAxis", s.get("targetAxis", "LEFT_AXIS"), AXES)
+                                        for s in basic["series"]),
+                                      *(("lineStyle.type", s["lineStyle"].get("type"), DASHES)
+                                        for s in basic["series"] if "lineStyle" in s)]:
+            if value not in allowed:
+                raise ApiError(400, f"Invalid value at 'requests[0].add_chart.chart.spec.basic_chart.{field}' "
+                                    f"({value!r})")
         sources = [d["domain"] for d in basic.get("domains", [])] + [s["series"] for s in basic["series"]]
         for source in sources:
             for area in source.get("sourceRange", {}).get("sources", []):

@@ -213,6 +213,27 @@ def test_grid_requests(fake, gc):
         "Invalid requests[0].deleteSheet: You can't remove all the sheets in a document.")
 
 
+def test_add_chart_checks_its_ranges_and_enums(fake, gc):
+    sh = gc.open_by_key(KEY)
+    sheet_id = sh.worksheet("Drafts").id
+
+    def chart(rows_end=3, chart_type="LINE", anchor_row=0):
+        source = {"sourceRange": {"sources": [{"sheetId": sheet_id, "startRowIndex": 1, "endRowIndex": rows_end,
+                                               "startColumnIndex": 1, "endColumnIndex": 2}]}}
+        return {"addChart": {"chart": {"spec": {"title": "t", "basicChart": {
+            "chartType": chart_type, "domains": [{"domain": source}],
+            "series": [{"series": source, "lineStyle": {"type": "MEDIUM_DASHED"}}]}},
+            "position": {"overlayPosition": {"anchorCell": {"sheetId": sheet_id, "rowIndex": anchor_row}}}}}}
+
+    reply = sh.batch_update({"requests": [chart()]})
+    assert reply["replies"][0]["addChart"]["chart"]["chartId"] == fake.charts(KEY, "Drafts")[0]["chartId"]
+    for bad in (chart(rows_end=5000), chart(chart_type="LINES"), chart(anchor_row=5000)):
+        with pytest.raises(gspread.exceptions.APIError) as excinfo:
+            sh.batch_update({"requests": [bad]})
+        assert excinfo.value.response.status_code == 400
+    assert len(fake.charts(KEY, "Drafts")) == 1
+
+
 def test_403_and_404_carry_the_real_bodies(fake, gc):
     with pytest.raises(gspread.exceptions.SpreadsheetNotFound) as excinfo:
         gc.open_by_key("test")
