@@ -147,10 +147,11 @@ def _ours(table, title: str) -> bool:
 def version_figures(drafts: list[Draft], store) -> list[VersionFigures]:
     history = store.versions() if store.exists() else {}
     periods = store.periods() if history else {}
-    labels = {f"v{n}" for n in history} | {d.prompt_version for d in drafts if d.prompt_version}
+    by_version = _by_version(drafts)
+    labels = {f"v{n}" for n in history} | set(by_version)
     figures, previous = [], None
     for label in sorted(labels, key=_version_order):
-        written = [d for d in drafts if d.prompt_version == label]
+        written = by_version.get(label, [])
         reviewed = [d for d in written if d.score is not None]
         up = sum(d.score == UP for d in reviewed)
         judged = [d for d in written if d.score is None and d.judge_score is not None]
@@ -172,13 +173,13 @@ def version_figures(drafts: list[Draft], store) -> list[VersionFigures]:
 
 def edit_figures(drafts: list[Draft], applied, store) -> list[EditFigures]:
     history = store.versions() if store.exists() else {}
+    placed = _by_version([d for d in drafts if d.score == DOWN and d.pattern])  # failures with a pattern
     figures = []
     for edit in applied:
         number = _version_number(edit.applied_version)
         parent = history[number].parent if number in history else None
         before = f"v{parent}" if parent else ""
-        old = [d for d in drafts if d.prompt_version == before and d.score == DOWN and d.pattern]
-        new = [d for d in drafts if d.prompt_version == edit.applied_version and d.score == DOWN and d.pattern]
+        old, new = placed.get(before, []), placed.get(edit.applied_version, [])
         in_old = sum(d.pattern.casefold() == edit.pattern.casefold() for d in old)
         in_new = sum(d.pattern.casefold() == edit.pattern.casefold() for d in new)
         # the share of failures falling in the pattern: lower after the edit is what helped means
@@ -296,6 +297,14 @@ def _points(change: float | None) -> float | str:
 
 def _round(value: float | None, digits: int) -> float | str:
     return "" if value is None else round(value, digits)
+
+
+def _by_version(drafts: list[Draft]) -> dict[str, list[Draft]]:
+    grouped: dict[str, list[Draft]] = {}
+    for draft in drafts:
+        if draft.prompt_version:
+            grouped.setdefault(draft.prompt_version, []).append(draft)
+    return grouped
 
 
 def p_text(p_value: float) -> str:
