@@ -28,11 +28,11 @@ demo: $(STAMP)
 	rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
 	cp -r examples/prompts examples/kb examples/loop.xlsx examples/tickets.jsonl $(DEMO_DIR)/
 	rm -f $(DEMO_DIR)/kb/.kb-index.sqlite
-	cd $(DEMO_DIR) && ../$(LOOP) draft --tickets tickets.jsonl --kb kb
-	cd $(DEMO_DIR) && ../$(LOOP) judge
-	cd $(DEMO_DIR) && ../$(LOOP) improve --since $(DEMO_SINCE) --include-judge
-	cd $(DEMO_DIR) && ../$(LOOP) report
-	@echo "Tick edits in $(DEMO_DIR)/loop.xlsx, then: cd $(DEMO_DIR) && ../$(LOOP) apply"
+	cd $(DEMO_DIR) && $(abspath $(LOOP)) draft --tickets tickets.jsonl --kb kb
+	cd $(DEMO_DIR) && $(abspath $(LOOP)) judge
+	cd $(DEMO_DIR) && $(abspath $(LOOP)) improve --since $(DEMO_SINCE) --include-judge
+	cd $(DEMO_DIR) && $(abspath $(LOOP)) report
+	@echo "Tick edits in $(DEMO_DIR)/loop.xlsx, then: cd $(DEMO_DIR) && $(abspath $(LOOP)) apply"
 
 improve: $(STAMP)
 	$(LOOP) improve
