@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +41,7 @@ class Agent(Protocol):
 
 def ticket_record(draft) -> dict:
     """What an agent is given of a logged draft: the customer's side, never the old reply or review."""
-    return {"ticket": draft.ticket, "ticket_id": getattr(draft, "ticket_id", ""), "thread": draft.thread,
+    return {"ticket": draft.ticket, "ticket_id": draft.ticket_id, "thread": draft.thread,
             "trace_id": draft.trace_id}
 
 
@@ -116,12 +117,6 @@ def resolve_agent(spec: str | None, model_factory: Callable[[], object], kb_fold
         command = shlex.split(spec)
     except ValueError as error:
         raise UsageError(f"LOOP_AGENT={spec!r} is not a command line ({error}).") from None
-    if not command or not (os.path.exists(command[0]) or _on_path(command[0])):
+    if not command or not (os.path.exists(command[0]) or shutil.which(command[0])):
         raise UsageError(f"LOOP_AGENT: no command {command[0] if command else spec!r}; give a path or a command on PATH.")
     return CommandAgent(command, spec)
-
-
-def _on_path(program: str) -> bool:
-    import shutil
-
-    return shutil.which(program) is not None

@@ -67,10 +67,14 @@ def _raw(value: object) -> str:
     return "" if value is None else str(value)
 
 
+def edit_titles(workbook) -> list[str]:
+    """Every Edits tab, in the workbook's order."""
+    return [t for t in workbook.titles() if t.startswith(schema.EDITS_PREFIX)]
+
+
 def _read_rows(workspace: Workspace) -> list[EditRow]:
     workbook = workspace.workbook
-    titles = [t for t in workbook.titles() if t.startswith(schema.EDITS_PREFIX)]
-    return edit_rows(workbook.read(titles))
+    return edit_rows(workbook.read(edit_titles(workbook)))
 
 
 def apply(where: Settings | Workspace) -> ApplyReport:

@@ -7,7 +7,7 @@ import functools
 import logging
 import re
 import sys
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import click
@@ -66,6 +66,18 @@ def _errors(command, debug: bool, *args, **kwargs):
             raise
         click.echo(f"error: {error.strerror or error} ({error.filename or 'a file'}); fix it and run again.", err=True)
         sys.exit(1)
+
+
+@contextmanager
+def progress(label: str):
+    """(on_start, on_done) for a long step: a progress bar on stderr, drawn once the total is known."""
+    with ExitStack() as stack:
+        bars = []
+
+        def start(total: int) -> None:
+            bars.append(stack.enter_context(click.progressbar(length=total, label=label, file=sys.stderr)))
+
+        yield start, lambda: bars[0].update(1)
 
 
 def common(command):
@@ -146,14 +158,9 @@ def improve(workspace, since, include_judge, check, concurrency, force):
     write them to a new Edits tab (with its Replay tab)."""
     from . import improver
 
-    with ExitStack() as stack:
-        bar = []
-
-        def start(total):
-            bar.append(stack.enter_context(click.progressbar(length=total, label="Replaying", file=sys.stderr)))
-
+    with progress("Replaying") as (start, done):
         report = improver.improve(workspace, since=since, include_judge=include_judge, check=check, force=force,
-                                  concurrency=concurrency, on_start=start, on_done=lambda: bar[0].update(1))
+                                  concurrency=concurrency, on_start=start, on_done=done)
     for skipped in report.skipped[:SHOW_SKIPPED]:
         click.echo(f"skipped {skipped}", err=True)
     if len(report.skipped) > SHOW_SKIPPED:
@@ -198,11 +205,11 @@ def improve(workspace, since, include_judge, check, concurrency, force):
                "then run `loop apply`.")
     if workspace.settings.notify_url:
         from . import notify
-        from .report import report as measure
+        from .report import version_figures
 
-        found = measure(workspace)
+        versions = version_figures(report.drafts, workspace.prompt)  # the drafts improve read: no second read
         notify.post(workspace.settings.notify_url, notify.improve_digest(
-            report, found.versions[-1] if found.versions else None, workspace.workbook.link(report.edits_tab)))
+            report, versions[-1] if versions else None, workspace.workbook.link(report.edits_tab)))
 
 
 @main.command(short_help="Measure each prompt version and applied edit; refresh the Dashboard tab.")
@@ -358,14 +365,8 @@ def check(workspace, since, concurrency):
     failures they do not cite and a sample of successes, and print the figures. Writes nothing."""
     from . import replay
 
-    with ExitStack() as stack:
-        bar = []
-
-        def start(total):
-            bar.append(stack.enter_context(click.progressbar(length=total, label="Replaying", file=sys.stderr)))
-
-        report = replay.check(workspace, since=since, concurrency=concurrency, on_start=start,
-                              on_done=lambda: bar[0].update(1))
+    with progress("Replaying") as (start, done):
+        report = replay.check(workspace, since=since, concurrency=concurrency, on_start=start, on_done=done)
     for edit in report.stale:
         click.echo(f"stale {edit.edit_id}: {shown(edit.check)}; left out")
     if not report.edits:
@@ -492,14 +493,9 @@ def draft(workspace, tickets, kb_folder, concurrency, limit, replay_id, candidat
         reply = agent.replay(workspace, replay_id, prompt, KnowledgeBase(kb_folder))
         click.echo(reply.draft)
         return
-    with ExitStack() as stack:
-        bar = []
-
-        def start(total):
-            bar.append(stack.enter_context(click.progressbar(length=total, label="Drafting", file=sys.stderr)))
-
+    with progress("Drafting") as (start, done):
         ids = agent.draft_tickets(workspace, tickets, kb_folder, concurrency=concurrency, limit=limit,
-                                  on_start=start, on_done=lambda: bar[0].update(1))
+                                  on_start=start, on_done=done)
     click.echo(f"Logged {plural(len(ids), 'draft')} to {workspace.settings.sheet}; "
                f"{plural(workspace.model.usage.calls, 'model call')}. Reviewers can score them now (or run `loop judge`).")
 
@@ -513,14 +509,8 @@ def judge(workspace, limit, concurrency):
     """Pre-score drafts nobody has reviewed into judge_score and judge_comment (prompts/judge.md)."""
     from . import judge as judge_module
 
-    with ExitStack() as stack:
-        bar = []
-
-        def start(total):
-            bar.append(stack.enter_context(click.progressbar(length=total, label="Judging", file=sys.stderr)))
-
-        report = judge_module.judge(workspace, limit=limit, concurrency=concurrency, on_start=start,
-                                    on_done=lambda: bar[0].update(1))
+    with progress("Judging") as (start, done):
+        report = judge_module.judge(workspace, limit=limit, concurrency=concurrency, on_start=start, on_done=done)
     if not report.verdicts:
         click.echo("No unreviewed drafts to judge.")
         return

@@ -22,7 +22,7 @@ from .patterns import Pattern, find_patterns, known_patterns
 from .proposals import propose_edits
 from .replay import ReplayReport
 from .reviews import Draft, SkippedRow, read_drafts
-from .values import DOWN, UP, BadValue, parse_since
+from .values import DOWN, UP, window_start
 from .workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,7 @@ class RunReport:
     run_id: str
     window: Window
     skipped: list[SkippedRow]
+    drafts: list[Draft] = field(default_factory=list)  # every draft read, inside the window or not
     patterns: list[Pattern] = field(default_factory=list)
     edits: list[Edit] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
@@ -102,10 +103,7 @@ def improve(
         workspace.model = model
     settings = workspace.settings
     now = now or datetime.now(timezone.utc)
-    try:
-        start = parse_since(since, now)
-    except BadValue as problem:
-        raise UsageError(str(problem)) from None
+    start = window_start(since, now)
     workbook = workspace.workbook
     workbook.ensure_writable()  # before any model call, so a refusal costs nothing
     prompt = workspace.prompt.read()
@@ -113,14 +111,14 @@ def improve(
     drafts, skipped = read_drafts(tables.get(schema.DRAFTS))
     drafts = traces.restore(drafts, workspace.traces)
     window = select_window(drafts, start, include_judge)
-    report = RunReport(run_id=new_run_id(now), window=window, skipped=skipped)
+    report = RunReport(run_id=new_run_id(now), window=window, skipped=skipped, drafts=drafts)
     if not window.failures:
         return report
     if not force and all(d.pattern for d in window.failures):
         report.nothing_new = True  # no failure reviewed since the last run placed them: nothing new to learn
         return report
 
-    model = model or workspace.model
+    model = workspace.model
     report.usage = model.usage
     log.info("%d failures and %d successes since %s.", len(window.failures), len(window.successes),
              f"{start:%Y-%m-%d %H:%M}")

@@ -155,14 +155,14 @@ class PromptStore:
     def periods(self) -> dict[int, list[tuple[str, str | None]]]:
         """version → the (from, until) times it was current, oldest first; until is None while it still is."""
         found: dict[int, list[tuple[str, str | None]]] = {}
-        previous = None
+        current = None
         for event in self._events():
-            if previous is not None and previous[0] != event["version"]:
-                start = found[previous[0]].pop()
-                found[previous[0]].append((start[0], event["created_at"]))
-            if previous is None or previous[0] != event["version"]:
-                found.setdefault(event["version"], []).append((event["created_at"], None))
-            previous = (event["version"], event["created_at"])
+            if event["version"] == current:
+                continue
+            if current is not None:  # the version before ends where this one begins
+                found[current][-1] = (found[current][-1][0], event["created_at"])
+            found.setdefault(event["version"], []).append((event["created_at"], None))
+            current = event["version"]
         return found
 
     def current(self) -> Version | None:

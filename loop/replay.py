@@ -119,6 +119,10 @@ class Sizes:
     held_out: int = 3
     successes: int = 5
 
+    @classmethod
+    def of(cls, settings) -> Sizes:
+        return cls(settings.replay_cited, settings.replay_held_out, settings.replay_successes)
+
 
 def plan(evidence_ids: list[str], pattern: Pattern | None, failures: dict[str, Draft], successes: list[Draft],
          sizes: Sizes) -> list[Case]:
@@ -314,7 +318,7 @@ def replay_edits(workspace, prompt: str, edits, window, patterns: list[Pattern],
     except UsageError as problem:
         log.warning("%s The edits were not replayed.", problem)
         return ReplayReport(not_replayed=f"not replayed: {problem}")
-    sizes = Sizes(settings.replay_cited, settings.replay_held_out, settings.replay_successes)
+    sizes = Sizes.of(settings)
     failures = {d.trace_id: d for d in window.failures}
     by_name = {p.name.casefold(): p for p in patterns}
     trials = [Trial(edit.edit_id, apply_one(prompt, edit),
@@ -329,7 +333,6 @@ def agent_for(workspace) -> Agent:
     from .agents import resolve_agent
 
     return resolve_agent(workspace.settings.agent, lambda: workspace.model, workspace.settings.kb)
-
 
 
 @dataclass
@@ -353,24 +356,19 @@ def check(where, since: str = "14d", concurrency: int = 4, now=None,
           on_done: Callable[[], None] = lambda: None) -> CheckReport:
     """Replay the edits ticked right now, together, on the failures they cite, failures they do not
     cite (held out) and a sample of successes: do the chosen edits conflict? Writes nothing."""
-    from datetime import datetime, timezone
-
     from . import schema, traces
-    from .approval import edit_rows
+    from .approval import edit_rows, edit_titles
     from .edits import PROPOSED, ROLLED_BACK, NotLocated, apply_one
     from .improver import select_window
     from .reviews import read_drafts
-    from .values import BadValue, parse_since
+    from .values import window_start
     from .workspace import Workspace
 
     workspace = Workspace.of(where)
     settings = workspace.settings
-    try:
-        start = parse_since(since, now or datetime.now(timezone.utc))
-    except BadValue as problem:
-        raise UsageError(str(problem)) from None
+    start = window_start(since, now)
     workbook = workspace.workbook
-    titles = [t for t in workbook.titles() if t.startswith(schema.EDITS_PREFIX)]
+    titles = edit_titles(workbook)
     tables = workbook.read([schema.DRAFTS, *titles])
     drafts, _ = read_drafts(tables.get(schema.DRAFTS))
     window = select_window(traces.restore(drafts, workspace.traces), start)
@@ -388,7 +386,7 @@ def check(where, since: str = "14d", concurrency: int = 4, now=None,
             report.stale.append(row.edit)
     if not report.edits:
         return report
-    sizes = Sizes(settings.replay_cited, settings.replay_held_out, settings.replay_successes)
+    sizes = Sizes.of(settings)
     failures = {d.trace_id: d for d in window.failures}
     cited = list(dict.fromkeys(t for e in report.edits for t in e.evidence[:sizes.cited] if t in failures))
     uncited = Pattern("uncited", "", [d.trace_id for d in window.failures if d.trace_id not in cited])

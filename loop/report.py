@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
 from . import schema, stats
-from .approval import edit_rows
+from .approval import edit_rows, edit_titles
 from .config import Settings
 from .edits import APPLIED
 from .errors import UsageError
@@ -118,7 +118,7 @@ def report(where: Settings | Workspace, guard_dashboard: bool = False) -> Report
     exists that this tool did not write: replacing it would lose someone's work."""
     workspace = Workspace.of(where)
     workbook = workspace.workbook
-    titles = [t for t in workbook.titles() if t.startswith(schema.EDITS_PREFIX)]
+    titles = edit_titles(workbook)
     existing = next((t for t in workbook.titles() if t.casefold() == DASHBOARD.casefold()), None)
     extra = [existing] if guard_dashboard and existing else []
     tables = workbook.read([schema.DRAFTS, *titles, *extra])

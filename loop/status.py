@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 
 from . import schema
-from .approval import edit_rows
+from .approval import edit_rows, edit_titles
 from .config import Settings
 from .edits import APPLIED, PROPOSED, ROLLED_BACK
-from .errors import UsageError
 from .prompt_store import Version
 from .reviews import Draft, SkippedRow, read_drafts
-from .values import BadValue, parse_since
+from .values import window_start
 from .workspace import Workspace
 
 APPROVED = "approved, not yet applied"
@@ -35,12 +34,9 @@ class Status:
 
 def status(where: Settings | Workspace, since: str = "14d", now: datetime | None = None) -> Status:
     workspace = Workspace.of(where)
-    try:
-        start = parse_since(since, now or datetime.now(timezone.utc))
-    except BadValue as problem:
-        raise UsageError(str(problem)) from None
+    start = window_start(since, now)
     workbook = workspace.workbook
-    edit_tabs = [t for t in workbook.titles() if t.startswith(schema.EDITS_PREFIX)]
+    edit_tabs = edit_titles(workbook)
     tables = workbook.read([schema.DRAFTS, *edit_tabs])
     drafts, skipped = read_drafts(tables.get(schema.DRAFTS))
     result = Status(start, drafts, [d for d in drafts if d.created_at >= start], skipped, edit_tabs)

@@ -98,6 +98,17 @@ def is_ticked(value: object) -> bool:
     return str(value or "").strip().lower().replace("\ufe0f", "") in _TICKED_WORDS
 
 
+def window_start(since: str, now: datetime | None = None) -> datetime:
+    """The start of the review window `--since` names, relative to `now` (default: this moment); a
+    value that names none is a usage error."""
+    from .errors import UsageError
+
+    try:
+        return parse_since(since, now or datetime.now(timezone.utc))
+    except BadValue as problem:
+        raise UsageError(str(problem)) from None
+
+
 def parse_since(text: str, now: datetime) -> datetime:
     """`14d`, `2w`, `36h`, or an ISO date: the start of the window."""
     raw = text.strip().lower()

@@ -152,14 +152,20 @@ def test_a_prompt_that_is_not_utf8_is_exit_2_naming_the_file_and_encoding(worksp
     assert "UTF-16" in cli("apply", code=2).output
 
 
-def test_apply_changes_only_the_edited_passage_of_a_crlf_prompt_with_a_bom(workspace, model, cli):
-    original = b"\xef\xbb\xbf" + PROMPT.replace("\n", "\r\n").encode("utf-8")
+def apply_first_edit(workspace, cli, original: bytes):
+    """The prompt file holding `original`; improve, tick the first edit, apply. Returns (prompt, edit)."""
     prompt = workspace / PROMPT_FILE
     prompt.write_bytes(original)
     path, title = improved(workspace, cli)
     edit = read_tab(path, title)[0]
     tick(path, title, [2])
     cli("apply")
+    return prompt, edit
+
+
+def test_apply_changes_only_the_edited_passage_of_a_crlf_prompt_with_a_bom(workspace, model, cli):
+    original = b"\xef\xbb\xbf" + PROMPT.replace("\n", "\r\n").encode("utf-8")
+    prompt, edit = apply_first_edit(workspace, cli, original)
     expected = b"\xef\xbb\xbf" + PROMPT.replace(edit["find"], edit["replace"]).replace("\n", "\r\n").encode("utf-8")
     assert prompt.read_bytes() == expected
     cli("rollback")
@@ -168,12 +174,7 @@ def test_apply_changes_only_the_edited_passage_of_a_crlf_prompt_with_a_bom(works
 
 def test_rollback_restores_the_exact_bytes_of_a_prompt_with_mixed_line_endings(workspace, model, cli):
     original = PROMPT.replace("\n", "\r\n", 2).encode("utf-8")  # two CRLF lines, then LF
-    prompt = workspace / PROMPT_FILE
-    prompt.write_bytes(original)
-    path, title = improved(workspace, cli)
-    edit = read_tab(path, title)[0]
-    tick(path, title, [2])
-    cli("apply")
+    prompt, edit = apply_first_edit(workspace, cli, original)
     after = prompt.read_bytes()
     start = original.index(edit["find"].encode())
     assert after[:start] == original[:start]
