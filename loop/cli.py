@@ -17,6 +17,8 @@ from .errors import LoopError
 
 SHOW_SKIPPED = 20
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# JSON escapes C0 controls itself; DEL and C1 (CSI is U+009B) are escaped the same way, losslessly
+_C1 = re.compile(r"[\x7f-\x9f]")
 
 
 def plural(count: int, word: str, many: str | None = None) -> str:
@@ -34,7 +36,9 @@ class _EchoHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         prefix = "warning: " if record.levelno >= logging.WARNING else ""
-        click.echo(prefix + shown(record.getMessage()), err=True)
+        from .redact import scrub
+
+        click.echo(prefix + shown(scrub(record.getMessage())), err=True)
 
 
 def _install_logging(debug: bool) -> None:
@@ -48,13 +52,17 @@ def _errors(command, debug: bool, *args, **kwargs):
     """Run `command`; a LoopError or an OSError becomes one line and its exit code (a traceback with --debug)."""
     from filelock import Timeout
 
+    from .redact import scrub
+
     _install_logging(debug)
     try:
         return command(*args, **kwargs)
-    except LoopError as error:
+    except BrokenPipeError:  # `loop status | head -1`: the reader is gone, so end quietly (click exits 1)
+        raise
+    except LoopError as error:  # its message was scrubbed of URL passwords when it was made (errors.py)
         if debug:
             raise
-        click.echo(f"error: {error}", err=True)
+        click.echo(f"error: {shown(str(error))}", err=True)
         sys.exit(error.exit_code)
     except Timeout as error:
         if debug:
@@ -64,7 +72,8 @@ def _errors(command, debug: bool, *args, **kwargs):
     except OSError as error:  # disk full, permission denied: nothing was half-written
         if debug:
             raise
-        click.echo(f"error: {error.strerror or error} ({error.filename or 'a file'}); fix it and run again.", err=True)
+        click.echo(shown(scrub(f"error: {error.strerror or error} ({error.filename or 'a file'}); fix it and run again.")),
+                   err=True)
         sys.exit(1)
 
 
@@ -87,9 +96,11 @@ def common(command):
     @click.option("--prompt", help="The managed prompt file. [env LOOP_PROMPT; default prompts/support_agent.md]")
     @click.option("--credentials", type=click.Path(dir_okay=False),
                   help="Google service-account key file. [env GOOGLE_APPLICATION_CREDENTIALS]")
+    @click.option("--store", metavar="URL", help="Where drafts are kept: sqlite:///path, a file path or "
+                  "postgresql://… [env LOOP_STORE; default loop.db beside the workbook]")
     @click.option("--debug", is_flag=True, help="Show a traceback on errors.")
     @functools.wraps(command)
-    def wrapper(sheet, prompt, credentials, debug, **options):
+    def wrapper(sheet, prompt, credentials, store, debug, **options):
         def run():
             settings = config.resolve(
                 sheet=sheet, prompt=prompt, credentials=credentials, model=options.pop("model", None),
@@ -97,7 +108,7 @@ def common(command):
                 max_edit_chars=options.pop("max_edit_chars", None),
                 max_edit_share=options.pop("max_edit_share", None),
                 check_budget=options.pop("check_budget", None),
-                notify_url=options.pop("notify", None),
+                notify_url=options.pop("notify", None), store=store,
             )
             from .workspace import Workspace
 
@@ -162,7 +173,7 @@ def improve(workspace, since, include_judge, check, concurrency, force):
         report = improver.improve(workspace, since=since, include_judge=include_judge, check=check, force=force,
                                   concurrency=concurrency, on_start=start, on_done=done)
     for skipped in report.skipped[:SHOW_SKIPPED]:
-        click.echo(f"skipped {skipped}", err=True)
+        click.echo(f"skipped {shown(skipped)}", err=True)
     if len(report.skipped) > SHOW_SKIPPED:
         click.echo(f"skipped {len(report.skipped) - SHOW_SKIPPED} more unreadable rows (`loop status` counts them)", err=True)
     window = report.window
@@ -192,7 +203,7 @@ def improve(workspace, since, include_judge, check, concurrency, force):
         if figures:
             cells = figures.cells()
             click.echo(f"  {edit.edit_id}: fixed {cells['fixed_cited']} cited and {cells['fixed_held_out']} held-out "
-                       f"failures, regressed {cells['regressed']} successes{'  ← ' + edit.check if edit.check else ''}")
+                       f"failures, regressed {cells['regressed']} successes{'  ← ' + shown(edit.check) if edit.check else ''}")
     if replayed and replayed.not_replayed:
         click.echo(f"  Edits {shown(replayed.not_replayed)}.")
     for edit in report.rejected:
@@ -227,12 +238,12 @@ def report(workspace, as_json):
 
     found = refresh(workspace)
     if as_json:
-        click.echo(json.dumps(found.as_json(), ensure_ascii=False, indent=2))
+        click.echo(_C1.sub(lambda m: f"\\u{ord(m[0]):04x}", json.dumps(found.as_json(), ensure_ascii=False, indent=2)))
     else:
-        click.echo(report_text(found))
+        click.echo(shown(report_text(found)))
         click.echo(f"Wrote tab {DASHBOARD!r} to {workspace.settings.sheet}.")
     if found.warning:
-        click.echo(f"warning: {found.warning}", err=True)
+        click.echo(f"warning: {shown(found.warning)}", err=True)
     if workspace.settings.notify_url:
         notify.post(workspace.settings.notify_url, notify.report_digest(found, workspace.workbook.link(DASHBOARD)))
 
@@ -337,20 +348,23 @@ def apply(workspace):
     report = approval.apply(workspace)
     prompt = workspace.settings.prompt
     for item in report.ignored:
-        click.echo(f"ignored {item.edit.edit_id}: it is ticked but was rejected ({shown(item.edit.check)}); "
+        click.echo(f"ignored {shown(item.edit.edit_id)}: it is ticked but was rejected ({shown(item.edit.check)}); "
                    "rejected edits are never applied.")
     for item in report.stale:
-        click.echo(f"stale {item.edit.edit_id}: {shown(item.edit.check)}")
+        click.echo(f"stale {shown(item.edit.edit_id)}: {shown(item.edit.check)}")
     for item in report.already_applied:
-        click.echo(f"{item.edit.edit_id} was already in {item.edit.applied_version}: marked applied")
+        click.echo(f"{shown(item.edit.edit_id)} was already in {shown(item.edit.applied_version)}: marked applied")
     for item in report.rolled_back:
-        click.echo(f"{item.edit.edit_id} was rolled back with {item.edit.applied_version}: marked rolled back")
+        click.echo(f"{shown(item.edit.edit_id)} was rolled back with {shown(item.edit.applied_version)}: marked rolled back")
+    for item, first in report.duplicates:
+        click.echo(f"duplicate {shown(item.edit.edit_id)} in {shown(item.tab)!r} row {item.row}: "
+                   f"{shown(approval.duplicate_reason(item, first))}")
     if report.applied:
         click.echo(
             f"Applied {plural(len(report.applied), 'edit')} to {prompt}: "
             f"{report.previous.label} → {report.version.label}. Undo with `loop rollback`."
         )
-    elif not (report.stale or report.already_applied):
+    elif not (report.stale or report.already_applied or report.duplicates):
         click.echo(f"No ticked edits to apply; {prompt} stays at {report.version.label}.")
 
 
@@ -368,7 +382,7 @@ def check(workspace, since, concurrency):
     with progress("Replaying") as (start, done):
         report = replay.check(workspace, since=since, concurrency=concurrency, on_start=start, on_done=done)
     for edit in report.stale:
-        click.echo(f"stale {edit.edit_id}: {shown(edit.check)}; left out")
+        click.echo(f"stale {shown(edit.edit_id)}: {shown(edit.check)}; left out")
     if not report.edits:
         click.echo("No ticked edits to check: tick `approve` on the edits you want, then run `loop check`.")
         return
@@ -413,12 +427,17 @@ def status(workspace, since):
     click.echo(f"Drafts: {len(state.drafts)} in all; since {state.since:%Y-%m-%d}: {len(recent)}, of which "
                f"{sum(d.score is None for d in recent)} unreviewed, {plural(sum(d.is_failure for d in recent), 'failure')}, "
                f"{plural(sum(d.is_success for d in recent), 'success', 'successes')}.")
+    click.echo(f"Store: {state.store}" + (f", {plural(state.archived_drafts, 'archived draft')}."
+                                           if state.archived_drafts else "."))
     if state.pending_drafts:
         click.echo(f"Pending: {plural(state.pending_drafts, 'logged draft')} not in the sheet yet; `loop sync` writes them.")
+    for other in state.elsewhere:
+        click.echo(f"Pending for {other.location}: {plural(other.pending, 'draft')} (`loop sync --sheet "
+                   f"{other.location}` writes them).")
     if state.skipped:
-        click.echo(f"Unreadable rows: {len(state.skipped)} (first: {state.skipped[0]})")
+        click.echo(f"Unreadable rows: {len(state.skipped)} (first: {shown(state.skipped[0])})")
     summary = ", ".join(f"{count} {name}" for name, count in sorted(state.edits.items())) or "none"
-    click.echo(f"Edits ({plural(len(state.edit_tabs), 'tab')}): {summary}.")
+    click.echo(f"Edits ({plural(len(state.edit_tabs), 'tab')}): {shown(summary)}.")
     prompt = workspace.settings.prompt
     if not state.prompt_exists:
         click.echo(f"Prompt: {prompt} does not exist.")
@@ -461,14 +480,42 @@ def _stdin_lines():
             raise UsageError(f"line {number} is not UTF-8 (byte {error.start}); send UTF-8 text.") from None
 
 
-@main.command(short_help="Write the drafts waiting in the trace archive to the sheet.")
+@main.command(short_help="Deliver logged drafts still waiting for their sheet.")
+@click.option("--watch", type=click.FloatRange(min=0.1), metavar="SECONDS",
+              help="Keep delivering, every SECONDS, until stopped (one service for a fleet of agent hosts).")
 @common
-def sync(workspace):
-    """Write to the sheet every logged draft that is still waiting (the workbook was open in Excel,
-    locked, or unreachable when it was logged)."""
-    delivered = workspace.write()
-    click.echo(f"Wrote {plural(delivered, 'pending draft')} to {workspace.settings.sheet}." if delivered
-               else "No pending drafts: the sheet has every logged draft.")
+def sync(workspace, watch):
+    """Write to the sheet every logged draft that is still waiting for it (the workbook was open in
+    Excel, locked, or unreachable when it was logged). With --watch, go on until stopped."""
+    from .store import outbox
+
+    if watch is None:
+        delivered = outbox.sync(workspace)
+        click.echo(f"Wrote {plural(delivered, 'pending draft')} to {workspace.settings.sheet}." if delivered
+                   else "No pending drafts: the sheet has every logged draft.")
+        return
+    click.echo(f"Delivering drafts from {workspace.store.shown} to {workspace.settings.sheet} every {watch:g} s; "
+               "Ctrl-C stops.", err=True)
+    outbox.watch(workspace, watch)
+
+
+@main.command(short_help="Take old reviewed drafts out of the Drafts tab; the store keeps them.")
+@click.option("--older-than", "older_than", required=True, help="Age of the drafts to take out: 90d, 12w, or a date.")
+@common
+def archive(workspace, older_than):
+    """Take reviewed drafts created before the cut-off out of the Drafts tab, in one write, once the
+    store holds each with the review the sheet shows. Unreviewed drafts stay. `loop report` and
+    `loop improve --since` still count them."""
+    from .archive import archive as archive_drafts
+
+    result = archive_drafts(workspace, older_than)
+    click.echo(f"Archived {plural(result.archived, 'reviewed draft')} created before {result.cutoff:%Y-%m-%d}; "
+               f"the {workspace.settings.sheet} Drafts tab now holds {plural(result.left, 'draft')} "
+               f"and the store {plural(result.in_store, 'archived draft')}.")
+    if result.unreviewed:
+        click.echo(f"Kept {plural(result.unreviewed, 'unreviewed draft')} older than that: they wait for a review.")
+    for trace_id in result.mismatched[:SHOW_SKIPPED]:
+        click.echo(f"kept {shown(trace_id)}: the store does not hold it with the review the sheet shows", err=True)
 
 
 @main.command(short_help="Run the bundled support agent over tickets; log its drafts.")
@@ -491,7 +538,7 @@ def draft(workspace, tickets, kb_folder, concurrency, limit, replay_id, candidat
     if replay_id:
         prompt = PromptStore(candidate, setting="--candidate").read() if candidate else workspace.prompt.read()
         reply = agent.replay(workspace, replay_id, prompt, KnowledgeBase(kb_folder))
-        click.echo(reply.draft)
+        click.echo(shown(reply.draft))
         return
     with progress("Drafting") as (start, done):
         ids = agent.draft_tickets(workspace, tickets, kb_folder, concurrency=concurrency, limit=limit,

@@ -47,8 +47,9 @@ class Settings:
     max_edit_chars: int = DEFAULT_MAX_EDIT_CHARS
     max_edit_share: float = DEFAULT_MAX_EDIT_SHARE
     judge_prompt: Path = Path(DEFAULT_JUDGE_PROMPT)
-    # the trace archive folder; None means beside the workbook (LOOP_TRACES moves it)
-    traces: Path | None = None
+    # the store's URL (CONTRACT §7a); None means SQLite loop.db beside a local workbook, or in the
+    # current folder for a Google Sheet
+    store: str | None = None
     # the replay check: the agent that re-drafts (None: the bundled one), its knowledge base, the cases
     # tried per edit, and the most model calls a replay may make
     agent: str | None = None
@@ -76,6 +77,7 @@ def resolve(
     max_edit_share: float | None = None,
     check_budget: int | None = None,
     notify_url: str | None = None,
+    store: str | None = None,
 ) -> Settings:
     """Build Settings from flags (non-None arguments), then the environment, then defaults."""
     env = os.environ
@@ -88,7 +90,7 @@ def resolve(
         max_edit_share=max_edit_share or _env_number("LOOP_MAX_EDIT_SHARE", DEFAULT_MAX_EDIT_SHARE, minimum=0.01,
                                                      kind=float, maximum=1),
         judge_prompt=Path(env.get("LOOP_JUDGE_PROMPT") or DEFAULT_JUDGE_PROMPT),
-        traces=Path(env["LOOP_TRACES"]) if env.get("LOOP_TRACES") else None,
+        store=store or env.get("LOOP_STORE") or None,
         agent=env.get("LOOP_AGENT") or None,
         kb=Path(env.get("LOOP_KB") or DEFAULT_KB),
         replay_cited=_env_number("LOOP_REPLAY_CITED", 5, minimum=1),

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
 
-from . import replay, run_tabs, schema, traces
+from . import replay, run_tabs, schema
 from .config import Settings
 from .edits import PROPOSED, REJECTED, Edit, validate
 from .errors import TitleTaken, UsageError
@@ -21,7 +21,7 @@ from .model import ModelClient, Usage
 from .patterns import Pattern, find_patterns, known_patterns
 from .proposals import propose_edits
 from .replay import ReplayReport
-from .reviews import Draft, SkippedRow, read_drafts
+from .reviews import Draft, SkippedRow
 from .values import DOWN, UP, window_start
 from .workspace import Workspace
 
@@ -108,8 +108,7 @@ def improve(
     workbook.ensure_writable()  # before any model call, so a refusal costs nothing
     prompt = workspace.prompt.read()
     tables = workbook.read([schema.DRAFTS, schema.RUNS])  # Runs too: its header row places the new row
-    drafts, skipped = read_drafts(tables.get(schema.DRAFTS))
-    drafts = traces.restore(drafts, workspace.traces)
+    drafts, skipped = workspace.drafts(tables.get(schema.DRAFTS))
     window = select_window(drafts, start, include_judge)
     report = RunReport(run_id=new_run_id(now), window=window, skipped=skipped, drafts=drafts)
     if not window.failures:

@@ -356,11 +356,10 @@ def check(where, since: str = "14d", concurrency: int = 4, now=None,
           on_done: Callable[[], None] = lambda: None) -> CheckReport:
     """Replay the edits ticked right now, together, on the failures they cite, failures they do not
     cite (held out) and a sample of successes: do the chosen edits conflict? Writes nothing."""
-    from . import schema, traces
+    from . import schema
     from .approval import edit_rows, edit_titles
     from .edits import PROPOSED, ROLLED_BACK, NotLocated, apply_one
     from .improver import select_window
-    from .reviews import read_drafts
     from .values import window_start
     from .workspace import Workspace
 
@@ -370,8 +369,8 @@ def check(where, since: str = "14d", concurrency: int = 4, now=None,
     workbook = workspace.workbook
     titles = edit_titles(workbook)
     tables = workbook.read([schema.DRAFTS, *titles])
-    drafts, _ = read_drafts(tables.get(schema.DRAFTS))
-    window = select_window(traces.restore(drafts, workspace.traces), start)
+    drafts, _ = workspace.drafts(tables.get(schema.DRAFTS))
+    window = select_window(drafts, start)
     prompt = workspace.prompt.read()
     report = CheckReport()
     candidate = prompt

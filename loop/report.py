@@ -22,7 +22,7 @@ from .approval import edit_rows, edit_titles
 from .config import Settings
 from .edits import APPLIED
 from .errors import UsageError
-from .reviews import Draft, read_drafts
+from .reviews import Draft
 from .sheets import Chart, Grid, WriteBatch
 from .values import DOWN, UP
 from .workspace import Workspace
@@ -125,7 +125,7 @@ def report(where: Settings | Workspace, guard_dashboard: bool = False) -> Report
     if extra and not _ours(tables.get(existing), existing):
         raise UsageError(f"The workbook has a tab {existing!r} that loop did not write, and `loop report` writes "
                          f"its Dashboard there; rename that tab and run again.")
-    drafts, _ = read_drafts(tables.get(schema.DRAFTS))
+    drafts, _ = workspace.drafts(tables.get(schema.DRAFTS))
     applied = [r.edit for r in edit_rows({t: tables[t] for t in titles}) if r.edit.status == APPLIED]
     result = Report()
     result.versions = version_figures(drafts, workspace.prompt)

@@ -29,6 +29,7 @@ class Draft:
     ticket_id: str = ""
     judge_version: str = ""
     pattern: str = ""  # the failure pattern an improve run placed it in
+    reviewer: str = ""
 
     @property
     def is_failure(self) -> bool:
@@ -58,7 +59,7 @@ def check_columns(table: Table) -> None:
 
 
 _TEXT_FIELDS = ("ticket", "draft", "comment", "thread", "final_reply", "kb_sources", "prompt_version", "judge_comment",
-                "ticket_id", "judge_version", "pattern")
+                "ticket_id", "judge_version", "pattern", "reviewer")
 
 
 def read_drafts(table: Table | None) -> tuple[list[Draft], list[SkippedRow]]:
@@ -103,9 +104,9 @@ def read_drafts(table: Table | None) -> tuple[list[Draft], list[SkippedRow]]:
             judge_score = None
         seen.add(trace_id)
         (ticket, draft, comment, thread, final_reply, kb_sources, prompt_version, judge_comment, ticket_id,
-         judge_version, pattern) = (_text(text(values)) for text in texts)
+         judge_version, pattern, reviewer) = (_text(text(values)) for text in texts)
         drafts.append(Draft(row, trace_id, created_at, ticket, draft, score, comment, thread, final_reply, kb_sources,
-                            prompt_version, judge_score, judge_comment, ticket_id, judge_version, pattern))
+                            prompt_version, judge_score, judge_comment, ticket_id, judge_version, pattern, reviewer))
     return drafts, skipped
 
 

@@ -41,7 +41,7 @@ def pattern_marks(report) -> list[CellUpdate]:
     by_id = {d.trace_id: d for d in report.window.failures}
     return [CellUpdate(schema.DRAFTS, by_id[t].row, "pattern", pattern.name, key=("trace_id", t))
             for pattern in report.patterns for t in pattern.trace_ids
-            if t in by_id and by_id[t].pattern != pattern.name]
+            if t in by_id and by_id[t].row and by_id[t].pattern != pattern.name]  # row 0: archived, not in the sheet
 
 
 def edits_tab(report) -> NewTab:

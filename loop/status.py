@@ -29,7 +29,10 @@ class Status:
     version: Version | None = None
     hand_edited: bool = False
     prompt_exists: bool = True
-    pending_drafts: int = 0  # logged, waiting in the trace archive for the sheet
+    pending_drafts: int = 0  # logged, waiting in the store for the sheet
+    archived_drafts: int = 0  # taken out of the sheet by `loop archive`, kept in the store
+    store: str = ""  # its URL, password masked
+    elsewhere: list = field(default_factory=list)  # other workbooks of the store with drafts waiting
 
 
 def status(where: Settings | Workspace, since: str = "14d", now: datetime | None = None) -> Status:
@@ -52,5 +55,11 @@ def status(where: Settings | Workspace, since: str = "14d", now: datetime | None
     result.prompt_exists = store.exists()
     result.version = store.current()
     result.hand_edited = store.hand_edited()
-    result.pending_drafts = len(workspace.traces.pending().rows)
+    outbox = workspace.traces
+    result.store = workspace.store.shown
+    for count in workspace.store.counts():
+        if count.identity == outbox.identity:
+            result.pending_drafts, result.archived_drafts = count.pending, count.archived
+        elif count.pending:
+            result.elsewhere.append(count)
     return result

@@ -1,33 +1,25 @@
-"""Logging drafts: `log_draft` / `loop log` keep every draft whole in a local trace archive first,
-then append it to the Drafts tab.
+"""Logging drafts: `log_draft` / `loop log` commit every draft whole to the store (CONTRACT §7a),
+then deliver it to the Drafts tab.
 
-The archive is a folder beside the workbook (`loop.traces/` for `loop.xlsx`; LOOP_TRACES moves it):
-`traces.jsonl` holds one JSON line per draft, whole (a cell holds at most 32,767 characters in Excel,
-50,000 in Google Sheets, and the improver restores cut fields from here), and `delivered.json` says
-how much of it the sheet has. A draft is durable once it is in the archive. When the sheet cannot
-take it yet (open in Excel, locked by another writer, Google unreachable) it waits as pending, and
-the next command that writes, or `loop sync`, delivers every pending draft in order, exactly once:
-a delivery that may have landed before a crash is checked against the sheet before it is repeated.
+A draft is logged when its row is committed, in one transaction with the rest of its call's drafts:
+the trace id is returned (printed) if and only if that commit happened. Every check that can refuse
+(bad input, a Drafts tab that cannot be found or written, a store that cannot be written) comes
+before it, so a refusal keeps nothing. After it nothing fails: a sheet that cannot take the drafts
+now (open in Excel, locked, unreachable) leaves them pending, with one warning, and the next
+command that writes, `loop sync` or a running `loop sync --watch` delivers them, once and in order.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
 import uuid
-from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from pathlib import Path
 
-from filelock import FileLock, Timeout
-
-from . import files, schema
-from .errors import RunFailure, UsageError, WorkbookBusy
+from . import schema
+from .errors import LoopError, RunFailure, UsageError, WorkbookBusy
 from .reviews import Draft
-from .sheets import Append, WriteBatch
-from .values import TRUNCATION_MARKER, BadValue, lone_surrogate, parse_timestamp
+from .values import TRUNCATION_MARKER, lone_surrogate
 
 log = logging.getLogger(__name__)
 
@@ -35,128 +27,6 @@ FIELDS = ("ticket", "draft", "ticket_id", "thread", "kb_sources", "prompt_versio
 _CUT_SIGN = TRUNCATION_MARKER.split("{")[0]
 # How long `loop log` waits for another writer before leaving its drafts pending.
 LOG_WAIT_SECONDS = 5.0
-
-
-@dataclass
-class Pending:
-    """The drafts not yet in the sheet: archive lines from byte `start` to `end`."""
-
-    rows: list[dict] = field(default_factory=list)
-    start: int = 0
-    end: int = 0
-    recheck: bool = False  # an earlier delivery of these rows may have landed
-
-
-class TraceArchive:
-    def __init__(self, folder: Path):
-        self.folder = Path(folder)
-        self.path = self.folder / "traces.jsonl"
-        self._state = self.folder / "delivered.json"
-
-    def exists(self) -> bool:
-        return self.path.exists()
-
-    def add(self, rows: list[dict]) -> int:
-        """Append drafts to the archive, durably: once this returns, they cannot be lost.
-        Returns the archive's offset just past them."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(self.folder / ".lock"), timeout=60):
-            if not self._state.exists():
-                # an archive from before deliveries were tracked: its drafts were written to the sheet then
-                self._mark(self.path.stat().st_size if self.path.exists() else 0)
-            return files.append_json_lines(self.path, rows)
-
-    def _mark(self, offset: int, inflight: int | None = None) -> None:
-        """Record that the sheet has every draft before `offset`, and maybe those up to `inflight`."""
-        files.write_text(self._state, json.dumps({"offset": offset, "inflight": inflight}))
-
-    def _read_state(self) -> dict:
-        try:
-            return json.loads(self._state.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return {"offset": self.path.stat().st_size if self.path.exists() else 0, "inflight": None}
-
-    def withdraw(self, trace_ids: list[str]) -> None:
-        """Take back drafts that the sheet refused for good (a damaged workbook): they are never delivered."""
-        with FileLock(str(self.folder / ".lock"), timeout=60):
-            files.append_json_lines(self.path, [{"withdrawn": trace_ids}])
-
-    def pending(self) -> Pending:
-        state = self._read_state()
-        records, end = files.read_json_lines(self.path, state["offset"])
-        withdrawn = {trace_id for record in records for trace_id in record.get("withdrawn", [])}
-        rows = [r for r in records if "trace_id" in r and r["trace_id"] not in withdrawn]
-        return Pending(rows, state["offset"], end, recheck=state.get("inflight") is not None)
-
-    @contextmanager
-    def delivering(self, wait: float | None, done_at: int | None = None):
-        """Held while pending drafts are read, written and marked delivered, so two writers never
-        deliver one twice. Yields False instead when, while this waited, another writer delivered
-        everything up to `done_at`: a writer whose drafts went out with another's write is done."""
-        lock = FileLock(str(self.folder / ".deliver.lock"))
-        deadline = time.monotonic() + (60 if wait is None else wait)
-        while True:
-            try:
-                lock.acquire(timeout=0)
-                break
-            except Timeout:
-                pass
-            if done_at is not None and self._read_state()["offset"] >= done_at:
-                yield False
-                return
-            if time.monotonic() >= deadline:
-                raise WorkbookBusy("Another loop command is writing to the sheet; try again in a moment.")
-            time.sleep(0.01)
-        try:
-            yield True
-        finally:
-            lock.release()
-
-    def deliver(self, workbook, batch: WriteBatch | None = None, wait: float | None = None,
-                fresh: frozenset[str] = frozenset(), done_at: int | None = None) -> int:
-        """Write `batch` together with every pending draft; returns how many drafts were delivered.
-
-        Drafts in `fresh` were logged by this very call, so they are not reported as having waited;
-        with `done_at` (and nothing else to write) the call ends as soon as the sheet has the
-        archive up to that offset, whoever wrote it."""
-        batch = batch or WriteBatch()
-        if not self.exists():
-            workbook.write(batch, wait)
-            return 0
-        with self.delivering(wait, done_at if not batch else None) as holding:
-            if not holding:
-                return 0
-            pending = self.pending()
-            if pending.rows:
-                appends = [Append(schema.DRAFTS, schema.DRAFT_HEADERS, sheet_row(row), key="trace_id")
-                           for row in pending.rows]
-                batch = replace(batch, appends=batch.appends + appends, recheck=batch.recheck or pending.recheck)
-                self._mark(pending.start, inflight=pending.end)  # a crash from here on: look before repeating
-            workbook.write(batch, wait)
-            if pending.end > pending.start:
-                self._mark(pending.end)
-        waited = sum(row["trace_id"] not in fresh for row in pending.rows)
-        if waited:
-            log.info("Wrote %d pending draft%s to %s.", waited, "" if waited == 1 else "s", workbook.location)
-        return len(pending.rows)
-
-    def whole(self, trace_ids: set[str]) -> dict[str, dict]:
-        """The archived records of `trace_ids`, as logged."""
-        found = {}
-        for record in files.read_json_lines(self.path)[0]:
-            if record.get("trace_id") in trace_ids:
-                found[record["trace_id"]] = record
-        return found
-
-
-def sheet_row(record: dict) -> dict:
-    """An archived draft as a Drafts row: `created_at` a real date cell (the archive keeps ISO text)."""
-    row = {key: record.get(key, "") for key in ("trace_id", "created_at", *FIELDS)}
-    try:
-        row["created_at"] = parse_timestamp(row["created_at"])
-    except BadValue:
-        pass  # an archive line written by hand: the sheet gets it as it is
-    return row
 
 
 def normalize(record: dict, line: int | None = None) -> dict:
@@ -214,35 +84,57 @@ def read_json_lines(lines) -> list[dict]:
 
 
 def log_drafts(records: list[dict], settings=None, wait: bool = True) -> list[str]:
-    """Log drafts; returns their new trace ids in order. They are in the archive when this returns and
-    in the Drafts tab too unless the sheet could not take them now (then they wait as pending, with a
-    warning). With `wait=False` the sheet write is left to the next command that writes, or `loop sync`."""
+    """Log drafts; returns their new trace ids in order. They are committed to the store when this
+    returns, and in the Drafts tab too unless the sheet could not take them now (then they wait as
+    pending, with a warning). With `wait=False` the sheet is not touched: the next command that
+    writes, `loop sync` or `loop sync --watch` delivers them."""
     from .workspace import Workspace
 
     workspace = Workspace.of(settings)
     records = [normalize(r) for r in records]
     if not records:
         return []
-    left = workspace.workbook.rows_left(schema.DRAFTS)  # refusals that will not pass come before the archive
-    if left is not None and left < len(records):
-        raise UsageError(f"The {schema.DRAFTS} tab of {workspace.settings.sheet} is full; move older rows to another "
-                         "workbook and log again. Nothing was logged.")
+    if wait:
+        _check_sheet(workspace, len(records))
     version = workspace.prompt_version() if any(not r.get("prompt_version") for r in records) else ""
     created_at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     rows = [{"trace_id": str(uuid.uuid4()), "created_at": created_at, **r,
              "prompt_version": r.get("prompt_version") or version} for r in records]
     ids = [row["trace_id"] for row in rows]
-    end = workspace.traces.add(rows)
+    workspace.traces.add(rows)  # the commit point: from here on the drafts are logged, whatever happens
     if wait:
         try:
-            workspace.write(WriteBatch(), wait=LOG_WAIT_SECONDS, fresh=frozenset(ids), done_at=end)
-        except (WorkbookBusy, RunFailure) as reason:
-            log.warning("%s %s in %s and reach the sheet with the next command that writes, or `loop sync`.",
-                        reason, "1 draft waits" if len(ids) == 1 else f"{len(ids)} drafts wait", workspace.traces.folder)
-        except UsageError:
-            workspace.traces.withdraw(ids)  # a refusal that will not pass by itself: nothing was logged
-            raise
+            workspace.write(wait=LOG_WAIT_SECONDS, fresh=frozenset(ids), mine=frozenset(ids))
+        except (LoopError, OSError) as reason:
+            waits = "1 draft waits" if len(ids) == 1 else f"{len(ids)} drafts wait"
+            log.warning("%s %s in the store (%s) and reach%s the sheet with the next command that writes, or "
+                        "`loop sync`.", _reason(reason), waits, workspace.store.shown, "es" if len(ids) == 1 else "")
     return ids
+
+
+def _reason(error: Exception) -> str:
+    text = str(error) if isinstance(error, LoopError) else f"{error.strerror or error} ({error.filename or 'a file'})."
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def _check_sheet(workspace, count: int) -> None:
+    """Refusals that will not pass by themselves, before anything is committed: a workbook that is
+    missing or damaged, a Drafts tab under another capitalisation, a full tab. A sheet that cannot be
+    reached now is no refusal: the drafts wait for it."""
+    try:
+        workbook = workspace.workbook
+        titles = workbook.titles()
+    except (WorkbookBusy, RunFailure):
+        return
+    if schema.DRAFTS not in titles:
+        near = [t for t in titles if t.strip().casefold() == schema.DRAFTS.casefold()]
+        if near:
+            raise UsageError(f"The workbook's drafts tab is named {near[0]!r}; rename it {schema.DRAFTS!r} and log "
+                             "again. Nothing was logged.")
+    left = workbook.rows_left(schema.DRAFTS)
+    if left is not None and left < count:
+        raise UsageError(f"The {schema.DRAFTS} tab of {workspace.settings.sheet} is full; take older drafts out with "
+                         "`loop archive --older-than 90d` and log again. Nothing was logged.")
 
 
 def log_draft(ticket: str, draft: str, *, ticket_id: str = "", thread="", kb_sources="",
@@ -253,14 +145,12 @@ def log_draft(ticket: str, draft: str, *, ticket_id: str = "", thread="", kb_sou
     return log_drafts([record], settings, wait=wait)[0]
 
 
-def restore(drafts: list[Draft], archive: TraceArchive) -> list[Draft]:
-    """Drafts whose fields the sheet cut, made whole again from the archive when it has them."""
+def restore(drafts: list[Draft], outbox) -> list[Draft]:
+    """Drafts whose fields the sheet cut, made whole again from the store when it has them."""
+    from .store import with_fields
+
     cut = {d.trace_id for d in drafts if any(_CUT_SIGN in getattr(d, f) for f in ("ticket", "draft", "thread"))}
     if not cut:
         return drafts
-    whole = archive.whole(cut)
-    return [
-        replace(d, **{f: whole[d.trace_id].get(f, getattr(d, f)) for f in ("ticket", "draft", "thread")})
-        if d.trace_id in whole else d
-        for d in drafts
-    ]
+    whole = outbox.whole(cut)
+    return [with_fields(d, whole[d.trace_id]) if d.trace_id in whole else d for d in drafts]

@@ -1,6 +1,6 @@
-"""One handle per command: the workbook, the prompt, the judge's rubric, the model and the trace
-archive, each opened once, lazily, from Settings. Every command writes through `Workspace.write`,
-which also delivers the drafts waiting in the trace archive."""
+"""One handle per command: the workbook, the prompt, the judge's rubric, the model and the store,
+each opened once, lazily, from Settings. Every command writes through `Workspace.write`, which also
+delivers the drafts waiting in the store for this workbook."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from .prompt_store import PromptStore
 
 if TYPE_CHECKING:
     from .model import ModelClient
+    from .reviews import Draft, SkippedRow
     from .sheets import Workbook, WriteBatch
-    from .traces import TraceArchive
+    from .store import Store, WorkbookStore
 
 
 class Workspace:
@@ -49,18 +50,34 @@ class Workspace:
         return ModelClient(self.settings)
 
     @cached_property
-    def traces(self) -> TraceArchive:
+    def store(self) -> Store:
         from .sheets import is_google
-        from .traces import TraceArchive
+        from .store import Store, default_url
 
-        if self.settings.traces:
-            return TraceArchive(self.settings.traces)
-        if is_google(self.settings.sheet):  # one archive per spreadsheet, so pending drafts go to their own
-            from .sheets.google import spreadsheet_key
+        return Store(self.settings.store or default_url(self.settings.sheet, is_google(self.settings.sheet)))
 
-            return TraceArchive(Path(f"{spreadsheet_key(self.settings.sheet)}.traces"))
+    @cached_property
+    def traces(self) -> WorkbookStore:
+        """This workbook's drafts in the store; an archive folder of an earlier release is imported first."""
+        from .store import identity_of
+        from .store.legacy import import_folder
+
+        key = self.google_key
+        outbox = self.store.workbook(identity_of(self.settings.sheet, key, self.store.url), self.settings.sheet)
         sheet = Path(self.settings.sheet)
-        return TraceArchive(sheet.with_name(sheet.stem + ".traces"))
+        folder = Path(f"{key}.traces") if key else sheet.with_name(sheet.stem + ".traces")
+        import_folder(outbox, folder)
+        return outbox
+
+    @cached_property
+    def google_key(self) -> str | None:
+        from .sheets import is_google
+
+        if not is_google(self.settings.sheet):
+            return None
+        from .sheets.google import spreadsheet_key
+
+        return spreadsheet_key(self.settings.sheet)
 
     def prompt_version(self) -> str:
         """The managed prompt's version label, recording a hand edit first if there is one ("" without a prompt)."""
@@ -70,6 +87,18 @@ class Workspace:
             return self.prompt.sync().label
 
     def write(self, batch: WriteBatch | None = None, wait: float | None = None,
-              fresh: frozenset[str] = frozenset(), done_at: int | None = None) -> int:
-        """Write `batch`, and every draft waiting in the trace archive, at once; returns the drafts delivered."""
-        return self.traces.deliver(self.workbook, batch, wait, fresh, done_at)
+              fresh: frozenset[str] = frozenset(), mine: frozenset[str] = frozenset()) -> int:
+        """Write `batch`, and every draft waiting in the store for this workbook, at once; returns the
+        drafts delivered."""
+        from .store.outbox import deliver
+
+        return deliver(self.traces, self.workbook, batch, wait, fresh, mine)
+
+    def drafts(self, table) -> tuple[list[Draft], list[SkippedRow]]:
+        """The Drafts tab's reviews, recorded in the store, with the drafts only the store still holds
+        (archived, or deleted from the sheet), every cut field made whole."""
+        from .reviews import read_drafts
+        from .store.history import with_history
+
+        drafts, skipped = read_drafts(table)
+        return with_history(self.traces, drafts), skipped

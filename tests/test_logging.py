@@ -1,4 +1,4 @@
-"""CONTRACT §7: logging drafts from any agent, safely with several writers, with a trace archive."""
+"""CONTRACT §7: logging drafts from any agent, safely with several writers, through the store."""
 
 import json
 import subprocess
@@ -63,24 +63,23 @@ def test_bad_input_to_loop_log_is_exit_2_and_writes_nothing(workspace, line, mes
     assert path.read_bytes() == before
 
 
-def test_fields_over_the_cell_limit_are_cut_and_kept_whole_in_the_archive(workspace, model, cli):
+def test_fields_over_the_cell_limit_are_cut_and_kept_whole_in_the_store(workspace, model, cli):
     write_workbook(workspace / "loop.xlsx", [])
     thread = "Customer (Nov 1): " + "the export is empty. " * 2500  # 52,500 characters
     trace_id = log_draft(ticket="Export broken", draft="Try again.", thread=thread)
     row = read_tab(workspace / "loop.xlsx", schema.DRAFTS)[0]
     assert len(row["thread"]) == 32_767 and "more characters]" in row["thread"]
-    archived = [json.loads(line) for line in (workspace / "loop.traces" / "traces.jsonl").read_text().splitlines()]
-    assert archived[0]["trace_id"] == trace_id and archived[0]["thread"] == thread
+    import sqlite3
 
-    # the improver reads the whole thread back from the archive
-    from loop import traces
-    from loop.reviews import read_drafts
+    stored = sqlite3.connect(workspace / "loop.db").execute("SELECT trace_id, thread FROM drafts").fetchall()
+    assert stored == [(trace_id, thread)]
+
+    # the improver reads the whole thread back from the store
     from loop.workspace import Workspace
 
-    archive = Workspace().traces
-    assert archive.folder.resolve() == workspace / "loop.traces"
-    drafts, _ = read_drafts(Workspace().workbook.read([schema.DRAFTS])[schema.DRAFTS])
-    assert traces.restore(drafts, archive)[0].thread == thread
+    here = Workspace()
+    drafts, _ = here.drafts(here.workbook.read([schema.DRAFTS])[schema.DRAFTS])
+    assert drafts[0].thread == thread
 
 
 WRITER = """
@@ -192,20 +191,21 @@ def test_pending_drafts_ride_along_with_the_next_command_that_writes(workspace, 
 
 
 def test_a_delivery_cut_short_after_the_save_is_not_repeated(workspace):
-    """A crash after the workbook was replaced but before the archive recorded it: the next delivery
+    """A crash after the workbook was replaced but before the store recorded it: the next delivery
     looks at the sheet and finds the drafts already there."""
     from loop.sheets import Append, WriteBatch
+    from loop.store import SENT
+    from loop.store.outbox import sheet_row
     from loop.workspace import Workspace
 
     path = write_workbook(workspace / "loop.xlsx", [])
-    archive = Workspace().traces
     log_draft(ticket="one", draft="d", wait=False)
-    offset = json.loads((archive.folder / "delivered.json").read_text())["offset"]
-    pending = archive.pending()
-    # the delivery got as far as replacing the workbook, with its end recorded as in flight
+    outbox = Workspace().traces
+    pending = outbox.pending()
+    # the delivery got as far as replacing the workbook, with the draft marked as sent
+    outbox.mark(pending, SENT)
     Workspace().workbook.write(WriteBatch(appends=[
-        Append(schema.DRAFTS, schema.DRAFT_HEADERS, pending.rows[0], key="trace_id")]))
-    (archive.folder / "delivered.json").write_text(json.dumps({"offset": offset, "inflight": pending.end}))
+        Append(schema.DRAFTS, schema.DRAFT_HEADERS, sheet_row(pending[0]), key="trace_id")]))
     log_draft(ticket="two", draft="d")
     assert [r["ticket"] for r in read_tab(path, schema.DRAFTS)] == ["one", "two"]
 

@@ -1,0 +1,57 @@
+"""Reviews kept beyond the sheet: each command that reads the Drafts tab to measure or improve
+records the reviews it read in the store, and gets back the drafts the sheet no longer shows
+(archived by `loop archive`, or rows deleted by hand), so history outlives the sheet's rows."""
+
+from __future__ import annotations
+
+from ..reviews import Draft
+from ..values import BadValue, parse_timestamp
+from . import ARCHIVED, DELIVERED, REVIEW_FIELDS, WorkbookStore, utc_text, with_fields
+from ..traces import restore
+
+
+def review_of(draft: Draft) -> dict:
+    return {name: getattr(draft, name) for name in REVIEW_FIELDS}
+
+
+def record_reviews(outbox: WorkbookStore, drafts: list[Draft]) -> dict[str, dict]:
+    """Record the sheet's reviews in the store (adopting rows it did not hold); returns what it held before."""
+    stored = outbox.reviews()
+    changed, adopted = [], []
+    for draft in drafts:
+        review = review_of(draft)
+        held = stored.get(draft.trace_id)
+        if held is None:
+            adopted.append({"trace_id": draft.trace_id, "created_at": utc_text(draft.created_at), "ticket": draft.ticket,
+                            "draft": draft.draft, "ticket_id": draft.ticket_id, "thread": draft.thread,
+                            "kb_sources": draft.kb_sources, "prompt_version": draft.prompt_version, **review})
+        elif any((held.get(name) or None) != (value or None) for name, value in review.items()):
+            changed.append({"trace_id": draft.trace_id, **review})
+    outbox.record(changed, adopted)
+    return stored
+
+
+def with_history(outbox: WorkbookStore, drafts: list[Draft]) -> list[Draft]:
+    """The sheet's drafts, made whole, followed by the drafts of this workbook only the store still holds."""
+    stored = record_reviews(outbox, drafts)
+    drafts = restore(drafts, outbox)
+    shown = {d.trace_id for d in drafts}
+    gone = {t for t, held in stored.items() if t not in shown and held["state"] in (DELIVERED, ARCHIVED)}
+    if not gone:
+        return drafts
+    whole = outbox.whole(gone)
+    return drafts + sorted((d for d in (_draft(stored[t], whole.get(t, {})) for t in gone) if d is not None),
+                           key=lambda d: d.created_at)
+
+
+def _draft(held: dict, record: dict) -> Draft | None:
+    try:
+        created_at = parse_timestamp(held["created_at"])
+    except BadValue:
+        return None
+    fields = {name: held.get(name) or "" for name in REVIEW_FIELDS}
+    fields["score"], fields["judge_score"] = held.get("score") or None, held.get("judge_score") or None
+    draft = Draft(row=0, trace_id=held["trace_id"], created_at=created_at, ticket="", draft="",
+                  kb_sources=record.get("kb_sources") or "", prompt_version=record.get("prompt_version") or "",
+                  ticket_id=record.get("ticket_id") or "", **fields)
+    return with_fields(draft, record)
