@@ -113,25 +113,27 @@ def test_apply_killed_at_any_replacement_applies_each_edit_once(workspace, model
 
 def test_log_killed_at_any_replacement_loses_no_draft_and_doubles_none(workspace, cli, backup):
     path = write_workbook(workspace / "loop.xlsx", [draft(trace_id="reviewed", comment="keep me")])
-    cli("log", "--ticket", "earlier", "--draft", "d")  # an archive that already has a delivered draft
+    cli("log", "--ticket", "earlier", "--draft", "d")  # a store that already has a delivered draft
     (workspace / "prompts" / "support_agent.md").write_text(PROMPT + "A hand edit to record.\n")
     snapshot(workspace, backup)
-    archive = workspace / "loop.traces" / "traces.jsonl"
 
     def check(kill_at, when):
-        archived = archive.read_text().count('"ticket": "killed"')
+        import sqlite3
+
+        with sqlite3.connect(workspace / "loop.db") as db:
+            logged = db.execute("SELECT COUNT(*) FROM drafts WHERE ticket = 'killed'").fetchone()[0]
         cli("log", "--ticket", "after", "--draft", "d")
         cli("sync")
         rows = read_tab(path, "Drafts")
         tickets = [r["ticket"] for r in rows]
         assert (rows[0]["trace_id"], rows[0]["comment"]) == ("reviewed", "keep me")
         assert tickets.count("earlier") == 1 and tickets.count("after") == 1, (kill_at, when, tickets)
-        assert tickets.count("killed") == archived <= 1, (kill_at, when, tickets)  # archived means delivered
-        if archived:
+        assert tickets.count("killed") == logged <= 1, (kill_at, when, tickets)  # committed means delivered
+        if logged:
             assert tickets.index("killed") < tickets.index("after")  # in order
         assert temporaries(workspace) == [], (kill_at, when)
         store = PromptStore(workspace / "prompts" / "support_agent.md")
         assert not store.hand_edited() and store.current().source == "hand edit"
 
-    # the hand edit's version file and journal marker, the delivery marker, the workbook, the delivered mark
-    assert kill_points(["log", "--ticket", "killed", "--draft", "d"], workspace, backup, check) == 5
+    # the hand edit's version file and journal marker, the workbook
+    assert kill_points(["log", "--ticket", "killed", "--draft", "d"], workspace, backup, check) == 3

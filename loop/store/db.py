@@ -8,6 +8,7 @@ mode and `transaction()` makes the explicit transactions, so a commit point is a
 
 from __future__ import annotations
 
+import atexit
 import os
 import sqlite3
 import threading
@@ -265,6 +266,18 @@ def _try_row_lock(holder: Database, workbook_id: int) -> bool:
 
 _OPEN: dict[tuple[int, str], Database] = {}
 _OPEN_LOCK = threading.Lock()
+
+
+@atexit.register
+def _close_all() -> None:
+    """Close this process's connections at exit: SQLite then folds its -wal file back into the
+    database and removes it, so the store is one file again between commands."""
+    for (pid, _), database in list(_OPEN.items()):
+        if pid == os.getpid():
+            try:
+                database.close()
+            except Exception:  # noqa: BLE001 -- exiting anyway
+                pass
 
 
 def connect(url: str) -> Database:
