@@ -26,9 +26,9 @@ def plural(count: int, word: str, many: str | None = None) -> str:
     return f"{count} {word if count == 1 else many or word + 's'}"
 
 
-def shown(text: str) -> str:
+def shown(text: object) -> str:
     """Untrusted text (a pattern name, a model's reason) as it may be printed: no terminal control codes."""
-    return _CONTROL.sub("\ufffd", text)
+    return _CONTROL.sub("\ufffd", str(text))
 
 
 class _EchoHandler(logging.Handler):
@@ -324,6 +324,7 @@ def schedule(kind, day, hour, minute, since, include_judge, force, debug):
             service, timer = weekly.systemd_units(plan, workdir, program)
             click.echo(service)
             click.echo(timer)
+            click.echo(weekly.sync_service(workdir, program))
 
     _errors(run, debug)
 
@@ -358,7 +359,7 @@ def apply(workspace):
         click.echo(f"{shown(item.edit.edit_id)} was rolled back with {shown(item.edit.applied_version)}: marked rolled back")
     for item, first in report.duplicates:
         click.echo(f"duplicate {shown(item.edit.edit_id)} in {shown(item.tab)!r} row {item.row}: "
-                   f"{shown(approval.duplicate_reason(item, first))}")
+                   f"{shown(approval.duplicate_reason(report, item, first))}")
     if report.applied:
         click.echo(
             f"Applied {plural(len(report.applied), 'edit')} to {prompt}: "
@@ -541,10 +542,13 @@ def draft(workspace, tickets, kb_folder, concurrency, limit, replay_id, candidat
         click.echo(shown(reply.draft))
         return
     with progress("Drafting") as (start, done):
-        ids = agent.draft_tickets(workspace, tickets, kb_folder, concurrency=concurrency, limit=limit,
-                                  on_start=start, on_done=done)
-    click.echo(f"Logged {plural(len(ids), 'draft')} to {workspace.settings.sheet}; "
+        drafted = agent.draft_tickets(workspace, tickets, kb_folder, concurrency=concurrency, limit=limit,
+                                      on_start=start, on_done=done)
+    click.echo(f"Logged {plural(len(drafted.trace_ids), 'draft')} to {workspace.settings.sheet}; "
                f"{plural(workspace.model.usage.calls, 'model call')}. Reviewers can score them now (or run `loop judge`).")
+    if drafted.failed:  # the others are logged; the exit code says a ticket failed
+        click.echo(f"error: {shown(drafted.failure_text())}", err=True)
+        sys.exit(1)
 
 
 @main.command(short_help="Pre-score unreviewed drafts with an LLM judge.")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from . import files
 from .errors import UsageError
+from .values import window_start
 
 WORKFLOW = Path(".github/workflows/loop-weekly.yml")
 # Read by the systemd service and the crontab line alike: OPENAI_API_KEY=…, LOOP_SHEET=… one a line.
@@ -50,6 +51,11 @@ class Schedule:
         since = str(self.since).strip().lower()
         if not re.fullmatch(r"\d+(\.\d+)?[hdw]", since) or not float(since[:-1]):
             raise UsageError(f"--since {self.since!r} must be a duration such as 14d, 2w or 36h for a weekly run.")
+        try:  # refused now, as `loop improve --since` would refuse it in every scheduled run
+            window_start(since)
+        except UsageError:
+            raise UsageError(f"--since {self.since!r} reaches back before the year 1900; a weekly run needs a "
+                             "shorter duration, such as 14d, 2w or 36h.") from None
         object.__setattr__(self, "since", since)
 
     def when(self) -> str:
@@ -78,6 +84,9 @@ def github_workflow(plan: Schedule) -> str:
 #   OPENAI_BASE_URL              optional: another OpenAI-compatible server
 #   LOOP_SHEET                   the Google Sheet's URL (an .xlsx on the runner is thrown away)
 #   GOOGLE_SERVICE_ACCOUNT_JSON  a service-account key; share the sheet with its email (Editor)
+#   LOOP_STORE                   the PostgreSQL store your agent hosts log to (postgresql://…):
+#                                without it the runner starts an empty store each week, and fields
+#                                the sheet cut at its cell limit cannot be made whole
 {notify_note}# Variable (optional): LOOP_MODEL.
 # GitHub disables scheduled workflows in a repository with no activity for 60 days: re-enable
 # this one from the Actions tab, or run it by hand there (Run workflow: workflow_dispatch).
@@ -99,6 +108,7 @@ jobs:
       OPENAI_API_KEY: ${{{{ secrets.OPENAI_API_KEY }}}}
       LOOP_SHEET: ${{{{ secrets.LOOP_SHEET }}}}
       LOOP_MODEL: ${{{{ vars.LOOP_MODEL }}}}
+      LOOP_STORE: ${{{{ secrets.LOOP_STORE }}}}
 {notify}    steps:
       - uses: actions/checkout@v4
       - uses: actions/setup-python@v5
@@ -200,3 +210,27 @@ Persistent=true
 WantedBy=timers.target
 """
     return service, timer
+
+
+def sync_service(workdir: str, loop: str, seconds: float = 1.0) -> str:
+    """A service that delivers logged drafts to the sheet as they come, for a fleet of agent hosts
+    that log with `log_draft(..., wait=False)` into one PostgreSQL store."""
+    workdir, loop = _absolute(workdir, "working folder"), _absolute(loop, "loop program")
+    return f"""\
+# ~/.config/systemd/user/loop-sync.service: delivers drafts from the store to the sheet, continuously.
+# Put LOOP_SHEET=..., LOOP_STORE=postgresql://... one a line in ~/{ENV_FILE}.
+# Enable: systemctl --user daemon-reload && systemctl --user enable --now loop-sync.service
+[Unit]
+Description=loop sync: deliver logged drafts to the sheet
+After=network-online.target
+
+[Service]
+WorkingDirectory={workdir.replace("%", "%%")}
+EnvironmentFile=-%h/{ENV_FILE}
+ExecStart={_systemd_word(loop)} sync --watch {seconds:g}
+Restart=on-failure
+RestartSec=10
+
+[Install]
+WantedBy=default.target
+"""
