@@ -128,7 +128,7 @@ def build_history(prompt: Path = HERE / "prompts" / "support_agent.md") -> None:
                                  "pattern": edit[2], "find": edit[0].rstrip("\n"), "replace": edit[1].rstrip("\n"),
                                  "evidence": []}])
     assert work.read_text(encoding="utf-8") == text
-    history = prompt.with_name(prompt.stem + ".history")
+    history = prompt.with_name(store.history.name)
     shutil.rmtree(history, ignore_errors=True)
     shutil.copytree(store.history, history, ignore=shutil.ignore_patterns("*.lock", ".pending*"))
     shutil.rmtree(scratch)

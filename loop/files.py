@@ -5,6 +5,10 @@ An atomic write puts the new bytes in a temporary file in the target's own folde
 disk, gives it the target's mode (a new file follows the umask), checks it when asked, renames it
 over the target and flushes the folder, so a reader sees the old file or the new one, never a mix.
 A temporary file left by a killed run is removed by the next write in that folder.
+
+A target that is a symbolic link (a prompt owned by the agent's repository, a shared workbook) is
+written through: the link is resolved first, the temporary file is made in the real file's folder
+and renamed over the real file, so the link stays and points at the new content.
 """
 
 from __future__ import annotations
@@ -29,8 +33,8 @@ def atomic_path(target: str | Path, verify: Callable[[Path], None] | None = None
     """A temporary path to write the new content to; on leaving the block it replaces `target`.
 
     `verify(temporary)` may raise to refuse what was written: the target is then left untouched.
-    On any failure the temporary file is removed."""
-    target = Path(target)
+    On any failure the temporary file is removed. A symbolic link is written through (see above)."""
+    target = Path(os.path.realpath(target)) if os.path.islink(target) else Path(target)
     folder = target.parent if str(target.parent) else Path(".")
     remove_stale_temporaries(folder)
     temporary = folder / f".{target.name}.loop-{os.getpid()}-{secrets.token_hex(4)}.tmp"

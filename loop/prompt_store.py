@@ -1,8 +1,17 @@
 """The managed prompt and every version of it, kept byte for byte.
 
-History lives beside the prompt, in `<name>.history/`: one file per version holding the prompt
-file's exact bytes (`v3.md`) and a log (`log.jsonl`) of versions and rollbacks, each with its time,
-its source (initial, hand edit, apply) and, for applies, the edits and evidence behind it.
+History lives beside the prompt, in `<file name>.history/` (`support_agent.md.history/`): one file
+per version holding the prompt file's exact bytes (`v3.md`) and a log (`log.jsonl`) of versions and
+rollbacks, each with its time, its source (initial, hand edit, apply), the prompt file's name and,
+for applies, the edits and evidence behind it. Each prompt file has its own history, so
+`agent.md` and `agent.txt` in one folder never share one.
+
+Earlier releases named the folder after the file's stem (`support_agent.history/`). Such a folder
+is still read and written, for the one file it belongs to, while no `<file name>.history/` exists:
+the file its log names (every line written by this release names it), or, for a log that names
+none, the file whose bytes are the newest of its versions (or the only file of that stem). Any
+other file of that stem starts its own `<file name>.history/`; when it cannot be told which file
+the folder belongs to, the command stops and says how to rename it.
 
 Every change writes a `pending` marker, then the log line (the commit point), then the prompt file,
 then removes the marker. Whoever takes the lock next finishes an interrupted change or discards it;
@@ -16,6 +25,7 @@ line endings; the file keeps its own BOM and line endings, so only the edited pa
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -107,9 +117,27 @@ class PromptStore:
     def __init__(self, path: str | Path, setting: str = "LOOP_PROMPT"):
         self.path = Path(path)
         self.setting = setting  # the variable that names this file, for error messages
-        self.history = self.path.with_name(self.path.stem + ".history")
-        self._log = self.history / "log.jsonl"
-        self._pending = self.history / "pending"
+
+    @functools.cached_property
+    def history(self) -> Path:
+        """This file's history folder (see the module's docstring for how an older one is found)."""
+        new = self.path.with_name(self.path.name + ".history")
+        legacy = self.path.with_name(self.path.stem + ".history")
+        if new.exists() or legacy == new or not legacy.is_dir():
+            return new
+        events = [e for e in files.read_json_lines(legacy / "log.jsonl")[0] if isinstance(e, dict)]
+        named = [e["prompt"] for e in events if isinstance(e.get("prompt"), str)]
+        if named:
+            return legacy if named[-1] == self.path.name else new
+        return legacy if _legacy_owner(legacy, events, self.path) == self.path.name else new
+
+    @property
+    def _log(self) -> Path:
+        return self.history / "log.jsonl"
+
+    @property
+    def _pending(self) -> Path:
+        return self.history / "pending"
 
     @contextmanager
     def lock(self, timeout: float = 120):
@@ -124,7 +152,8 @@ class PromptStore:
     def ensure_writable(self) -> None:
         """Raise UsageError now if the prompt or its history could not be written."""
         self.read_bytes()
-        folder = self.path.parent if str(self.path.parent) else Path(".")
+        real = Path(os.path.realpath(self.path))  # a link is written through, in its target's folder
+        folder = real.parent if str(real.parent) else Path(".")
         for place in (folder, self.history if self.history.exists() else folder):
             if not os.access(place, os.W_OK | os.X_OK):
                 raise UsageError(f"Cannot write in {place}; fix its permissions and run again. Nothing was changed.")
@@ -143,7 +172,27 @@ class PromptStore:
         return decode(self.read_bytes(), self.path, self.setting)[1]
 
     def _events(self) -> list[dict]:
-        return files.read_json_lines(self._log)[0]
+        """The log's records, oldest first, each checked: a line that is JSON but not a record loop
+        wrote stops the command with one line naming the file, the line and the fix. (A line a crash
+        cut short is not JSON, and is skipped as `files.read_json_lines` does.)"""
+        try:
+            data = self._log.read_bytes()
+        except FileNotFoundError:
+            return []
+        events, known = [], set()
+        for number, line in enumerate(data[:data.rfind(b"\n") + 1].splitlines(), start=1):
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            problem = _problem(event, known)
+            if problem:
+                raise UsageError(f"{self._log}, line {number}, is not a prompt history record ({problem}); restore "
+                                 "the file from version control or a backup, or delete that line, and run again.")
+            if event["event"] == "version":
+                known.add(event["version"])
+            events.append(event)
+        return events
 
     def versions(self) -> dict[int, Version]:
         return {
@@ -211,8 +260,8 @@ class PromptStore:
         if current.parent is None:
             return Rollback(None, current)
         target = self.versions()[current.parent]
-        self._journal({"event": "rollback", "version": target.number, "from": current.number, "created_at": _now()},
-                      self.bytes_of(target.number))
+        self._journal({"event": "rollback", "version": target.number, "from": current.number, "created_at": _now(),
+                       "prompt": self.path.name}, self.bytes_of(target.number))
         return Rollback(current, target)
 
     def lineage(self) -> list[Version]:
@@ -238,7 +287,8 @@ class PromptStore:
         version = Version(number, parent, source, _now(), sha256(data), edits or [])
         files.write_bytes(self.history / f"v{number}.md", data)
         event = {"event": "version", "version": number, "parent": parent, "source": source,
-                 "created_at": version.created_at, "sha256": version.sha256, "edits": version.edits}
+                 "created_at": version.created_at, "sha256": version.sha256, "edits": version.edits,
+                 "prompt": self.path.name}
         self._journal(event, data if write_prompt else None)
         return version
 
@@ -285,6 +335,63 @@ class PromptStore:
             files.write_bytes(self.path, target)
         else:
             self._record(now, parent=before, source="hand edit")
+
+
+def _whole_number(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _problem(event, known: set[int]) -> str:
+    """Why a log line is not a record this module wrote, given the versions recorded before it; "" if it is one."""
+    if not isinstance(event, dict):
+        return f"a JSON {type(event).__name__}, not an object"
+    kind = event.get("event")
+    if kind not in ("version", "rollback"):
+        return f"event {kind!r} is neither 'version' nor 'rollback'"
+    number = event.get("version")
+    if not _whole_number(number):
+        return f"version {number!r} is not a version number"
+    if not isinstance(event.get("created_at"), str):
+        return "it has no created_at time"
+    if kind == "rollback":
+        return "" if number in known else f"it rolls back to v{number}, which no earlier line records"
+    if number in known:
+        return f"v{number} is recorded twice"
+    parent = event.get("parent")
+    if parent is not None and parent not in known:
+        return f"its parent {parent!r} is not a version recorded before it"
+    for key in ("source", "sha256"):
+        if not isinstance(event.get(key), str):
+            return f"it has no {key}"
+    edits = event.get("edits", [])
+    if not isinstance(edits, list) or not all(isinstance(e, dict) and isinstance(e.get("edit_id"), str) for e in edits):
+        return "its edits are not a list of edits with an edit_id"
+    return ""
+
+
+def _legacy_owner(folder: Path, events: list[dict], path: Path) -> str | None:
+    """The name of the file an older `<stem>.history/` folder, whose log names no file, belongs to:
+    the only file of that stem, or the one whose bytes are the newest recorded version; None when
+    its log records no version. Two files that fit equally well are a usage error."""
+    digests = {e.get("version"): e.get("sha256") for e in events if e.get("event") == "version"}
+    if not digests:
+        return None
+    candidates = {}
+    for entry in sorted(path.parent.iterdir()):
+        if (entry.stem == path.stem and entry.is_file() and not entry.name.endswith(".history")
+                and not entry.with_name(entry.name + ".history").exists()):
+            candidates[entry.name] = sha256(entry.read_bytes())
+    if len(candidates) <= 1:
+        return next(iter(candidates), None)
+    for event in reversed(events):  # the newest version either file still holds decides
+        holders = [name for name, digest in candidates.items() if digest == digests.get(event.get("version"))]
+        if len(holders) == 1:
+            return holders[0]
+        if holders:
+            break
+    names = " or ".join(sorted(candidates))
+    raise UsageError(f"{folder} (the history layout of an earlier release) may belong to {names}; rename it to "
+                     f"<file name>.history for the file it belongs to (e.g. {path.name}.history) and run again.")
 
 
 def _now() -> str:

@@ -51,8 +51,8 @@ def test_the_committed_example_matches_its_source(tmp_path):
     (tmp_path / "prompts").mkdir()
     prompt = shutil.copy(ROOT / "examples" / "prompts" / "support_agent.md", tmp_path / "prompts")
     example.build_history(Path(prompt))
-    committed = ROOT / "examples" / "prompts" / "support_agent.history"
-    built = tmp_path / "prompts" / "support_agent.history"
+    committed = ROOT / "examples" / "prompts" / "support_agent.md.history"
+    built = tmp_path / "prompts" / "support_agent.md.history"
     assert sorted(p.name for p in built.iterdir()) == sorted(p.name for p in committed.iterdir())
     assert all((built / p.name).read_bytes() == p.read_bytes() for p in committed.iterdir())
     assert fresh[0]["ticket"] and any(str(r["ticket"]).startswith("=") for r in fresh)

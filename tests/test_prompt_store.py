@@ -222,7 +222,7 @@ def test_commits_leave_no_stray_temporary_files(store):
     commit(store, V2, edits=[EDIT_A])
     commit(store, V3, edits=[EDIT_B])
     rollback(store)
-    assert sorted(p.name for p in store.path.parent.iterdir()) == ["support_agent.history", "support_agent.md"]
+    assert sorted(p.name for p in store.path.parent.iterdir()) == ["support_agent.md", "support_agent.md.history"]
     history = sorted(p.name for p in store.history.iterdir() if p.name != ".lock")
     assert history == ["log.jsonl", "v1.md", "v2.md", "v3.md"]
 

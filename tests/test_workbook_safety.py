@@ -234,7 +234,7 @@ def test_writes_keep_the_mode_of_the_workbook_the_prompt_and_its_versions(worksp
         os.umask(previous)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o664
     assert stat.S_IMODE(os.stat(prompt).st_mode) == 0o644
-    for version in (workspace / "prompts" / "support_agent.history").glob("v*.md"):
+    for version in (workspace / "prompts" / "support_agent.md.history").glob("v*.md"):
         assert stat.S_IMODE(os.stat(version).st_mode) == 0o644  # new files follow the umask
 
 
