@@ -4,6 +4,8 @@ The prompt history, not the status column, decides what is in the prompt: an edi
 when a version in the current lineage holds an edit with its id and the same find and replace. So if
 marking the rows failed after a version was written, the next apply marks them and applies nothing
 twice, and rows of a version that was rolled back are marked `rolled back`, ready to be ticked again.
+An edit_id is applied once, whichever tabs hold it: a reviewer who copies an Edits tab and ticks the
+edit in both gets it once, and the copy is reported (and marked applied when its text is the same).
 Everything that could refuse the command is checked before the prompt changes.
 """
 
@@ -40,6 +42,9 @@ class ApplyReport:
     stale: list[EditRow] = field(default_factory=list)
     ignored: list[EditRow] = field(default_factory=list)  # ticked, but rejected by validation
     rolled_back: list[EditRow] = field(default_factory=list)
+    # ticked copies of an edit_id another row holds (a duplicated tab): (the copy, the row that went
+    # first), or (the copy, None) when the prompt holds that edit_id already with other text
+    duplicates: list[tuple[EditRow, EditRow | None]] = field(default_factory=list)
 
 
 def edit_rows(tables: dict[str, Table]) -> list[EditRow]:
@@ -92,6 +97,7 @@ def apply(where: Settings | Workspace) -> ApplyReport:
         labels = {v.label for v in lineage}
         report.rolled_back = [r for r in rows if r.edit.status == APPLIED and r.edit.applied_version not in labels]
         text = store.read()
+        taken: dict[str, EditRow] = {}  # edit_id → the row this run applied or found applied
         for item in rows:
             if not item.ticked:
                 continue
@@ -100,10 +106,19 @@ def apply(where: Settings | Workspace) -> ApplyReport:
                 continue
             if item.edit.status not in (PROPOSED, ROLLED_BACK):
                 continue
+            first = taken.get(item.edit.edit_id)
+            if first:  # the same edit_id ticked again, in a copied tab: applied once
+                report.duplicates.append((item, first))
+                continue
+            taken[item.edit.edit_id] = item
             label, find, replace = in_prompt.get(item.edit.edit_id, (None, None, None))
             if label and (find, replace) == (item.edit.find, item.edit.replace):
                 item.edit.applied_version = label
                 report.already_applied.append(item)
+                continue
+            if label:  # a copy whose text was changed, of an edit the prompt holds already
+                item.edit.applied_version = label
+                report.duplicates.append((item, None))
                 continue
             try:
                 text = apply_one(text, item.edit)
@@ -141,8 +156,37 @@ def _marks(report: ApplyReport) -> WriteBatch:
             CellUpdate(item.tab, item.row, "status", STALE),
             CellUpdate(item.tab, item.row, "check", item.edit.check),
         ]
+    for item, first in report.duplicates:
+        if duplicate_applied(report, item, first):
+            batch.updates += [
+                CellUpdate(item.tab, item.row, "status", APPLIED),
+                CellUpdate(item.tab, item.row, "applied_version", first.edit.applied_version),
+                CellUpdate(item.tab, item.row, "check", duplicate_reason(report, item, first)),
+            ]
+        else:
+            batch.updates += [
+                CellUpdate(item.tab, item.row, "status", STALE),
+                CellUpdate(item.tab, item.row, "check", f"stale: {duplicate_reason(report, item, first)}"),
+            ]
     batch.updates += _rolled_back_marks(report.rolled_back)
     return batch
+
+
+def duplicate_applied(report: ApplyReport, item: EditRow, first: EditRow | None) -> bool:
+    """Whether a copy is the very edit of a row that is in the prompt now (it is marked applied, else stale)."""
+    return (first is not None and any(first is done for done in report.applied + report.already_applied)
+            and (item.edit.find, item.edit.replace) == (first.edit.find, first.edit.replace))
+
+
+def duplicate_reason(report: ApplyReport, item: EditRow, first: EditRow | None) -> str:
+    """What became of a ticked copy of an edit_id: an edit_id is applied once, whichever tabs hold it."""
+    if first is None:
+        return (f"{item.edit.applied_version} holds edit_id {item.edit.edit_id} with other text; an edit_id "
+                "is applied once, so this copy is not")
+    if duplicate_applied(report, item, first):
+        return f"a copy of {first.tab!r} row {first.row}: applied once, in {first.edit.applied_version}"
+    return (f"a copy of {first.tab!r} row {first.row}, which went first and is not applied; an edit_id is applied "
+            "once, so this copy is not")
 
 
 def _rolled_back_marks(rows: list[EditRow]) -> list[CellUpdate]:
