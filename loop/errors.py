@@ -1,10 +1,21 @@
 """Typed errors, caught once at the CLI edge and printed as one or two lines."""
 
+import os
+
 
 class LoopError(Exception):
-    """Base class: the message names the problem and the fix."""
+    """Base class: the message names the problem and the fix.
+
+    The message is scrubbed when the error is made: a URL's password, the API key and the webhook
+    URL become ***, so neither the one-line error nor a --debug traceback can show them."""
 
     exit_code = 1
+
+    def __init__(self, *args):
+        from .redact import scrub
+
+        secrets = tuple(os.environ.get(name, "") for name in ("OPENAI_API_KEY", "LOOP_NOTIFY_URL"))
+        super().__init__(*(scrub(arg, secrets) if isinstance(arg, str) else arg for arg in args))
 
 
 class UsageError(LoopError):

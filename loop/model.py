@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from .config import Settings
 from .errors import RunFailure, UsageError
+from .redact import mask_url
 from .values import valid_unicode
 
 # Answers that are not JSON or break the schema are asked again this many extra times.
@@ -105,7 +106,7 @@ class ModelClient:
             raise UsageError(f"The model server does not know model {self.model!r}; set LOOP_MODEL.") from None
         except (openai.APIConnectionError, openai.APITimeoutError) as error:
             raise RunFailure(
-                f"The model server at {self._client.base_url} could not be reached ({error.__class__.__name__}) "
+                f"The model server at {mask_url(str(self._client.base_url))} could not be reached ({error.__class__.__name__}) "
                 "after retries; check OPENAI_BASE_URL or try again. Nothing was written."
             ) from None
         except openai.APIStatusError as error:

@@ -39,6 +39,8 @@ class PromptEdits(BaseModel):
 
 def sample_successes(successes: list[Draft], count: int = SUCCESS_SAMPLE) -> list[Draft]:
     """Evenly spaced over the window, newest first, so the contrast is not all from one day."""
+    if count <= 0:  # LOOP_REPLAY_SUCCESSES=0: no successes replayed
+        return []
     ordered = sorted(successes, key=lambda d: d.created_at, reverse=True)
     if len(ordered) <= count:
         return ordered

@@ -308,7 +308,7 @@ def test_a_dead_webhook_only_warns(workspace, cli, monkeypatch, status):
     else:
         with Webhook(status) as hook:
             result = cli("report", "--notify", hook.root + "/services/secret-path")
-    assert "warning: The digest was not posted to 127.0.0.1" in result.stderr
+    assert "warning: The digest was not posted to http://127.0.0.1" in result.stderr
     assert "secret-path" not in result.output + result.stderr
     assert DASHBOARD in sheet.titles()
 

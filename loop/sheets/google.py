@@ -99,10 +99,12 @@ class RetryingHTTPClient(gspread.HTTPClient):
 
 
 def _retry_after(response) -> float | None:
+    """Retry-After in seconds, at most 120; None (the usual backoff) when it is not a usable number."""
     try:
-        return min(float(response.headers.get("Retry-After", "")), 120.0)
+        seconds = float(response.headers.get("Retry-After", ""))
     except ValueError:
         return None
+    return min(seconds, 120.0) if 0 <= seconds < float("inf") else None
 
 
 class _ApiRoot(HTTPAdapter):
