@@ -120,7 +120,8 @@ def test_status_shows_the_store_masked_and_what_waits(store, workspace):
 
     assert f"Store: {mask_url(store)}" in out and "Pending: 1 logged draft" in out
     if "@" in store:
-        assert store.split(":")[2].split("@")[0] not in out  # the password
+        password = store.split("://")[1].split("@")[0].split(":")[1]
+        assert f":{password}@" not in out and ":***@" in out
 
 
 def test_a_full_disk_during_a_log_prints_no_id_and_a_retry_doubles_nothing(workspace):
@@ -140,6 +141,28 @@ def test_a_full_disk_during_a_log_prints_no_id_and_a_retry_doubles_nothing(works
     assert tickets(workspace / "loop.xlsx") == ["first"]
     log_draft(ticket="again", draft="d")
     assert tickets(workspace / "loop.xlsx") == ["first", "again"]
+
+
+@pytest.mark.parametrize("first_log", [False, True])
+def test_a_read_only_folder_prints_no_id_and_keeps_nothing(workspace, first_log):
+    """The workbook's folder (and so the store's) on a read-only mount: exit 2, no id, nothing kept."""
+    folder = workspace / "desk"
+    folder.mkdir()
+    write_workbook(folder / "loop.xlsx", [])
+    if first_log:
+        log_draft(ticket="before", draft="d", settings=__import__("loop").config.resolve(sheet=str(folder / "loop.xlsx")))
+        as_if_a_new_process()
+    if subprocess.run(["mount", "--bind", "-o", "ro", str(folder), str(folder)], capture_output=True).returncode:
+        pytest.skip("a read-only bind mount needs root")
+    try:
+        before = (folder / "loop.xlsx").read_bytes()
+        code, out, err = run("log", "--sheet", str(folder / "loop.xlsx"), "--ticket", "t", "--draft", "d")
+        assert code == 2 and out == "" and "cannot be written" in err and "Traceback" not in err
+        assert (folder / "loop.xlsx").read_bytes() == before
+    finally:
+        as_if_a_new_process()
+        subprocess.run(["umount", "-l", str(folder)], check=True)
+    assert tickets(folder / "loop.xlsx") == (["before"] if first_log else [])
 
 
 def test_a_damaged_store_file_is_refused_with_one_line(workspace):
@@ -422,6 +445,16 @@ def test_the_schema_is_versioned_and_a_newer_one_is_refused(store, workspace):
     assert code == 2 and out == "" and "newer release of loop" in err
 
 
-@pytest.fixture
-def store_url(tmp_path):  # TEMPORARY
-    return f"sqlite:///{tmp_path}/store.db"
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path):  # TEMPORARY
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/store.db"
+    import uuid
+
+    import psycopg
+
+    name = "t" + uuid.uuid4().hex[:10]
+    with psycopg.connect("postgresql://loop:loop@127.0.0.1:54329/postgres", autocommit=True) as c:
+        c.execute(f"CREATE DATABASE {name}")
+    return f"postgresql://loop:loop@127.0.0.1:54329/{name}"
