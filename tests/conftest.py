@@ -172,3 +172,65 @@ def sheet(request, workspace, monkeypatch):
         target = XlsxSheet(workspace)
     monkeypatch.setenv("LOOP_SHEET", target.location)
     return target
+
+
+# A real PostgreSQL server for the store's tests. .ci/run starts one with scripts/postgres.sh and
+# sets LOOP_TEST_POSTGRES; on a developer's machine the tests skip, with a hint, when it is unset.
+POSTGRES_HINT = ("no PostgreSQL server: run `scripts/postgres.sh start /tmp/loop-pg` and set "
+                 "LOOP_TEST_POSTGRES to the URL it prints")
+_postgres_skipped = False
+
+
+def _no_postgres(reason: str):
+    """Under CI a missing server is a broken run, not a reason to skip."""
+    global _postgres_skipped
+    if os.environ.get("CI"):
+        pytest.fail(reason, pytrace=False)
+    _postgres_skipped = True
+    pytest.skip(POSTGRES_HINT)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    """The admin URL of the test server (a role with CREATEDB), checked once to answer."""
+    url = os.environ.get("LOOP_TEST_POSTGRES")
+    if not url:
+        _no_postgres("LOOP_TEST_POSTGRES is not set under CI; .ci/run starts the server")
+    import psycopg
+
+    try:
+        psycopg.connect(url, connect_timeout=3).close()
+    except psycopg.Error as error:
+        _no_postgres(f"the PostgreSQL server in LOOP_TEST_POSTGRES does not answer: {error}")
+    return url
+
+
+@pytest.fixture
+def postgres_url(postgres_server):
+    """A fresh, empty database for one test, dropped afterwards even if the test left it connected."""
+    from urllib.parse import urlsplit
+
+    import psycopg
+    from psycopg import sql
+
+    name = f"loop_test_{uuid.uuid4().hex}"
+    with psycopg.connect(postgres_server, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    yield urlsplit(postgres_server)._replace(path="/" + name).geturl()
+    with psycopg.connect(postgres_server, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                      " WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"], ids=["sqlite", "postgresql"])
+def store_url(request, tmp_path):
+    """The store under test on each database; only the PostgreSQL case needs a server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/store.db"
+    return request.getfixturevalue("postgres_url")
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _postgres_skipped:
+        terminalreporter.write_line(f"PostgreSQL tests skipped, {POSTGRES_HINT}")
