@@ -127,11 +127,10 @@ class KnowledgeBase:
                     known = indexed.get(doc_id)
                     if known and known[1:] == (size, mtime):
                         continue
-                    try:
-                        text = Path(path).read_text(encoding="utf-8", errors="replace")
-                    except FileNotFoundError:  # deleted between the scan and now: the next refresh removes it
+                    text = _read_inside(self.folder, path)
+                    if text is None:  # deleted, or turned into a link, between the scan and now
                         continue
-                    title, body = _split_title(text, Path(path))
+                    title, body = _split_title(text, Path(doc_id))
                     if known:
                         conn.execute("UPDATE files SET size=?, mtime_ns=?, title=?, text=? WHERE id=?",
                                      (size, mtime, title, text, known[0]))
@@ -155,23 +154,30 @@ class KnowledgeBase:
     def _scan(self) -> dict[str, tuple[str, int, int]]:
         """doc_id -> (path, size, mtime_ns) for every article; hidden files and folders (.git) are skipped.
 
+        Only what lies inside the folder counts: a linked folder is never walked, and a linked file
+        is an article only when its target is a regular file inside the folder too (a link to
+        /etc/passwd, or one that climbs out with `..`, is skipped).
+
         Plain os.walk/os.stat with string paths: pathlib objects made this scan, which every new
         instance pays before its first search, several times slower on large folders.
         """
         if not self.folder.is_dir():
             raise UsageError(f"Knowledge-base folder {self.folder} has disappeared: restore it or point to another folder.")
+        root = os.path.realpath(self.folder)
         found = {}
-        for root, dirs, files in os.walk(self.folder):
+        for here, dirs, files in os.walk(root):  # followlinks=False: a linked folder is listed, never entered
             dirs[:] = [d for d in dirs if not d.startswith(".")]  # pruned, so .git is never walked
-            prefix = os.path.relpath(root, self.folder).replace(os.sep, "/")
+            prefix = os.path.relpath(here, root).replace(os.sep, "/")
             prefix = "" if prefix == "." else prefix + "/"
             for name in files:
                 if name.startswith(".") or os.path.splitext(name)[1].lower() not in EXTENSIONS:
                     continue
-                path = os.path.join(root, name)
+                path = _inside(root, os.path.join(here, name))
+                if path is None:
+                    continue
                 try:
                     st = os.stat(path)
-                except FileNotFoundError:
+                except OSError:
                     continue
                 if stat.S_ISREG(st.st_mode):
                     found[prefix + name] = (path, st.st_size, st.st_mtime_ns)
@@ -230,6 +236,33 @@ class KnowledgeBase:
         for statement in _SCHEMA:
             conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _inside(root: str, path: str) -> str | None:
+    """The real path of `path` when it lies inside the real folder `root` (links resolved), else None."""
+    real = os.path.realpath(path)
+    try:
+        return real if os.path.commonpath([root, real]) == root and real != root else None
+    except ValueError:  # another drive, on Windows
+        return None
+
+
+def _read_inside(folder: Path, path: str) -> str | None:
+    """The text of the article at the real path `path`, if it is still a regular file inside `folder`.
+
+    The check is made again at reading time, and the file is opened without following a link in its
+    last part, so a file swapped for a link after the scan is not read through."""
+    root = os.path.realpath(folder)
+    if _inside(root, path) != path:
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return None
+    with os.fdopen(fd, encoding="utf-8", errors="replace") as stream:
+        if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+            return None
+        return stream.read()
 
 
 def fts_query(text: str) -> str:

@@ -8,14 +8,18 @@ edit changes is told apart from what drafting again changes anyway. A pairwise j
 control and candidate in both orders; a verdict that flips with the order is a tie.
 
 `fixed_cited` and `fixed_held_out` count the failures where the candidate won; `regressed` counts
-the successes where the control won. `loop check` runs the same trial for the ticked edits together.
+the successes where the control won. A case whose draft the agent could not make (it raised, exited,
+hung past LOOP_AGENT_TIMEOUT, returned no text) is "not replayed": left out of those counts, counted
+on its own and named in the edit's `check`; the other cases go on. An agent that fails on its first
+cases without a single draft ends the replay early, with the reason. `loop check` runs the same
+trial for the ticked edits together.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import CancelledError, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Callable, Literal
 
@@ -35,6 +39,9 @@ log = logging.getLogger(__name__)
 
 CITED, HELD_OUT, SUCCESS = "cited", "held out", "success"
 CANDIDATE, CONTROL, TIE = "candidate", "control", "tie"
+NOT_REPLAYED = "not replayed"  # the verdict of a case the agent could not draft
+# An agent that fails this many drafts before it makes one is not tried on the remaining cases.
+FAIL_FAST = 3
 # What one draft by the bundled agent usually costs (search, read, answer), for planning the budget.
 CALLS_PER_DRAFT = 3
 _CONTROL = None  # the label of the drafts made with the current prompt
@@ -67,7 +74,7 @@ class Outcome:
     case: Case
     control: str
     candidate: str
-    verdict: str  # candidate, control or tie
+    verdict: str  # candidate, control, tie, or not replayed (the reason says why)
     reason: str
 
 
@@ -76,6 +83,8 @@ class Figures:
     fixed_cited: tuple[int, int] = (0, 0)
     fixed_held_out: tuple[int, int] = (0, 0)
     regressed: tuple[int, int] = (0, 0)
+    not_replayed: int = 0  # cases the agent could not draft: in none of the counts above
+    why_not: str = ""  # the first such case's reason
 
     def cells(self) -> dict[str, str]:
         return {name: f"{k}/{n}" for name, (k, n) in
@@ -89,6 +98,9 @@ class Figures:
             problems.append(f"fixed none of the {tried} failures it was tried on")
         if self.regressed[0]:
             problems.append(f"did worse on {self.regressed[0]} of {self.regressed[1]} successes")
+        if self.not_replayed:
+            problems.append(f"{self.not_replayed} case{'s' if self.not_replayed != 1 else ''} not replayed "
+                            f"({self.why_not})")
         return "replay: " + "; ".join(problems) if problems else ""
 
 
@@ -103,14 +115,17 @@ class ReplayReport:
 
     def figures(self, label: str) -> Figures | None:
         mine = [o for o in self.outcomes if o.label == label]
-        if not mine:
+        if not mine or self.not_replayed:
             return None
+        failed = [o for o in mine if o.verdict == NOT_REPLAYED]
+        judged = [o for o in mine if o.verdict != NOT_REPLAYED]
 
         def count(kind: str, winner: str) -> tuple[int, int]:
-            of_kind = [o for o in mine if o.case.kind == kind]
+            of_kind = [o for o in judged if o.case.kind == kind]
             return sum(o.verdict == winner for o in of_kind), len(of_kind)
 
-        return Figures(count(CITED, CANDIDATE), count(HELD_OUT, CANDIDATE), count(SUCCESS, CONTROL))
+        return Figures(count(CITED, CANDIDATE), count(HELD_OUT, CANDIDATE), count(SUCCESS, CONTROL),
+                       len(failed), failed[0].reason if failed else "")
 
 
 @dataclass(frozen=True)
@@ -222,8 +237,9 @@ def run(agent: Agent, model, current_prompt: str, trials: list[Trial], concurren
         budget: int | None = None, on_start: Callable[[int], None] = lambda total: None,
         on_done: Callable[[], None] = lambda: None) -> ReplayReport:
     """Draft every case with the current prompt and each trial's prompt, then judge each pair.
-    A model that stays unreachable raises (nothing is written); an agent that fails ends the replay
-    with `not_replayed` saying why; cases past the budget are left out and counted in `dropped`."""
+    A model that stays unreachable raises (nothing is written); a draft the agent fails is a case
+    not replayed, with the reason (an agent that fails every case ends the replay with
+    `not_replayed` saying why); cases past the budget are left out and counted in `dropped`."""
     per_draft = CALLS_PER_DRAFT if isinstance(agent, BundledAgent) else 0
     report = ReplayReport(trials=trials, agent=agent.name)
     report.dropped = fit_budget(trials, per_draft, budget)
@@ -236,25 +252,37 @@ def run(agent: Agent, model, current_prompt: str, trials: list[Trial], concurren
     pairs = [(t.label, c) for t in trials for c in t.cases]
     on_start(len(to_draft) + 2 * len(pairs))
     usage_before = _usage(model)
+    failed: dict = {}
     try:
         drafts = _run_all(concurrency, on_done, {
             (label, trace_id): (lambda p=prompt, c=case: agent.draft(p, ticket_record(c.draft)))
-            for label, trace_id, prompt, case in to_draft})
+            for label, trace_id, prompt, case in to_draft}, failed=failed)
+        if failed and not drafts:
+            first = next(iter(failed.values()))
+            log.warning("%s; the edits were not replayed.", first)
+            report.not_replayed = f"not replayed: {first}"
+            return report
         judged = _run_all(concurrency, on_done, _judging(pairs, drafts, capped))
-    except AgentFailed as failure:
-        log.warning("%s; the edits were not replayed.", failure)
-        report.not_replayed = f"not replayed: {failure}"
-        return report
     finally:
         report.usage = _usage_since(model, usage_before)
     for label, case in pairs:
         key = (label, case.draft.trace_id)
+        control, candidate = (_CONTROL, case.draft.trace_id), key
+        problem = (f"control draft: {failed[control]}" if control in failed
+                   else f"candidate draft: {failed[candidate]}" if candidate in failed else None)
+        if problem:
+            report.outcomes.append(Outcome(label, case, drafts.get(control, ""), drafts.get(candidate, ""),
+                                           NOT_REPLAYED, problem))
+            continue
         both = (judged.get((*key, "control first")), judged.get((*key, "candidate first")))
         if None in both:
             report.dropped += 1
             continue
         decided, reason = verdict(*both)
         report.outcomes.append(Outcome(label, case, drafts[(_CONTROL, case.draft.trace_id)], drafts[key], decided, reason))
+    if failed:
+        log.warning("%d of %d drafts by %s failed (first: %s); their cases count as not replayed.",
+                    len(failed), len(to_draft), agent.name, next(iter(failed.values())))
     if budget is not None and capped.calls >= budget:
         log.warning("The replay reached its budget of %d model calls (--check-budget); %d case(s) were left out.",
                     budget, report.dropped)
@@ -274,19 +302,33 @@ def _judging(pairs: list[tuple[str, Case]], drafts: dict, model) -> dict:
     return jobs
 
 
-def _run_all(concurrency: int, on_done: Callable[[], None], jobs: dict) -> dict:
+def _run_all(concurrency: int, on_done: Callable[[], None], jobs: dict, failed: dict | None = None) -> dict:
     """Run every job with at most `concurrency` in flight; the results of those that finished.
-    A job past the budget is left out; a model failure or a failing agent stops them all."""
+    A job past the budget is left out; a model failure stops them all. With `failed`, a job whose
+    agent failed puts its reason there and the others go on (until FAIL_FAST failures with no
+    result at all: then the jobs not started are not tried); without it, an agent failure stops
+    them all too."""
     results = {}
     pool = ThreadPoolExecutor(max_workers=max(1, concurrency))
     try:
         futures = {pool.submit(job): key for key, job in jobs.items()}
         for future in as_completed(futures):
+            key = futures[future]
             try:
-                results[futures[future]] = future.result()
+                results[key] = future.result()
             except BudgetSpent:
                 pass
-            except (LoopError, AgentFailed):
+            except CancelledError:
+                failed[key] = f"not tried: the agent failed the first {FAIL_FAST} cases it was given"
+            except AgentFailed as failure:
+                if failed is None:
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    raise
+                failed[key] = str(failure)
+                if len(failed) >= FAIL_FAST and not results:
+                    for pending in futures:
+                        pending.cancel()
+            except LoopError:
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
             finally:

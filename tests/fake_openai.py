@@ -8,7 +8,8 @@ For the replay check, the "agent" ends each draft with a `[guarded: …]` tag fo
 "- Guard against …" line of its system prompt (the lines the fake's edits add), and the pairwise
 judge decides from those tags: on a failure the guarded draft wins; on a success a ticket that says
 "fragile" is hurt by a guard and "steady" ones tie; a ticket that says "biased" gets a judge that
-always picks draft A (position bias, which the two orders turn into a tie).
+always picks draft A (position bias, which the two orders turn into a tie). A ticket that says
+"never stop" gets an agent that calls a tool on every turn, even when told to answer.
 """
 
 from __future__ import annotations
@@ -103,19 +104,28 @@ def guards(messages: list[dict]) -> str:
     return "".join(f" [guarded: {g}]" for g in found)
 
 
+def tool_error(content: str) -> bool:
+    """A tool result that reports an error (a malformed call): the fake's agent carries on as if it were not there."""
+    try:
+        return isinstance(json.loads(content), dict) and "error" in json.loads(content)
+    except ValueError:
+        return False
+
+
 def agent_turn(messages: list[dict], tools_offered: bool = True) -> tuple[str | None, list | None]:
     """The support agent's tool loop: search the docs, read the best hit, then answer from it."""
-    tools = [m for m in messages if m.get("role") == "tool"]
+    tools = [m for m in messages if m.get("role") == "tool" and not tool_error(m["content"])]
     user = next(m["content"] for m in messages if m["role"] == "user")
-    ticket = re.search(r"<ticket[^>]*>\n(.*?)\n</ticket>", user, re.S)
-    question = ticket.group(1) if ticket else ""
-    if not tools_offered:
-        return f"Thanks for reaching out about: {' '.join(question.split()[:12])}.{guards(messages)}", None
+    question = (data_block(user, "ticket") or {}).get("ticket", "")
 
     def call(name, arguments):
-        return [{"id": f"call_{len(tools)}", "type": "function",
+        return [{"id": f"call_{len(messages)}", "type": "function",
                  "function": {"name": name, "arguments": json.dumps(arguments)}}]
 
+    if "never stop" in question:  # a model stuck in its tool loop, even when told to answer
+        return None, call("search_kb", {"query": "again"})
+    if not tools_offered:
+        return f"Thanks for reaching out about: {' '.join(question.split()[:12])}.{guards(messages)}", None
     if not tools:
         return None, call("search_kb", {"query": " ".join(question.split()[:12])})
     last = json.loads(tools[-1]["content"])
@@ -147,7 +157,8 @@ class FakeOpenAI(LocalServer):
         self._respond(handler, body, action)
 
     def queue(self, *actions: dict) -> None:
-        """Actions: {"status": 429, "headers": {...}}, {"delay": s}, {"content": "raw"}, {"json": {...}}."""
+        """Actions: {"status": 429, "headers": {...}}, {"delay": s}, {"content": "raw"}, {"json": {...}},
+        {"tool_calls": [...]} (sent as they are, whatever their arguments hold)."""
         with self._lock:
             self.script.extend(actions)
 
@@ -161,7 +172,9 @@ class FakeOpenAI(LocalServer):
         messages = body.get("messages", [])
         user = messages[-1]["content"] if messages else ""
         tool_calls = None
-        if "content" in action:
+        if "tool_calls" in action:  # tool calls exactly as scripted, malformed ones and all
+            content, tool_calls = action.get("content"), action["tool_calls"]
+        elif "content" in action:
             content = action["content"]
         elif not response_format:  # the support agent, with its knowledge-base tools or without
             content, tool_calls = agent_turn(messages, bool(body.get("tools")) and body.get("tool_choice") != "none")
