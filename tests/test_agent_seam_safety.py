@@ -184,6 +184,14 @@ def test_a_ticket_whose_model_never_stops_calling_tools_fails_alone_and_the_exit
     assert "kept calling tools" in error and "TH-0" not in error and "Traceback" not in result.output
 
 
+def test_draft_replay_of_a_ticket_whose_model_never_stops_calling_tools_is_one_error_line(workspace, model, cli):
+    write_workbook(workspace / "loop.xlsx", [draft(trace_id="t-1", ticket="Exports, never stop")])
+    result = cli("draft", "--replay", "t-1", "--kb", str(kb_folder(workspace)), code=1)
+    assert result.output.strip().splitlines() == [
+        f"error: t-1 was not drafted: the model kept calling tools after 6 rounds without answering; "
+        "try again or another LOOP_MODEL."]
+
+
 def test_a_replay_case_whose_model_never_stops_calling_tools_is_one_case_not_replayed(workspace, model, cli,
                                                                                      monkeypatch):
     monkeypatch.setenv("LOOP_KB", str(kb_folder(workspace)))
