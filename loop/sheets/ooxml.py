@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+from functools import lru_cache
 from datetime import date, datetime, timezone
 from html import unescape
 from xml.sax.saxutils import escape, quoteattr
@@ -63,9 +64,18 @@ def attributes_of(tag: bytes) -> dict[str, str]:
 
 def text_of(xml: bytes, prefix: bytes) -> str:
     """The text of every <t> in a fragment (an inline string or a shared string), without phonetic runs."""
-    xml = re.sub(rb"<" + prefix + rb"rPh\b.*?</" + prefix + rb"rPh>", b"", xml, flags=re.S)
-    parts = re.findall(rb"<" + prefix + rb"t(?:\s[^>]*)?>(.*?)</" + prefix + rb"t>", xml, flags=re.S)
-    return plain_text(unescape(b"".join(parts).decode("utf-8")))
+    phonetic, texts = _text_patterns(prefix)
+    if b"rPh" in xml:
+        xml = phonetic.sub(b"", xml)
+    text = b"".join(texts.findall(xml)).decode("utf-8")
+    text = unescape(text) if "&" in text else text
+    return plain_text(text) if "_x" in text else text
+
+
+@lru_cache(maxsize=None)
+def _text_patterns(prefix: bytes) -> tuple[re.Pattern, re.Pattern]:
+    return (re.compile(rb"<" + prefix + rb"rPh\b.*?</" + prefix + rb"rPh>", re.S),
+            re.compile(rb"<" + prefix + rb"t(?:\s[^>]*)?>(.*?)</" + prefix + rb"t>", re.S))
 
 
 def number_format_of(value) -> str | None:

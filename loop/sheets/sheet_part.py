@@ -9,9 +9,10 @@ as far as needed) and never written. A written cell keeps its style, or takes th
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from dataclasses import dataclass
 from html import unescape
-from typing import Callable
+from typing import Callable, Iterator
 from xml.sax.saxutils import escape, quoteattr
 
 from ..values import normalize_header
@@ -22,6 +23,10 @@ from .ooxml import (CELL_REF, EXCEL_MAX_ROWS, MAIN_NS, REL_NS, PackageError, att
 # What a writer asks for a cell format: bold=, color=, wrap=, number_format= → the style index, or None.
 Formats = Callable[..., "int | None"]
 GREY = "808080"
+BISECTS = 32  # row lookups by bisection before one scan of every row tag is the cheaper way
+_R = re.compile(rb'\sr\s*=\s*["\']([A-Z]*)(\d+)')  # a row's number, or a cell's column and row
+_T = re.compile(rb'\st\s*=\s*["\'](\w+)')  # a cell's type
+_S = re.compile(rb'\ss\s*=\s*["\'](\d+)')  # a cell's style
 
 
 @dataclass
@@ -62,11 +67,14 @@ class SheetPart:
         if self.data_end < self.data_start:
             raise PackageError("a worksheet's sheetData is not closed")
         self._row_tag = re.compile(rb"<" + p + rb"row\b([^>]*?)(/?)>")
-        self._counted: list[_Row] | None = None  # every row, when some row has no number
+        self._cell_tag = re.compile(rb"<" + p + rb"c\b([^>]*?)/?>")
+        self._rows: list[_Row] | None = None  # every row, once bisecting costs more than one scan
+        self._numbers: list[int] = []
+        self._bisects = 0
         self.writes: dict[int, dict[int, object]] = {}
         self._headers: list[str] | None = None
+        self._found: dict[str, int | None] = {}
         self._column_styles = self._read_column_styles()
-        self._read_rows: dict[int, dict[int, object]] = {}
 
     # -- finding rows ------------------------------------------------------------------------
 
@@ -75,25 +83,29 @@ class SheetPart:
         found = self._row_tag.search(self.xml, offset, self.data_end)
         if not found:
             return None
-        number = attributes_of(found.group(1)).get("r")
+        number = _R.search(found.group(1))
         if not number:
             raise _Unnumbered()
-        return _Row(int(number), found.start(), found.end(), bool(found.group(2)))
+        return _Row(int(number.group(2)), found.start(), found.end(), bool(found.group(2)))
 
-    def _count_rows(self) -> list[_Row]:
-        if self._counted is None:
+    def _all_rows(self) -> list[_Row]:
+        """Every row, from one scan of the row tags (rows without a number counted from the one above)."""
+        if self._rows is None:
             rows, number = [], 0
             for found in self._row_tag.finditer(self.xml, self.data_start, self.data_end):
-                r = attributes_of(found.group(1)).get("r")
-                number = int(r) if r else number + 1
+                r = _R.search(found.group(1))
+                number = int(r.group(2)) if r else number + 1
                 rows.append(_Row(number, found.start(), found.end(), bool(found.group(2))))
-            self._counted = rows
-        return self._counted
+            self._rows = rows
+            self._numbers = [row.number for row in rows]
+        return self._rows
 
     def _first_at_least(self, number: int) -> _Row | None:
-        """The first row numbered `number` or more (rows are stored in ascending order)."""
-        try:
-            if self._counted is None:
+        """The first row numbered `number` or more (rows are stored in ascending order): found by
+        bisecting the part's bytes, or, past a few dozen lookups, in an index of every row."""
+        if self._rows is None and self._bisects < BISECTS:
+            self._bisects += 1
+            try:
                 low, high = self.data_start, self.data_end
                 while low < high:
                     middle = (low + high) // 2
@@ -103,30 +115,36 @@ class SheetPart:
                     else:
                         high = middle
                 return self._row_from(low)
-        except _Unnumbered:
-            pass
-        return next((row for row in self._count_rows() if row.number >= number), None)
+            except _Unnumbered:
+                pass
+        rows = self._all_rows()
+        at = bisect_left(self._numbers, number)
+        return rows[at] if at < len(rows) else None
+
+    def _row_end(self, row: _Row) -> int:
+        if row.closed:
+            return row.tag_end
+        return self.xml.index(b"</" + self.prefix + b"row>", row.tag_end) + len(b"</" + self.prefix + b"row>")
 
     def _row_xml(self, row: _Row) -> bytes:
-        if row.closed:
-            return self.xml[row.start:row.tag_end]
-        end = self.xml.index(b"</" + self.prefix + b"row>", row.tag_end)
-        return self.xml[row.start:end + len(b"</" + self.prefix + b"row>")]
+        return self.xml[row.start:self._row_end(row)]
 
-    def _cells(self, row_xml: bytes) -> list[tuple[int, dict[str, str], bytes]]:
-        """(column, attributes, the whole <c> element) for each cell of a row."""
-        p = self.prefix
-        cells, column = [], 0
-        for match in re.finditer(rb"<" + p + rb"c\b([^>]*?)(?:/>|>.*?</" + p + rb"c>)", row_xml, re.S):
-            attributes = attributes_of(match.group(1))
-            ref = CELL_REF.fullmatch(attributes.get("r", ""))
-            column = column_index(ref.group(1)) if ref else column + 1
-            cells.append((column, attributes, match.group(0)))
-        return cells
+    def _cells(self, row_xml: bytes) -> Iterator[tuple[int, bytes, bytes]]:
+        """(column, the start tag's attributes, the whole <c> element) for each cell of a row's XML, in
+        order. A cell ends where the next one (or the row's end tag) begins, so no cell's text is read."""
+        end = len(row_xml) - len(b"</" + self.prefix + b"row>")
+        tag, column = self._cell_tag.search(row_xml), 0
+        while tag:
+            following = self._cell_tag.search(row_xml, tag.end())
+            ref = _R.search(tag.group(1))
+            column = column_index(ref.group(1).decode()) if ref and ref.group(1) else column + 1
+            yield column, tag.group(1), row_xml[tag.start():following.start() if following else end]
+            tag = following
 
-    def _value(self, attributes: dict[str, str], element: bytes):
+    def _value(self, attributes: bytes, element: bytes):
         p = self.prefix
-        kind = attributes.get("t", "n")
+        kind = _T.search(attributes)
+        kind = kind.group(1).decode() if kind else "n"
         if kind == "inlineStr":
             return text_of(element, p)
         found = re.search(rb"<" + p + rb"v>(.*?)</" + p + rb"v>", element, re.S)
@@ -144,13 +162,34 @@ class SheetPart:
         except ValueError:
             return raw
 
+    def _cell_value(self, row: _Row, column: int):
+        for found, attributes, element in self._cells(self._row_xml(row)):
+            if found >= column:
+                return self._value(attributes, element) if found == column else None
+        return None
+
+    def value(self, number: int, column: int | None):
+        """The value of one cell as the file holds it now (the writes collected are not in it)."""
+        row = self._first_at_least(number)
+        if column is None or row is None or row.number != number:
+            return None
+        return self._cell_value(row, column)
+
+    def column_values(self, column: int | None) -> Iterator[tuple[int, object]]:
+        """(row number, value) of `column` in every row below the header, as the file holds them now."""
+        if column is None:
+            return
+        for row in self._all_rows():
+            if row.number > 1:
+                yield row.number, self._cell_value(row, column)
+
     def row_values(self, number: int) -> dict[int, object]:
-        """column → value of row `number` as the file holds it now (the writes collected are not in it)."""
-        if number not in self._read_rows:
-            row = self._first_at_least(number)
-            self._read_rows[number] = {} if row is None or row.number != number else {
-                column: self._value(found, element) for column, found, element in self._cells(self._row_xml(row))}
-        return self._read_rows[number]
+        """column → value of row `number` as the file holds it now."""
+        row = self._first_at_least(number)
+        if row is None or row.number != number:
+            return {}
+        return {column: self._value(attributes, element)
+                for column, attributes, element in self._cells(self._row_xml(row))}
 
     def headers(self) -> list[str]:
         """Row 1's text by column (1-based positions; "" where a column has no header)."""
@@ -162,9 +201,11 @@ class SheetPart:
         """The 1-based column whose header matches `name` (case, spaces, `_` and `-` ignored)."""
         if self._headers is None:
             self._headers = self.headers()
-        wanted = normalize_header(name)
-        return next((position for position, header in enumerate(self._headers, start=1)
-                     if normalize_header(header) == wanted), None)
+        if name not in self._found:
+            wanted = normalize_header(name)
+            self._found[name] = next((position for position, header in enumerate(self._headers, start=1)
+                                      if normalize_header(header) == wanted), None)
+        return self._found[name]
 
     def column(self, name: str) -> int:
         """The column for `name`, adding its header after the last one when the tab has none."""
@@ -174,6 +215,7 @@ class SheetPart:
         while self._headers and not self._headers[-1]:
             self._headers.pop()
         self._headers.append(name)
+        self._found.clear()
         self.set(1, len(self._headers), name)
         return len(self._headers)
 
@@ -189,7 +231,7 @@ class SheetPart:
             if found:
                 number = attributes_of(found.group(1)).get("r")
                 if not number:  # rows without numbers: count them all
-                    used = [r for r in self._count_rows() if value.search(self._row_xml(r))]
+                    used = [r for r in self._all_rows() if value.search(self._row_xml(r))]
                     return max(used[-1].number, 1) if used else 1
                 row = _Row(int(number), start, found.end(), bool(found.group(2)))
                 if value.search(self._row_xml(row)):
@@ -225,22 +267,50 @@ class SheetPart:
         return self._with_dimension(b"".join(pieces))
 
     def _edited_row(self, original: bytes, number: int, writes: dict[int, object]) -> bytes:
+        """The row with `writes` in it. Cells written after the row's last one (a new column, the usual
+        case) are added at its end, its other cells kept as bytes; otherwise its cells are taken apart."""
         p = self.prefix.decode()
         tag = self._row_tag.match(original)
         start_tag = original[:tag.end()]
+        end = len(original)
         if tag.group(2):  # <row .../> becomes <row ...></row>
             start_tag = start_tag[:-2].rstrip() + b">"
-        existing = self._cells(original)
+        else:
+            end -= len(f"</{p}row>")
+        first, last = self._end_columns(original)
+        if last is not None and last < min(writes):
+            kept, existing = original[tag.end():end], []
+        else:
+            kept, existing = b"", list(self._cells(original))
         cells = {column: element for column, _, element in existing}
-        styles = {column: attributes.get("s") for column, attributes, _ in existing}
+        written = {column: attributes for column, attributes, _ in existing if column in writes}
         for column, value in writes.items():
-            style = styles.get(column) or self._style_for(value, column)
+            style = _S.search(written[column]) if column in written else None
+            style = style.group(1).decode() if style else None
+            style = style or self._style_for(value, column)
             cells[column] = cell_xml(p, f"{column_letter(column)}{number}", value, style).encode("utf-8")
-        body = b"".join(cells[c] for c in sorted(cells))
+        body = kept + b"".join(cells[c] for c in sorted(cells))
         spans = re.search(rb'\sspans="[^"]*"', start_tag)
-        if spans and cells:
-            start_tag = start_tag.replace(spans.group(0), f' spans="{min(cells)}:{max(cells)}"'.encode())
+        if spans:
+            low, high = min(first or min(cells), min(cells)), max(cells)
+            start_tag = start_tag.replace(spans.group(0), f' spans="{low}:{high}"'.encode())
         return start_tag + body + f"</{p}row>".encode()
+
+    def _end_columns(self, row_xml: bytes) -> tuple[int | None, int | None]:
+        """The columns of a row's first and last cells, read off their references without passing over
+        the cells between; None for a row without cells or a last cell without a reference."""
+        first_tag = self._cell_tag.search(row_xml)
+        if not first_tag:
+            return None, None
+        ref = _R.search(first_tag.group(1))
+        first = column_index(ref.group(1).decode()) if ref and ref.group(1) else 1
+        at = len(row_xml)
+        while True:  # the last "<c" that opens a cell (rich text also has <color> and <charset>)
+            at = row_xml.rfind(b"<" + self.prefix + b"c", 0, at)
+            found = self._cell_tag.match(row_xml, at)
+            if found:
+                ref = _R.search(found.group(1))
+                return first, column_index(ref.group(1).decode()) if ref and ref.group(1) else None
 
     def _read_column_styles(self) -> list[tuple[int, int, str]]:
         """(first, last, style) of each column range with a default format in <cols>."""
@@ -276,30 +346,37 @@ class SheetPart:
 
 
 class SharedStrings:
-    """The shared-strings part, unpacked only as far as the highest index asked for: header names
-    come first, so a write reads the start of a part that may hold a hundred megabytes."""
+    """The shared-strings part, unpacked only as far as the highest index asked for (header names
+    come first, so a write reads the start of a part that may hold a hundred megabytes), and only the
+    items asked for decoded."""
 
     CHUNK = 1 << 20
 
     def __init__(self, stream=None):
         self._stream = stream
         self._buffer = b""
-        self._items: list[str] = []
-        self._pattern = re.compile(rb"<(?:\w+:)?si\b[^>]*?(?:/>|>(.*?)</(?:\w+:)?si>)", re.S)
+        self._at = 0  # where the next item is looked for in the buffer
+        self._items: list[bytes] = []  # each <si> element found, as stored
+        self._texts: dict[int, str] = {}
+        self._pattern = re.compile(rb"<(?:\w+:)?si\b[^>]*?(?:/>|>.*?</(?:\w+:)?si>)", re.S)
 
     def get(self, index: int) -> str | None:
         while len(self._items) <= index:
-            found = self._pattern.search(self._buffer)
+            found = self._pattern.search(self._buffer, self._at)
             if found is None:
                 chunk = self._stream.read(self.CHUNK) if self._stream else b""
                 if not chunk:
                     return None
-                self._buffer += chunk
+                self._buffer = self._buffer[self._at:] + chunk
+                self._at = 0
                 continue
-            self._buffer = self._buffer[found.end():]
-            prefix = re.match(rb"<(\w+:)?", found.group(0)).group(1) or b""
-            self._items.append(text_of(found.group(1) or b"", prefix))
-        return self._items[index]
+            self._at = found.end()
+            self._items.append(found.group(0))
+        if index not in self._texts:
+            item = self._items[index]
+            prefix = re.match(rb"<(\w+:)?", item).group(1) or b""
+            self._texts[index] = text_of(item, prefix)
+        return self._texts[index]
 
 
 # --- a new worksheet --------------------------------------------------------------------------------

@@ -74,6 +74,25 @@ class XlsxWorkbook:
             tables[title] = Table(title, headers, body)
         return tables
 
+    def ensure_readable(self, title: str) -> None:
+        """Raise UsageError now if tab `title`'s part is damaged (it does not unpack, or fails its
+        checksum), as the write would: a command refuses before it keeps anything. Unpacks the part
+        in chunks, so memory stays small at any size."""
+        try:
+            package = Package(str(self.path))
+            try:
+                part = dict(package.sheets()).get(title)
+                if part is not None:
+                    with package.open(part) as stream:
+                        while stream.read(1 << 20):
+                            pass
+            finally:
+                package.close()
+        except PackageError as error:
+            raise UsageError(f"{self.path} cannot be written: {error}.") from None
+        except (zipfile.BadZipFile, zlib.error, KeyError, OSError, ValueError) as error:
+            raise _damaged(self.path, error) from None
+
     def rows_left(self, title: str) -> int | None:
         """From the tab's recorded dimension, read off the first bytes of its part: cheap at any size."""
         try:
@@ -192,7 +211,7 @@ class XlsxWorkbook:
     def _placed(self, updates: list[CellUpdate], sheet) -> list[CellUpdate]:
         """Updates with a key, at the row that holds the key now; dropped when it is gone, or when
         their `unless` cell is no longer empty. The row they name is checked first, so a tab nobody
-        sorted costs a row's parse, not a read."""
+        sorted costs a cell's parse; a key found elsewhere costs one pass over the key column."""
         placed, moved = [], {}
         for update in updates:
             if update.key is None:
@@ -201,17 +220,16 @@ class XlsxWorkbook:
             target = sheet(update.tab)
             column, wanted = update.key
             row = update.row
-            if as_text(target.row_values(row).get(target.find_column(column))) != wanted:
+            if as_text(target.value(row, target.find_column(column))) != wanted:
                 if (update.tab, column) not in moved:
-                    table = self.read([update.tab])[update.tab]
-                    moved[(update.tab, column)] = {as_text(record.get(normalize_header(column))): number
-                                                   for number, record in table.records()}
+                    moved[(update.tab, column)] = {as_text(value): number for number, value
+                                                   in target.column_values(target.find_column(column))}
                 row = moved[(update.tab, column)].get(wanted)
                 if row is None:
                     continue
-            if update.unless and as_text(target.row_values(row).get(target.find_column(update.unless))):
+            if update.unless and as_text(target.value(row, target.find_column(update.unless))):
                 continue
-            placed.append(replace(update, row=row))
+            placed.append(update if row == update.row else replace(update, row=row))
         return placed
 
     def _unwritten(self, appends: list[Append]) -> list[Append]:
