@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,7 @@ def _env_number(name: str, default: float, minimum: float = 1, kind: type = int,
         value = kind(raw)
     except ValueError:
         raise UsageError(f"{name}={raw!r} is not a {'whole ' if kind is int else ''}number; set it to e.g. {default}.") from None
-    if value < minimum or (maximum is not None and value > maximum):
+    if not math.isfinite(value) or value < minimum or (maximum is not None and value > maximum):
         bounds = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
         raise UsageError(f"{name} must be {bounds}; set it to e.g. {default}.")
     return value

@@ -129,3 +129,14 @@ def test_a_thread_given_as_a_list_is_one_message_a_line(workspace):
         {"ticket": "t", "draft": "d", "thread": ["one", "two"]}) + "\n")
     assert result.exit_code == 0
     assert read_tab(path, schema.DRAFTS)[1]["thread"] == "one\ntwo"
+
+
+@pytest.mark.parametrize("name", ["LOOP_TIMEOUT", "LOOP_MAX_EDIT_SHARE"])
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_a_setting_that_is_not_a_finite_number_is_refused_when_read(workspace, monkeypatch, name, value):
+    from loop import config
+    from loop.errors import UsageError
+
+    monkeypatch.setenv(name, value)
+    with pytest.raises(UsageError, match=name):
+        config.resolve()

@@ -445,16 +445,3 @@ def test_the_schema_is_versioned_and_a_newer_one_is_refused(store, workspace):
     assert code == 2 and out == "" and "newer release of loop" in err
 
 
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request, tmp_path):  # TEMPORARY
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/store.db"
-    import uuid
-
-    import psycopg
-
-    name = "t" + uuid.uuid4().hex[:10]
-    with psycopg.connect("postgresql://loop:loop@127.0.0.1:54329/postgres", autocommit=True) as c:
-        c.execute(f"CREATE DATABASE {name}")
-    return f"postgresql://loop:loop@127.0.0.1:54329/{name}"
