@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_report.py
 	$(PY) benchmarks/bench_judge.py
 	$(PY) benchmarks/bench_kb.py
+	$(PY) benchmarks/bench_store.py
 
 template: $(STAMP)
 	$(PY) scripts/make_template.py sheets_template.xlsx
