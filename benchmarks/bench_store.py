@@ -104,6 +104,7 @@ def fleet(admin: str, folder: Path) -> dict:
     from tests.fake_sheets import FakeSheets
 
     store_url = new_database(admin)
+    folder.mkdir()
     with FakeSheets() as fake:
         fake.add_spreadsheet(KEY, {schema.DRAFTS: [schema.DRAFT_HEADERS]})
         key = service_account_key(folder / "key.json", fake.url + "/token")

@@ -124,3 +124,30 @@ def test_cut_fields_are_made_whole_on_another_host_that_shares_the_store(workspa
     drafts, _ = here.drafts(here.workbook.read([schema.DRAFTS])[schema.DRAFTS])
     assert [(d.trace_id, d.thread) for d in drafts] == [(trace_id, thread)]
     assert not os.path.exists("loop.traces")
+
+
+def test_an_archive_killed_at_any_commit_or_write_loses_no_review(workspace, store_url, monkeypatch):
+    """Killed before or after each store commit and the workbook's replacement: the next archive
+    finishes, every reviewed old draft leaves the sheet once, and nothing else moves."""
+    from tests.backends import XlsxSheet
+    from tests.test_store import KILLED, run_killed
+
+    monkeypatch.setenv("LOOP_STORE", store_url)
+    sheet = XlsxSheet(workspace)
+    points = 0
+    for kill_at in range(1, 30):
+        died = False
+        for when in ("before", "after"):
+            sheet.create(history_rows())
+            stored(store_url, "DELETE FROM drafts")
+            died = run_killed(["archive", "--older-than", "30d"], kill_at, when)
+            if not died:
+                break
+            run("archive", "--older-than", "30d")
+            assert [r["trace_id"] for r in sheet.tab(schema.DRAFTS)] == ["old-waiting", "new-f1", "new-s1"]
+            held = dict(stored(store_url, "SELECT trace_id, score FROM drafts"))
+            assert len(held) == 8 and held["old-f1"] == "down" and held["old-s2"] == "up"
+        if not died:
+            break
+        points += 1
+    assert points >= 3 and KILLED
