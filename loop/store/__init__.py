@@ -49,7 +49,10 @@ def identity_of(sheet: str, google_key: str | None, store_url: str) -> str:
     real = os.path.realpath(sheet)
     path = sqlite_path(store_url)
     if path is not None:
-        return "file:" + Path(os.path.relpath(real, os.path.realpath(path.parent or "."))).as_posix()
+        try:
+            return "file:" + Path(os.path.relpath(real, os.path.realpath(path.parent))).as_posix()
+        except ValueError:  # another drive than the store's
+            return "file:" + Path(real).as_posix()
     return f"file://{socket.gethostname()}{Path(real).as_posix()}"
 
 
@@ -82,11 +85,14 @@ class Store:
         self.shown = self.db.shown
 
     def workbook(self, identity: str, location: str) -> WorkbookStore:
-        with self.db.transaction() as db:
-            db.execute("INSERT INTO workbooks (identity, location) VALUES (?, ?) ON CONFLICT (identity) DO NOTHING",
-                       (identity, location))
-            row = db.execute("SELECT id FROM workbooks WHERE identity = ?", (identity,))
-        return WorkbookStore(self, row[0][0], identity, location)
+        """The store's drafts of one workbook, registering it the first time (once per connection)."""
+        known = self.db.workbook_ids
+        if identity not in known:
+            with self.db.transaction() as db:
+                db.execute("INSERT INTO workbooks (identity, location) VALUES (?, ?) ON CONFLICT (identity) "
+                           "DO NOTHING", (identity, location))
+                known[identity] = db.execute("SELECT id FROM workbooks WHERE identity = ?", (identity,))[0][0]
+        return WorkbookStore(self, known[identity], identity, location)
 
     def known_workbooks(self) -> list[tuple[str, str]]:
         """(identity, location) of every workbook with drafts waiting for it."""

@@ -80,6 +80,7 @@ class Database:
         self.path = sqlite_path(url)
         self.postgres = self.path is None
         self._lock = threading.RLock()
+        self.workbook_ids: dict[str, int] = {}  # identity -> id, as registered through this connection
         self._conn = self._connect()
         self._migrate()
 
@@ -217,11 +218,7 @@ class Database:
         holder dies; SQLite: a lock file beside the database. Yields False instead when `done()`
         turns true while this waits (another deliverer carried what the caller was waiting for)."""
         if self.postgres:
-            holder = Database.__new__(Database)
-            holder.__dict__.update(url=self.url, shown=self.shown, path=None, postgres=True, _lock=threading.RLock())
-            holder._conn = holder._connect_postgres()
-            acquire = lambda: bool(_try_row_lock(holder, workbook_id))  # noqa: E731
-            release = holder.close
+            acquire, release = self._row_lock(workbook_id)
         else:
             from filelock import FileLock, Timeout
 
@@ -251,17 +248,26 @@ class Database:
             release()
 
 
-def _try_row_lock(holder: Database, workbook_id: int) -> bool:
-    """Open a transaction on `holder` that row-locks the workbook, or roll back if another has it."""
-    conn = holder._conn
-    with holder._errors():
-        conn.execute("BEGIN")
-        row = conn.execute("SELECT id FROM workbooks WHERE id = %s FOR NO KEY UPDATE SKIP LOCKED",
-                           (workbook_id,)).fetchone()
-        if row is None:
-            conn.execute("ROLLBACK")
-            return False
-        return True
+    def _row_lock(self, workbook_id: int):
+        """(acquire, release) for the workbook's row lock, held by a connection of its own so the
+        marks this process commits meanwhile are not part of its transaction."""
+        import psycopg
+
+        try:
+            holder = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+        except psycopg.Error as error:
+            raise self.failure(error) from None
+
+        def acquire() -> bool:
+            with self._errors():
+                holder.execute("BEGIN")
+                if holder.execute("SELECT id FROM workbooks WHERE id = %s FOR NO KEY UPDATE SKIP LOCKED",
+                                  (workbook_id,)).fetchone():
+                    return True
+                holder.execute("ROLLBACK")
+                return False
+
+        return acquire, holder.close
 
 
 _OPEN: dict[tuple[int, str], Database] = {}
