@@ -511,6 +511,50 @@ class FakeSheets(LocalServer):
             raise ApiError(400, "dimension must be ROWS or COLUMNS and length greater than 0.")
         grid["rowCount" if dimension == "ROWS" else "columnCount"] += length
 
+    def _do_deleteDimension(self, key: str, sheets: list, args: dict) -> None:
+        """Rows [startIndex, endIndex) go; every row below moves up with its values, formulas (their text
+        as it was: formulas are not modelled), formats, sizes, validations and filter; the grid shrinks."""
+        area = args.get("range", {})
+        sheet = by_id(sheets, area.get("sheetId"))
+        if area.get("dimension") != "ROWS":
+            raise ApiError(400, "fake_sheets models deleteDimension of ROWS only.")
+        grid = sheet["properties"]["gridProperties"]
+        start, end = area.get("startIndex", 0), area.get("endIndex", grid["rowCount"])
+        if not 0 <= start < end:
+            raise ApiError(400, f"Invalid dimension range: startIndex {start}, endIndex {end}.")
+        if end > grid["rowCount"]:
+            raise ApiError(400, f"Cannot delete a row that doesn't exist. Tried to delete row index "
+                                f"{max(start, grid['rowCount'])} but there are only {grid['rowCount']} rows.")
+        if end - start == grid["rowCount"]:
+            raise ApiError(400, "You can't delete all the rows on the sheet.")
+
+        def moved(index: int) -> int:  # a row index, or a half-open range's end, after the move
+            return index if index <= start else max(start, index - (end - start))
+
+        for name in ("cells", "runs", "formats"):
+            sheet[name] = {(moved(r), c): v for (r, c), v in sheet[name].items() if not start <= r < end}
+        sheet["formulas"] = {(moved(r), c) for r, c in sheet["formulas"] if not start <= r < end}
+        sheet["sizes"] = {(d, moved(i) if d == "ROWS" else i): v for (d, i), v in sheet["sizes"].items()
+                          if d != "ROWS" or not start <= i < end}
+        kept = []
+        for validation in sheet["validations"]:
+            rows = validation["range"]
+            rows["startRowIndex"] = moved(rows.get("startRowIndex", 0))
+            if "endRowIndex" in rows:
+                rows["endRowIndex"] = moved(rows["endRowIndex"])
+            if rows.get("endRowIndex", grid["rowCount"]) > rows["startRowIndex"]:
+                kept.append(validation)
+        sheet["validations"] = kept
+        if sheet["filter"] is not None:
+            rows = sheet["filter"].get("range", {})
+            for end_name in ("startRowIndex", "endRowIndex"):
+                if end_name in rows:
+                    rows[end_name] = moved(rows[end_name])
+        frozen = moved(grid.pop("frozenRowCount", 0))
+        if frozen:
+            grid["frozenRowCount"] = frozen
+        grid["rowCount"] -= end - start
+
     def _do_setDataValidation(self, key: str, sheets: list, args: dict) -> None:
         area, rule = args.get("range", {}), args.get("rule")
         sheet = by_id(sheets, area.get("sheetId"))

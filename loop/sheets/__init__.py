@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 
-from .base import Append, CellUpdate, Chart, Grid, NewTab, RichText, Run, Table, Workbook, WriteBatch
+from .base import (Append, CellUpdate, Chart, DeleteRows, Grid, NewTab, RichText, Run, Table, Workbook,
+                   WriteBatch)
 
 _KEY = re.compile(r"^[A-Za-z0-9_-]{25,}$")  # a spreadsheet key, as in /spreadsheets/d/<key>/edit
 
-__all__ = ["Append", "CellUpdate", "Chart", "Grid", "NewTab", "RichText", "Run", "Table", "Workbook", "WriteBatch",
-           "is_google", "open_workbook"]
+__all__ = ["Append", "CellUpdate", "Chart", "DeleteRows", "Grid", "NewTab", "RichText", "Run", "Table", "Workbook",
+           "WriteBatch", "is_google", "open_workbook"]
 
 
 def is_google(location: str) -> bool:

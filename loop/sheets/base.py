@@ -151,17 +151,36 @@ class CellUpdate:
     unless: str | None = None
 
 
+@dataclass(frozen=True)
+class DeleteRows:
+    """Remove every row of `tab` whose `key` column holds one of `values` (compared as text); the rows
+    below move up, as when a person deletes rows.
+
+    The rows are found by reading the key column when the write happens, so a row a reviewer sorted
+    elsewhere meanwhile is still the one removed; a value no row holds is passed over."""
+
+    tab: str
+    key: str
+    values: frozenset[str]
+
+
 @dataclass
 class WriteBatch:
+    """Everything one command writes, applied in one write. New tabs come first; appends and cell
+    updates are placed at the rows the tabs hold when the write happens; deletions are found the same
+    way (never among the rows this batch appends) and applied after them, so every row below a deleted
+    one moves up, appended rows included. Grids replace tabs of their own."""
+
     new_tabs: list[NewTab] = field(default_factory=list)
     appends: list[Append] = field(default_factory=list)
     updates: list[CellUpdate] = field(default_factory=list)
     grids: list[Grid] = field(default_factory=list)  # tabs written whole
     # an earlier attempt at these appends may have landed: skip each whose key is already in its tab
     recheck: bool = False
+    deletions: list[DeleteRows] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.new_tabs or self.appends or self.updates or self.grids)
+        return bool(self.new_tabs or self.appends or self.updates or self.grids or self.deletions)
 
 
 class Workbook(Protocol):

@@ -26,7 +26,7 @@ from requests.adapters import HTTPAdapter
 from ..errors import RunFailure, TitleTaken, UsageError
 from ..values import as_text, cell_text, normalize_header
 from . import google_cells, is_google
-from .base import Append, CellUpdate, NewTab, Table, WriteBatch
+from .base import Append, CellUpdate, DeleteRows, NewTab, Table, WriteBatch
 from .google_auth import account_email, load_credentials
 from .google_cells import CELL_FIELDS, GOOGLE_CELL_LIMIT, new_tab_requests
 
@@ -196,7 +196,7 @@ class GoogleWorkbook:
                 if attempt == client.attempts:
                     raise RunFailure(f"Google Sheets did not confirm a write ({lost}) after {attempt} attempts; "
                                      "Nothing was written; try again later.") from None
-                batch = WriteBatch(batch.new_tabs, batch.appends, batch.updates, batch.grids, recheck=True)
+                batch = replace(batch, recheck=True)
                 time.sleep(client._backoff(attempt))
             except TitleTaken:
                 self._forget()
@@ -217,7 +217,14 @@ class GoogleWorkbook:
         for tab in batch.new_tabs:
             if tab.title.casefold() in taken:
                 raise TitleTaken(tab.title)
-        self._fetch_headers({a.tab for a in batch.appends} | {u.tab for u in batch.updates})
+        missing = next((d.tab for d in batch.deletions if d.tab not in sheets), None)
+        if missing:
+            raise UsageError(f"The Google Sheet has no {missing} tab; add it (see sheets_template.xlsx).")
+        self._fetch_headers({a.tab for a in batch.appends} | {u.tab for u in batch.updates}
+                            | {d.tab for d in batch.deletions})
+        keyed = [u for u in batch.updates if u.key]
+        cells = self._columns_of({(u.tab, c) for u in keyed for c in (u.key[0], u.unless) if c}
+                                 | {(d.tab, d.key) for d in batch.deletions})
         appends = self._unwritten(batch.appends) if batch.recheck else batch.appends
         used_ids = {p["sheetId"] for p in sheets.values()}
         ids = {title: p["sheetId"] for title, p in sheets.items()}
@@ -252,24 +259,20 @@ class GoogleWorkbook:
             sheet_id = _new_sheet_id(used_ids)
             used_ids.add(sheet_id)
             requests_.extend(google_cells.grid_requests(grid, sheet_id, old.get("index") if old else None))
-        for update in self._placed(batch.updates):
+        for update in self._placed(batch.updates, cells):
             column_of = self._columns(update.tab, [update.column], headers, columns, ids, requests_)
             requests_.append({"updateCells": {
                 "start": {"sheetId": ids[update.tab], "rowIndex": update.row - 1,
                           "columnIndex": column_of[normalize_header(update.column)]},
                 "rows": [google_cells.row([update.value], self.cell_limit, ids)],
                 "fields": google_cells.fields_for(update.value)}})
+        requests_.extend(_row_deletions(batch.deletions, cells, ids))  # last: the rows named above have not moved
         return requests_
 
-    def _placed(self, updates: list[CellUpdate]) -> list[CellUpdate]:
-        """Updates with a key, at the row that holds the key now; dropped when it is gone, or when
-        their `unless` cell is no longer empty. One read of the columns involved, for all of them."""
-        keyed = [u for u in updates if u.key]
-        if not keyed:
-            return updates
-        self._fetch_headers({u.tab for u in keyed})
+    def _columns_of(self, wanted: set[tuple[str, str]]) -> dict[tuple[str, str], list]:
+        """(tab, header) → that column's values from row 1 down, for the existing ones: one narrow read."""
         spots = []
-        for tab, name in sorted({(u.tab, c) for u in keyed for c in (u.key[0], u.unless) if c}):
+        for tab, name in sorted(wanted):
             headers = [normalize_header(h) for h in self._headers.get(tab, [])]
             if normalize_header(name) in headers:
                 spots.append((tab, name, _letter(headers.index(normalize_header(name)))))
@@ -280,6 +283,11 @@ class GoogleWorkbook:
                 params={"valueRenderOption": "UNFORMATTED_VALUE", "majorDimension": "COLUMNS"}))
             for (tab, name, _), value_range in zip(spots, answer.get("valueRanges", [])):
                 columns[(tab, name)] = (value_range.get("values") or [[]])[0]
+        return columns
+
+    def _placed(self, updates: list[CellUpdate], columns: dict[tuple[str, str], list]) -> list[CellUpdate]:
+        """Updates with a key, at the row that holds the key now (in `columns`, read just before);
+        dropped when it is gone, or when their `unless` cell is no longer empty."""
 
         def cell(tab: str, name: str, row: int) -> str:
             values = columns.get((tab, name), [])
@@ -409,6 +417,29 @@ class GoogleWorkbook:
             return UsageError("The Google Sheet is full (Google allows 10 million cells in a spreadsheet); move older "
                               "rows to another spreadsheet and run again. Nothing was written.")
         return RunFailure(f"Google Sheets refused the request: {message}")
+
+
+def _row_deletions(deletions: list[DeleteRows], columns: dict[tuple[str, str], list],
+                   ids: dict[str, int]) -> list[dict]:
+    """deleteDimension requests for the rows (below the header) whose key is one of a deletion's values:
+    one per run of adjacent rows, from the bottom up, so each request's indexes still name the rows meant."""
+    rows: dict[str, set[int]] = {}
+    for deletion in deletions:
+        values = columns.get((deletion.tab, deletion.key), [])
+        rows.setdefault(deletion.tab, set()).update(
+            index for index, value in enumerate(values) if index and as_text(value) in deletion.values)
+    requests_ = []
+    for tab, indexes in rows.items():
+        runs: list[list[int]] = []
+        for index in sorted(indexes):
+            if runs and runs[-1][1] == index:
+                runs[-1][1] = index + 1
+            else:
+                runs.append([index, index + 1])
+        requests_ += [{"deleteDimension": {"range": {"sheetId": ids[tab], "dimension": "ROWS",
+                                                     "startIndex": start, "endIndex": end}}}
+                      for start, end in reversed(runs)]
+    return requests_
 
 
 def _new_sheet_id(used: set[int]) -> int:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import math
 import re
-from functools import lru_cache
+from bisect import bisect_left, bisect_right
 from datetime import date, datetime, timezone
+from functools import lru_cache
 from html import unescape
 from xml.sax.saxutils import escape, quoteattr
 
@@ -24,10 +25,52 @@ _ESCAPE_LIKE = re.compile(r"_(?=x[0-9A-Fa-f]{4}_)")
 _OOXML_ESCAPE = re.compile(r"_x([0-9A-Fa-f]{4})_")
 _ATTRIBUTE = re.compile(rb'([\w:.-]+)\s*=\s*(?:"([^"]*)"|\'([^\']*)\')')
 CELL_REF = re.compile(r"([A-Z]+)(\d+)")
+_FORMULA = re.compile(rb"<((?:\w+:)?)(f|formula\d?|definedName)\b([^>]*)(?<!/)>(.*?)</\1\2>", re.S)
+_AREA_END = re.compile(r"([A-Z]{0,3})(\d*)")  # one end of an area: B5, B (a column), 5 (a row)
 
 
 class PackageError(ValueError):
     """The package is not a workbook this writer can edit (the message says why)."""
+
+
+class RowShift:
+    """Where rows go when `deleted` rows are removed and the rows below move up, as Excel moves them."""
+
+    def __init__(self, deleted=()):
+        self.deleted = sorted(set(deleted))
+
+    def __bool__(self) -> bool:
+        return bool(self.deleted)
+
+    def row(self, number: int) -> int:
+        """A kept row's new number; for a deleted one, the number of the row that takes its place."""
+        return number - bisect_left(self.deleted, number)
+
+    def rows(self, top: int, bottom: int) -> tuple[int, int] | None:
+        """Rows `top`..`bottom` after the move; None when all of them are gone. Rows down to the sheet's
+        last (a whole column) still end there."""
+        end = bottom if bottom >= EXCEL_MAX_ROWS else bottom - bisect_right(self.deleted, bottom)
+        start = self.row(top)
+        return (start, end) if start <= end else None
+
+    def area(self, ref: str, keep: bool = False) -> str | None:
+        """An area ("A2:C9", "B5", "3:7") after the move: None when it covered deleted rows only, unless
+        `keep`, which puts it on the row that moved into its place. Whole columns stay as they are."""
+        first, colon, last = ref.partition(":")
+        top, bottom = _AREA_END.fullmatch(first), _AREA_END.fullmatch(last or first)
+        if not (top and bottom and top.group(2) and bottom.group(2)):
+            return ref
+        span = self.rows(int(top.group(2)), int(bottom.group(2)))
+        if span is None:
+            if not keep:
+                return None
+            span = (self.row(int(top.group(2))),) * 2
+        return f"{top.group(1)}{span[0]}" + (f":{bottom.group(1)}{span[1]}" if colon else "")
+
+    def areas(self, sqref: str, keep: bool = False) -> str | None:
+        """Space-separated areas after the move, without those that are gone; None when all are."""
+        moved = [area for area in (self.area(a, keep) for a in sqref.split()) if area]
+        return " ".join(moved) or None
 
 
 def column_letter(index: int) -> str:
@@ -76,6 +119,20 @@ def text_of(xml: bytes, prefix: bytes) -> str:
 def _text_patterns(prefix: bytes) -> tuple[re.Pattern, re.Pattern]:
     return (re.compile(rb"<" + prefix + rb"rPh\b.*?</" + prefix + rb"rPh>", re.S),
             re.compile(rb"<" + prefix + rb"t(?:\s[^>]*)?>(.*?)</" + prefix + rb"t>", re.S))
+
+
+def formula_naming(xml: bytes, title: str) -> str | None:
+    """The first formula or defined name in `xml` that refers to tab `title` by name (quoted or not):
+    "the defined name …" or "a formula"; None when none does. Excel's own names (`_xlnm.`: the filter's
+    range, the print area and titles) are passed over: Excel keeps them in step with the tab itself."""
+    quoted = "'" + title.replace("'", "''") + "'"
+    mention = re.compile("(?:" + re.escape(quoted) + r"|(?<![\w.'])" + re.escape(title) + ")!", re.I)
+    for found in _FORMULA.finditer(xml):
+        name = attributes_of(found.group(3)).get("name", "") if found.group(2) == b"definedName" else None
+        if (name or "").startswith("_xlnm.") or not mention.search(unescape(found.group(4).decode("utf-8", "replace"))):
+            continue
+        return "a formula" if name is None else f"the defined name {name}"
+    return None
 
 
 def number_format_of(value) -> str | None:

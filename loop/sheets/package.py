@@ -24,7 +24,7 @@ except ImportError:  # pragma: no cover -- a platform without its wheels
     import zlib
 
 from .base import NewTab
-from .ooxml import MAIN_NS, REL_NS, PackageError, attributes_of
+from .ooxml import MAIN_NS, REL_NS, PackageError, attributes_of, formula_naming
 from .sheet_part import SharedStrings, SheetPart, new_sheet_xml
 from .styles import Styles
 
@@ -137,6 +137,31 @@ class Package:
             if attributes.get("name") and by_id.get(rid):
                 result.append((attributes["name"], by_id[rid]))
         return result
+
+    def related(self, part: str, kind: str) -> list[str]:
+        """The parts that `part` refers to through its relationships of type `kind` ("table", "drawing")."""
+        rels = str(PurePosixPath(part).parent / "_rels" / (PurePosixPath(part).name + ".rels"))
+        if rels not in self._names and rels not in self.added:
+            return []
+        found, folder = [], PurePosixPath(part).parent
+        for match in re.finditer(rb"<(?:\w+:)?Relationship\b[^>]*>", self.read(rels)):
+            relation = attributes_of(match.group(0))
+            if relation.get("TargetMode") != "External" and relation.get("Type", "").endswith("/" + kind):
+                target = relation["Target"]
+                found.append(target.lstrip("/") if target.startswith("/") else _normal(folder / target))
+        return found
+
+    def formula_naming(self, title: str) -> str | None:
+        """Where a formula outside tab `title`'s own part, or a defined name, refers to that tab: "the X
+        tab", "the defined name N", "a chart"; None when nothing does."""
+        own = dict(self.sheets()).get(title)
+        tabs = {part: name for name, part in self.sheets()}
+        charts = [n for n in self._names if n.startswith("xl/charts/") and n.endswith(".xml")]
+        for name in [self.workbook_part, *tabs, *charts]:
+            found = None if name == own else formula_naming(self.read(name), title)
+            if found:
+                return found if name == self.workbook_part else f"the {tabs[name]} tab" if name in tabs else "a chart"
+        return None
 
     def strings(self) -> SharedStrings:
         if self._strings is None:

@@ -17,8 +17,8 @@ from xml.sax.saxutils import escape, quoteattr
 
 from ..values import normalize_header
 from .base import Grid, NewTab, RichText
-from .ooxml import (CELL_REF, EXCEL_MAX_ROWS, MAIN_NS, REL_NS, PackageError, attributes_of,
-                    cell_xml, column_index, column_letter, number_format_of, plain_text, text_of)
+from .ooxml import (CELL_REF, EXCEL_MAX_ROWS, MAIN_NS, REL_NS, PackageError, RowShift, attributes_of, cell_xml,
+                    column_index, column_letter, formula_naming, number_format_of, plain_text, text_of)
 
 # What a writer asks for a cell format: bold=, color=, wrap=, number_format= → the style index, or None.
 Formats = Callable[..., "int | None"]
@@ -68,10 +68,14 @@ class SheetPart:
             raise PackageError("a worksheet's sheetData is not closed")
         self._row_tag = re.compile(rb"<" + p + rb"row\b([^>]*?)(/?)>")
         self._cell_tag = re.compile(rb"<" + p + rb"c\b([^>]*?)/?>")
+        self._refs = re.compile(rb"(<" + p + rb'(?:row|c)\b[^>]*?\sr="[A-Z]*)\d+"')  # a row's or cell's number
+        self._formula = re.compile(rb"<" + p + rb"f[\s>/]")
         self._rows: list[_Row] | None = None  # every row, once bisecting costs more than one scan
         self._numbers: list[int] = []
+        self._starts: list[int] = []
         self._bisects = 0
         self.writes: dict[int, dict[int, object]] = {}
+        self.deleted: set[int] = set()
         self._headers: list[str] | None = None
         self._found: dict[str, int | None] = {}
         self._column_styles = self._read_column_styles()
@@ -98,6 +102,7 @@ class SheetPart:
                 rows.append(_Row(number, found.start(), found.end(), bool(found.group(2))))
             self._rows = rows
             self._numbers = [row.number for row in rows]
+            self._starts = [row.start for row in rows]
         return self._rows
 
     def _first_at_least(self, number: int) -> _Row | None:
@@ -245,26 +250,76 @@ class SheetPart:
             raise PackageError(f"row {row} is outside the sheet")
         self.writes.setdefault(row, {})[column] = value
 
+    def delete(self, rows) -> None:
+        """Take these rows (numbered as the part holds them now) out when rendering; the rows below move up."""
+        self.deleted.update(rows)
+
+    def has_formulas(self, title: str) -> bool:
+        """Whether a cell holds a formula, or a conditional format or validation names tab `title`:
+        moving rows would leave either computing from the wrong ones."""
+        outside = self.xml[:self.data_start] + self.xml[self.data_end:]
+        return bool(self._formula.search(self.xml, self.data_start, self.data_end)) or bool(
+            formula_naming(outside, title))
+
     def render(self) -> bytes:
-        """The part with every collected write applied; rows nobody wrote keep their bytes."""
-        if not self.writes:
+        """The part with every collected write applied, then the deleted rows taken out and the rows
+        below moved up, with what refers to them; rows nobody wrote keep their bytes (and, when they
+        move, get their new numbers)."""
+        if not self.writes and not self.deleted:
             return self.xml
         p = self.prefix.decode()
-        pieces, cursor = [self.xml[:self.data_start]], self.data_start
+        shift = RowShift(self.deleted)
+        head = self._with_dimension(self.xml[:self.data_start])
+        pieces, cursor = [moved_refs(head, shift) if shift else head], self.data_start
         for number in sorted(self.writes):
+            if number in self.deleted:
+                continue
             row = self._first_at_least(number)
             if row is not None and row.number == number:
-                original = self._row_xml(row)
-                pieces += [self.xml[cursor:row.start], self._edited_row(original, number, self.writes[number])]
-                cursor = row.start + len(original)
+                end = self._row_end(row)
+                edited = self._edited_row(self.xml[row.start:end], number, self.writes[number])
+                pieces += [*self._kept(cursor, row.start, shift), self._renumbered(edited, number, shift)]
+                cursor = end
             else:
                 at = max(row.start if row is not None else self.data_end, cursor)
                 cells = "".join(cell_xml(p, f"{column_letter(c)}{number}", v, self._style_for(v, c))
                                 for c, v in sorted(self.writes[number].items()))
-                pieces += [self.xml[cursor:at], f'<{p}row r="{number}">{cells}</{p}row>'.encode("utf-8")]
+                added = f'<{p}row r="{number}">{cells}</{p}row>'.encode("utf-8")
+                pieces += [*self._kept(cursor, at, shift), self._renumbered(added, number, shift)]
                 cursor = at
-        pieces.append(self.xml[cursor:])
-        return self._with_dimension(b"".join(pieces))
+        tail = self.xml[self.data_end:]
+        pieces += [*self._kept(cursor, self.data_end, shift), moved_refs(tail, shift) if shift else tail]
+        return b"".join(pieces)
+
+    def _kept(self, start: int, end: int, shift: RowShift) -> list[bytes]:
+        """The part's bytes from `start` to `end` (whole rows), less the deleted rows, the rows below
+        them renumbered. Bytes above the first deleted row are taken as they are."""
+        if not shift:
+            return [self.xml[start:end]]
+        rows = self._all_rows()
+        first = rows[bisect_left(self._numbers, shift.deleted[0])].start
+        if end <= first:
+            return [self.xml[start:end]]
+        pieces, cursor = [], start
+        for index in range(bisect_left(self._starts, max(start, first)), len(rows)):
+            row = rows[index]
+            if row.start >= end:
+                break
+            row_end = self._row_end(row)
+            pieces.append(self.xml[cursor:row.start])
+            if row.number not in self.deleted:
+                pieces.append(self._renumbered(self.xml[row.start:row_end], row.number, shift))
+            cursor = row_end
+        pieces.append(self.xml[cursor:end])
+        return pieces
+
+    def _renumbered(self, row_xml: bytes, number: int, shift: RowShift) -> bytes:
+        """A row's XML with its number, and its cells' references, moved to where `shift` puts it."""
+        moved = shift.row(number) if shift else number
+        if moved == number:
+            return row_xml
+        digits = str(moved).encode()
+        return self._refs.sub(lambda found: found.group(1) + digits + b'"', row_xml)
 
     def _edited_row(self, original: bytes, number: int, writes: dict[int, object]) -> bytes:
         """The row with `writes` in it. Cells written after the row's last one (a new column, the usual
@@ -332,6 +387,8 @@ class SheetPart:
         return next((style for first, last, style in self._column_styles if first <= column <= last), None)
 
     def _with_dimension(self, xml: bytes) -> bytes:
+        if not self.writes:
+            return xml
         found = re.search(rb"(<" + self.prefix + rb"dimension\b[^>]*\bref=\")([^\"]*)(\")", xml)
         if not found:
             return xml
@@ -343,6 +400,73 @@ class SheetPart:
         last_row = max(int(last.group(2)), max(self.writes))
         ref = f"{first.group(1)}{first.group(2)}:{column_letter(last_column)}{last_row}"
         return xml[:found.start(2)] + ref.encode() + xml[found.end(2):]
+
+
+# What covers an area and goes when all of its rows do: a merge, a link, a conditional format, a validation.
+_AREA_ELEMENT = re.compile(
+    rb"<((?:\w+:)?)(mergeCell|hyperlink|conditionalFormatting|dataValidation)\b(?:[^>]*?/>|[^>]*>.*?</\1\2>)", re.S)
+_AREA_LIST = re.compile(
+    rb"<((?:\w+:)?)(mergeCells|hyperlinks|conditionalFormattings|dataValidations)\b([^>]*)>(.*?)</\1\2>", re.S)
+_AREA = re.compile(rb'(\s(?:ref|sqref)="|<(?:\w+:)?sqref>)([^"<]*)')  # an attribute, or x14's <xm:sqref>
+_KEPT_AREA = re.compile(rb'(\s(?:ref|sqref|activeCell|topLeftCell)=")([^"]*)')
+_TAG = re.compile(rb"<(?:\w+:)?(\w+)\b[^>]*>")
+
+
+def moved_refs(xml: bytes, shift: RowShift) -> bytes:
+    """A worksheet's XML outside its rows, with what refers to rows moved as the rows move: a merge,
+    link, conditional format or validation whose rows are all gone goes with them (a merge left on one
+    cell too); the dimension, the view, the filter and its sort stay, on the rows that moved up."""
+
+    def area_element(element: re.Match) -> bytes:
+        gone = False
+
+        def moved(area: re.Match) -> bytes:
+            nonlocal gone
+            after = shift.areas(area.group(2).decode())
+            first, _, last = (after or "").partition(":")
+            gone = gone or after is None or (element.group(2) == b"mergeCell" and first == last)
+            return area.group(1) + (after or "").encode()
+
+        moved_element = _AREA.sub(moved, element.group(0))
+        return b"" if gone else moved_element
+
+    def area_list(found: re.Match) -> bytes:
+        prefix, name, attributes, body = found.groups()
+        count = len(re.findall(rb"<" + re.escape(prefix + name[:-1]) + rb"\b", body))
+        if not count:
+            return b""
+        attributes = re.sub(rb'(\scount=")\d+', lambda c: c.group(1) + str(count).encode(), attributes)
+        return b"<" + prefix + name + attributes + b">" + body + b"</" + prefix + name + b">"
+
+    xml = _AREA_LIST.sub(area_list, _AREA_ELEMENT.sub(area_element, xml))
+    return _kept_areas(xml, shift, skip={b"mergeCell", b"hyperlink", b"conditionalFormatting", b"dataValidation"})
+
+
+def moved_table(xml: bytes, shift: RowShift) -> bytes:
+    """A table part (an Excel Table over the tab) whose rows moved: its range, filter and sort shrink with
+    them, the table keeping its header and one row below it, as Excel keeps them."""
+    return _kept_areas(xml, shift, tall={b"table": 2, b"autoFilter": 2})
+
+
+def _kept_areas(xml: bytes, shift: RowShift, skip: set[bytes] = frozenset(), tall: dict[bytes, int] | None = None
+                ) -> bytes:
+    """Every area named by a tag's ref, sqref, activeCell or topLeftCell, moved with its rows, in tags
+    other than `skip`; in the tags `tall` names, kept at least that many rows tall."""
+
+    def moved(area: str, least: int) -> str:
+        area = shift.areas(area, keep=True) or area
+        ends = [CELL_REF.fullmatch(end) for end in area.split(":")]
+        if least > 1 and len(ends) == 2 and all(ends) and int(ends[1].group(2)) - int(ends[0].group(2)) + 1 < least:
+            area = f"{ends[0].group(0)}:{ends[1].group(1)}{int(ends[0].group(2)) + least - 1}"
+        return area
+
+    def tag(found: re.Match) -> bytes:
+        if found.group(1) in skip:
+            return found.group(0)
+        least = (tall or {}).get(found.group(1), 1)
+        return _KEPT_AREA.sub(lambda a: a.group(1) + moved(a.group(2).decode(), least).encode(), found.group(0))
+
+    return _TAG.sub(tag, xml)
 
 
 class SharedStrings:

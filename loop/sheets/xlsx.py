@@ -20,11 +20,11 @@ from python_calamine import CalamineError, CalamineWorkbook
 from .. import files
 from ..errors import RunFailure, TitleTaken, UsageError, WorkbookBusy
 from ..values import as_text, normalize_header
-from .base import Append, CellUpdate, NewTab, Table, WriteBatch
+from .base import Append, CellUpdate, DeleteRows, NewTab, Table, WriteBatch
 from .charts import chart_parts
-from .ooxml import EXCEL_MAX_ROWS, PackageError
+from .ooxml import EXCEL_MAX_ROWS, PackageError, RowShift
 from .package import Package, WriteRefused
-from .sheet_part import SheetPart, grid_sheet_xml
+from .sheet_part import SheetPart, grid_sheet_xml, moved_table
 
 EXCEL_CELL_LIMIT = 32_767
 DEFAULT_WAIT = 120.0
@@ -201,9 +201,14 @@ class XlsxWorkbook:
         for update in self._placed(batch.updates, sheet):
             target = sheet(update.tab)
             target.set(update.row, target.column(update.column), update.value)
+        for deletion in batch.deletions:
+            self._delete(package, sheet(deletion.tab), deletion)
         for title, target in sheets.items():
-            if target.writes:
+            if target.writes or target.deleted:
                 package.put(parts[title], target.render())
+            if target.deleted:
+                for table in package.related(parts[title], "table"):
+                    package.put(table, moved_table(package.read(table), RowShift(target.deleted)))
         for grid in batch.grids:
             drawing, chart = chart_parts(grid) if grid.chart else (None, None)
             package.put_tab(grid.title, grid_sheet_xml(grid, package.style, package.default_font()), drawing, chart)
@@ -231,6 +236,21 @@ class XlsxWorkbook:
                 continue
             placed.append(update if row == update.row else replace(update, row=row))
         return placed
+
+    def _delete(self, package: Package, target: SheetPart, deletion: DeleteRows) -> None:
+        """Mark the rows whose key is one of the deletion's values, read off the key column now. Refused,
+        before anything is written, when formulas compute from the tab: they would point at other rows."""
+        rows = [number for number, value in target.column_values(target.find_column(deletion.key))
+                if as_text(value) in deletion.values]
+        if not rows:
+            return
+        itself = target.has_formulas(deletion.tab)
+        where = f"the {deletion.tab} tab itself" if itself else package.formula_naming(deletion.tab)
+        if where:
+            raise UsageError(
+                f"{self.path.name} has formulas that refer to {deletion.tab} rows ({where}); archiving would "
+                "break them. Replace them with their values (Paste Special → Values) or delete them, and run again.")
+        target.delete(rows)
 
     def _unwritten(self, appends: list[Append]) -> list[Append]:
         """The appends whose key is not in their tab yet (an earlier attempt may have added some)."""
