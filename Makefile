@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= .demo
 DEMO_SINCE ?= 2026-11-01
 
-.PHONY: install test demo improve apply bench template clean
+.PHONY: install test demo demo-model improve apply bench template clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -24,7 +24,10 @@ test: $(STAMP)
 # The demo works on a copy of examples/: the agent drafts new tickets, the judge pre-scores them,
 # the improver proposes edits from the reviewed drafts (and, with --include-judge, the judged ones),
 # and the report measures each prompt version and applied edit on the Dashboard tab.
-demo: $(STAMP)
+# The model is checked first, so a missing one is said before a minute of installing; the install
+# runs inside the recipe, after the check, even under `make -j`.
+demo: demo-model
+	@$(MAKE) --no-print-directory -s install
 	rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
 	cp -r examples/prompts examples/kb examples/loop.xlsx examples/tickets.jsonl $(DEMO_DIR)/
 	rm -f $(DEMO_DIR)/kb/.kb-index.sqlite
@@ -33,6 +36,12 @@ demo: $(STAMP)
 	cd $(DEMO_DIR) && $(abspath $(LOOP)) improve --since $(DEMO_SINCE) --include-judge
 	cd $(DEMO_DIR) && $(abspath $(LOOP)) report
 	@echo "Tick edits in $(DEMO_DIR)/loop.xlsx, then: cd $(DEMO_DIR) && $(abspath $(LOOP)) apply"
+
+demo-model:
+	@if [ -z "$$OPENAI_API_KEY" ] && [ -z "$$OPENAI_BASE_URL" ]; then \
+		echo "make demo needs a model: set OPENAI_API_KEY, or OPENAI_BASE_URL for a local server (Ollama: http://localhost:11434/v1) with LOOP_MODEL; nothing was installed." >&2; \
+		exit 2; \
+	fi
 
 improve: $(STAMP)
 	$(LOOP) improve

@@ -339,15 +339,26 @@ def replay(where: Settings | Workspace, trace_id: str, prompt: str, kb: Knowledg
         raise RunFailure(f"{trace_id} was not drafted: {failure}; try again or another LOOP_MODEL.") from None
 
 
-def draft_tickets(where: Settings | Workspace, tickets: str | Path | None = None, kb_folder: str | Path = "kb",
+def bundled_kb(settings: Settings, kb_folder: str | Path | None = None) -> KnowledgeBase | None:
+    """The knowledge base a command drafts with: `kb_folder` when given (`--kb`: it must exist), else
+    LOOP_KB or `kb/`, by the one rule of `agents.knowledge_base`."""
+    from .agents import knowledge_base
+
+    if kb_folder is not None:
+        return knowledge_base(kb_folder, named=True)
+    return knowledge_base(settings.kb, settings.kb_named)
+
+
+def draft_tickets(where: Settings | Workspace, tickets: str | Path | None = None, kb_folder: str | Path | None = None,
                   concurrency: int = 4, limit: int | None = None,
                   on_start: Callable[[int], None] = lambda total: None,
                   on_done: Callable[[], None] = lambda: None) -> Drafted:
     """`loop draft`: answer tickets (a file, or the Tickets tab) with the managed prompt and log the
     drafts with the documents they used. A ticket that fails is left out and named; the others are
-    logged all the same."""
+    logged all the same. The knowledge base is `kb_folder` (which must exist), else LOOP_KB or `kb/`
+    by `agents.knowledge_base`'s rule."""
     workspace = Workspace.of(where)
-    knowledge = KnowledgeBase(kb_folder)
+    knowledge = bundled_kb(workspace.settings, kb_folder)
     prompt = workspace.prompt.read()
     batch = find_tickets(workspace, tickets)[:limit]
     on_start(len(batch))

@@ -5,8 +5,8 @@
   ticket record (a dict with `ticket`, `ticket_id`, `thread`, `trace_id`), returning the draft;
 - anything else is a command: it gets one JSON object on stdin (`prompt` and the ticket record's
   fields) and prints the draft on stdout.
-Unset, the bundled support agent (`agent.py`) drafts, with the knowledge base in LOOP_KB (or `kb/`)
-when there is one.
+Unset, the bundled support agent (`agent.py`) drafts, with the knowledge base in LOOP_KB (or `kb/`);
+see `knowledge_base` for what happens when there is none.
 
 A user's agent is untrusted code as far as the run is concerned: whatever one case does (raise,
 call sys.exit, return something that is not a draft, hang), that case fails with the reason and
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import math
 import os
 import re
@@ -32,6 +33,7 @@ from typing import Callable, Mapping, Protocol
 
 from .errors import UsageError
 
+log = logging.getLogger(__name__)
 _CALLABLE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 TIMEOUT_VARIABLE = "LOOP_AGENT_TIMEOUT"
 DEFAULT_TIMEOUT_SECONDS = 120.0
@@ -178,13 +180,32 @@ def _a_draft(name: str, reply) -> str:
     return reply.strip()
 
 
-def resolve_agent(spec: str | None, model_factory: Callable[[], object], kb_folder: str | Path | None) -> Agent:
-    """The agent LOOP_AGENT names, or the bundled one; a UsageError says why a named one is unusable."""
-    if not spec:
-        from .kb import KnowledgeBase
+NO_KB = "the bundled agent, without a knowledge base"
 
-        folder = Path(kb_folder) if kb_folder else None
-        return BundledAgent(model_factory(), KnowledgeBase(folder) if folder and folder.is_dir() else None)
+
+def knowledge_base(folder: str | Path, named: bool):
+    """The bundled agent's knowledge base, by one rule for every command that drafts with it (`loop
+    draft`, `loop draft --replay`, and the replay check of `improve` and `check`): a folder you named
+    (`--kb`, LOOP_KB) must exist, or it is a UsageError (exit 2); when you named none and the default
+    `kb/` is absent, the agent drafts without a knowledge base and one warning line says so."""
+    from .kb import KnowledgeBase
+
+    path = Path(folder).expanduser()
+    if named or path.is_dir():
+        return KnowledgeBase(path)  # a named folder that is missing: KnowledgeBase says so, exit 2
+    log.warning("No knowledge base: there is no %s/ folder here, so the bundled agent drafts from the ticket "
+                "alone and its drafts check no menu path or setting; put your articles there, or set LOOP_KB "
+                "(--kb) to their folder.", path)
+    return None
+
+
+def resolve_agent(spec: str | None, model_factory: Callable[[], object], kb_folder: str | Path | None,
+                  kb_named: bool = False) -> Agent:
+    """The agent LOOP_AGENT names, or the bundled one (with its knowledge base by `knowledge_base`'s
+    rule); a UsageError says why a named one is unusable."""
+    if not spec:
+        kb = knowledge_base(kb_folder, kb_named) if kb_folder else None
+        return BundledAgent(model_factory(), kb, "the bundled agent" if kb else NO_KB)
     timeout = agent_timeout()
     if _CALLABLE.match(spec):
         module_name, _, attribute = spec.partition(":")

@@ -45,6 +45,8 @@ class ApplyReport:
     # ticked copies of an edit_id another row holds (a duplicated tab): (the copy, the row that went
     # first), or (the copy, None) when the prompt holds that edit_id already with other text
     duplicates: list[tuple[EditRow, EditRow | None]] = field(default_factory=list)
+    # versions this run recorded of the file as it found it: a hand edit (or the first version, "initial")
+    recorded: list[Version] = field(default_factory=list)
 
 
 def edit_rows(tables: dict[str, Table]) -> list[EditRow]:
@@ -89,7 +91,9 @@ def apply(where: Settings | Workspace) -> ApplyReport:
     store.ensure_writable()
     report = ApplyReport()
     with store.lock():
+        known = set(store.versions())
         current = store.sync()
+        report.recorded = [v for n, v in sorted(store.versions().items()) if n not in known]
         report.previous = report.version = current
         rows = _read_rows(workspace)
         lineage = store.lineage()

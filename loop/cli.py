@@ -200,14 +200,16 @@ def improve(workspace, since, include_judge, check, concurrency, force):
     replayed = report.replay
     for edit in report.proposed:
         figures = replayed.figures(edit.edit_id) if replayed else None
+        line = f"  {edit_name(edit)}"
         if figures:
             cells = figures.cells()
-            click.echo(f"  {edit.edit_id}: fixed {cells['fixed_cited']} cited and {cells['fixed_held_out']} held-out "
-                       f"failures, regressed {cells['regressed']} successes{'  ← ' + shown(edit.check) if edit.check else ''}")
+            line += (f" — fixed {cells['fixed_cited']} cited and {cells['fixed_held_out']} held-out "
+                     f"failures, regressed {cells['regressed']} successes{'  ← ' + shown(edit.check) if edit.check else ''}")
+        click.echo(line)
     if replayed and replayed.not_replayed:
         click.echo(f"  Edits {shown(replayed.not_replayed)}.")
     for edit in report.rejected:
-        click.echo(f"  rejected {edit.edit_id}: {shown(edit.check)}")
+        click.echo(f"  rejected {edit_name(edit)} — {shown(edit.check)}")
     usage = report.usage
     extra = f" ({replayed.usage.calls} for the replay check)" if replayed and replayed.usage.calls else ""
     click.echo(f"Model: {plural(usage.calls, 'call')}{extra}, {usage.input_tokens} input and "
@@ -221,6 +223,30 @@ def improve(workspace, since, include_judge, check, concurrency, force):
         versions = version_figures(report.drafts, workspace.prompt)  # the drafts improve read: no second read
         notify.post(workspace.settings.notify_url, notify.improve_digest(
             report, versions[-1] if versions else None, workspace.workbook.link(report.edits_tab)))
+
+
+SHOWN_CHARS = 60  # the most of an edit's passage the terminal shows: the Edits tab has the rest
+
+
+def brief(text: str, limit: int = SHOWN_CHARS) -> str:
+    """Untrusted text on one line: whitespace runs made one space, control codes shown(), cut with an ellipsis."""
+    text = shown(" ".join(str(text).split()))
+    return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"
+
+
+def edit_name(edit) -> str:
+    """An edit as a person names it: its pattern and its change, e.g. `Too verbose: "Keep replies
+    short." → "Keep replies to 2–4 sentences."`; a pure addition or removal shows only that part."""
+    find, replace = " ".join(edit.find.split()), " ".join(edit.replace.split())
+    if find == replace:
+        change = f'leaves "{brief(find)}" as it is'
+    elif find and (replace.startswith(find) or replace.endswith(find)):
+        change = f'adds "{brief(replace[len(find):] if replace.startswith(find) else replace[:-len(find)])}"'
+    elif replace and (find.startswith(replace) or find.endswith(replace)):
+        change = f'removes "{brief(find[len(replace):] if find.startswith(replace) else find[:-len(replace)])}"'
+    else:
+        change = f'"{brief(find)}" → "{brief(replace)}"'
+    return f"{brief(edit.pattern, 40) or 'no pattern'}: {change}"
 
 
 @main.command(short_help="Measure each prompt version and applied edit; refresh the Dashboard tab.")
@@ -360,6 +386,12 @@ def apply(workspace):
     for item, first in report.duplicates:
         click.echo(f"duplicate {shown(item.edit.edit_id)} in {shown(item.tab)!r} row {item.row}: "
                    f"{shown(approval.duplicate_reason(report, item, first))}")
+    for version in report.recorded:
+        if version.source == "hand edit":
+            click.echo(f"Recorded the hand edit of {prompt} as {version.label} first, so it can be rolled back to; "
+                       "the ticked edits go on top of it.")
+        else:
+            click.echo(f"Recorded {prompt} as {version.label}, its first version.")
     if report.applied:
         click.echo(
             f"Applied {plural(len(report.applied), 'edit')} to {prompt}: "
@@ -367,26 +399,37 @@ def apply(workspace):
         )
     elif not (report.stale or report.already_applied or report.duplicates):
         click.echo(f"No ticked edits to apply; {prompt} stays at {report.version.label}.")
+    others = [f"{len(report.already_applied)} already applied"] if report.already_applied else []
+    others += [f"{len(report.rolled_back)} marked rolled back"] if report.rolled_back else []
+    click.echo(f"Summary: {len(report.applied)} applied, {len(report.stale)} stale, {len(report.ignored)} ignored, "
+               f"{plural(len(report.duplicates), 'duplicate')}{''.join(', ' + o for o in others)}; "
+               f"{prompt} is at {report.version.label}.")
 
 
 @main.command(short_help="Replay the ticked edits together before applying them.")
-@click.option("--since", default="14d", show_default=True, help="Review window the cases come from.")
+@click.option("--since", help="Review window the cases come from: 14d, 2w, 36h or a date. "
+              "[default: the window of the improve run that proposed the ticked edits]")
+@click.option("--include-judge", is_flag=True, help="Count LLM judge scores on drafts no person scored, as "
+              "`improve --include-judge` did.")
 @click.option("--concurrency", default=4, show_default=True, type=click.IntRange(1, 32), help="Replay requests in flight.")
 @click.option("--check-budget", type=click.IntRange(min=1), help="Most model calls the replay may make. [env LOOP_CHECK_BUDGET]")
 @click.option("--model", help="Model to call. [env LOOP_MODEL]")
 @common
-def check(workspace, since, concurrency):
+def check(workspace, since, include_judge, concurrency):
     """Replay the edits ticked right now, together, as one candidate prompt, on the failures they cite,
-    failures they do not cite and a sample of successes, and print the figures. Writes nothing."""
+    failures they do not cite and a sample of successes, and print the figures. Writes nothing.
+    The cases come from the review window of the run that proposed the edits, unless --since says otherwise."""
     from . import replay
 
     with progress("Replaying") as (start, done):
-        report = replay.check(workspace, since=since, concurrency=concurrency, on_start=start, on_done=done)
+        report = replay.check(workspace, since=since, concurrency=concurrency, include_judge=include_judge,
+                              on_start=start, on_done=done)
     for edit in report.stale:
         click.echo(f"stale {shown(edit.edit_id)}: {shown(edit.check)}; left out")
     if not report.edits:
         click.echo("No ticked edits to check: tick `approve` on the edits you want, then run `loop check`.")
         return
+    _check_window(report, since)
     figures = report.figures
     if report.replay.not_replayed or figures is None:
         click.echo(f"The ticked edits were {shown(report.replay.not_replayed or 'not replayed: no cases in the window')}.")
@@ -395,9 +438,39 @@ def check(workspace, since, concurrency):
     click.echo(f"{plural(len(report.edits), 'ticked edit')} together: fixed {cells['fixed_cited']} cited and "
                f"{cells['fixed_held_out']} held-out failures, regressed {cells['regressed']} successes.")
     flag = figures.flag()
-    click.echo(f"Look before you apply: {flag.removeprefix('replay: ')}." if flag
-               else "No conflict showed: `loop apply` applies them.")
+    if flag:
+        click.echo(f"Look before you apply: {flag.removeprefix('replay: ')}.")
+    elif not figures.fixed_cited[1]:
+        click.echo("No failure they cite was replayed, so these figures say nothing about what the edits fix: "
+                   "widen the window with --since.")
+    else:
+        click.echo("No conflict showed: `loop apply` applies them.")
     click.echo(f"Model: {plural(report.replay.usage.calls, 'call')} for the replay check.")
+
+
+def _check_window(report, since: str | None) -> None:
+    """Which review window `loop check` took its cases from, and the cited failures it leaves out."""
+    where = f"since {report.since:%Y-%m-%d %H:%M} UTC"
+    if since:
+        click.echo(f"Review window: {where} (--since {shown(since)}).")
+    elif report.runs:
+        runs = ", ".join(shown(r) for r in report.runs)
+        click.echo(f"Review window: {where}, the window of improve run{'s' if len(report.runs) > 1 else ''} {runs} "
+                   "that proposed the ticked edits (--since changes it).")
+    else:
+        click.echo(f"Review window: {where}, the last 14 days (no improve run to take it from; --since changes it).")
+    if report.earlier:
+        first = min(d.created_at for d in report.earlier)
+        click.echo(f"{plural(len(report.earlier), 'cited failure')} {'is' if len(report.earlier) == 1 else 'are'} "
+                   f"older than the window, so not replayed: --since {first:%Y-%m-%d} brings "
+                   f"{'it' if len(report.earlier) == 1 else 'them'} in.")
+    if report.judge_only:
+        click.echo(f"{plural(len(report.judge_only), 'cited failure')} {'is' if len(report.judge_only) == 1 else 'are'} "
+                   "scored by the judge only, so not replayed: --include-judge brings "
+                   f"{'it' if len(report.judge_only) == 1 else 'them'} in.")
+    if report.missing:
+        click.echo(f"{plural(len(report.missing), 'cited failure')} {'is' if len(report.missing) == 1 else 'are'} in "
+                   f"no draft the sheet or the store holds (first: {shown(report.missing[0])}), so not replayed.")
 
 
 @main.command(short_help="Restore the prompt version before the current one.")
@@ -452,8 +525,8 @@ def status(workspace, since):
 @main.command(short_help="Log drafts (JSON lines on stdin, or flags); prints trace ids.")
 @click.option("--ticket", help="The customer's message (instead of JSON on stdin).")
 @click.option("--draft", "draft_text", help="The reply your agent drafted.")
-@click.option("--ticket-id", default="")
-@click.option("--thread", default="")
+@click.option("--ticket-id", default="", help="Your ticket system's id for the ticket.")
+@click.option("--thread", default="", help="The earlier messages of the conversation, oldest first.")
 @click.option("--kb-sources", default="", help="Knowledge-base documents used, comma-separated.")
 @click.option("--prompt-version", default="", help="Defaults to the managed prompt's current version.")
 @common
@@ -522,8 +595,9 @@ def archive(workspace, older_than):
 @main.command(short_help="Run the bundled support agent over tickets; log its drafts.")
 @click.option("--tickets", type=click.Path(dir_okay=False),
               help="Tickets to answer: a .jsonl or .csv file. [default: the workbook's Tickets tab]")
-@click.option("--kb", "kb_folder", default="kb", show_default=True, help="Knowledge-base folder (.md/.txt files).")
-@click.option("--concurrency", default=4, show_default=True, type=click.IntRange(1, 32))
+@click.option("--kb", "kb_folder", help="Knowledge-base folder (.md/.txt files); one that is missing is an error. "
+              "[env LOOP_KB; default kb, drafting without one (and saying so) when there is no kb/]")
+@click.option("--concurrency", default=4, show_default=True, type=click.IntRange(1, 32), help="Tickets drafted at once.")
 @click.option("--limit", type=click.IntRange(min=1), help="Draft at most this many tickets.")
 @click.option("--replay", "replay_id", help="Draft a logged trace again and print it, without logging.")
 @click.option("--candidate", type=click.Path(exists=True, dir_okay=False),
@@ -533,12 +607,11 @@ def archive(workspace, older_than):
 def draft(workspace, tickets, kb_folder, concurrency, limit, replay_id, candidate):
     """Run the bundled support agent over tickets and log its drafts."""
     from . import agent
-    from .kb import KnowledgeBase
     from .prompt_store import PromptStore
 
     if replay_id:
         prompt = PromptStore(candidate, setting="--candidate").read() if candidate else workspace.prompt.read()
-        reply = agent.replay(workspace, replay_id, prompt, KnowledgeBase(kb_folder))
+        reply = agent.replay(workspace, replay_id, prompt, agent.bundled_kb(workspace.settings, kb_folder))
         click.echo(shown(reply.draft))
         return
     with progress("Drafting") as (start, done):
@@ -553,7 +626,7 @@ def draft(workspace, tickets, kb_folder, concurrency, limit, replay_id, candidat
 
 @main.command(short_help="Pre-score unreviewed drafts with an LLM judge.")
 @click.option("--limit", type=click.IntRange(min=1), help="Judge at most this many drafts.")
-@click.option("--concurrency", default=4, show_default=True, type=click.IntRange(1, 32))
+@click.option("--concurrency", default=4, show_default=True, type=click.IntRange(1, 32), help="Drafts judged at once.")
 @click.option("--model", help="Model to call. [env LOOP_MODEL]")
 @common
 def judge(workspace, limit, concurrency):
@@ -566,6 +639,6 @@ def judge(workspace, limit, concurrency):
         click.echo("No unreviewed drafts to judge.")
         return
     downs = sum(v.score == "down" for v in report.verdicts.values())
-    click.echo(f"Judged {len(report.verdicts)} of {report.waiting} unreviewed drafts with rubric "
+    click.echo(f"Judged {len(report.verdicts)} of {plural(report.waiting, 'unreviewed draft')} with rubric "
                f"{report.rubric_version}: {len(report.verdicts) - downs} up, {downs} down. "
                "A person's score still wins; `loop improve --include-judge` counts these.")

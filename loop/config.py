@@ -55,6 +55,7 @@ class Settings:
     # tried per edit, and the most model calls a replay may make
     agent: str | None = None
     kb: Path = Path(DEFAULT_KB)
+    kb_named: bool = False  # LOOP_KB (or --kb) named the folder: one that is missing is an error, not "no KB"
     replay_cited: int = 5
     replay_held_out: int = 3
     replay_successes: int = 5
@@ -94,6 +95,7 @@ def resolve(
         store=store or env.get("LOOP_STORE") or None,
         agent=env.get("LOOP_AGENT") or None,
         kb=Path(env.get("LOOP_KB") or DEFAULT_KB),
+        kb_named=bool(env.get("LOOP_KB")),
         replay_cited=_env_number("LOOP_REPLAY_CITED", 5, minimum=1),
         replay_held_out=_env_number("LOOP_REPLAY_HELD_OUT", 3, minimum=0),
         replay_successes=_env_number("LOOP_REPLAY_SUCCESSES", 5, minimum=0),

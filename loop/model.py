@@ -138,16 +138,80 @@ def _strip_fences(content: str) -> str:
     return text
 
 
+# Where local model servers answer out of the box: (name, root, the GET that lists its models). When
+# no model is configured they are asked, on loopback only and briefly, which models they serve, so the
+# error can name a server that is running. Nothing else is sent to them, and never a prompt.
+LOCAL_SERVERS = [
+    ("Ollama", "http://localhost:11434", "/api/tags"),
+    ("llama.cpp's llama-server", "http://localhost:8080", "/v1/models"),
+    ("vLLM", "http://localhost:8000", "/v1/models"),
+]
+PROBE_SECONDS = 0.3
+_LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+SHOW_MODELS = 5
+
+
+@dataclass(frozen=True)
+class LocalServer:
+    name: str
+    root: str
+    models: list[str]
+
+
+def local_servers(servers=None, timeout: float = PROBE_SECONDS) -> list[LocalServer]:
+    """The local model servers that answer their model-listing GET within `timeout`, all asked at once.
+    A server off loopback is never asked; one that does not answer, or answers something else, is not
+    listed."""
+    from concurrent.futures import ThreadPoolExecutor
+    from urllib.parse import urlsplit
+
+    candidates = [s for s in (LOCAL_SERVERS if servers is None else servers) if urlsplit(s[1]).hostname in _LOOPBACK]
+    if not candidates:
+        return []
+    with ThreadPoolExecutor(max_workers=len(candidates)) as pool:
+        found = list(pool.map(lambda server: _probe(*server, timeout), candidates))
+    return [server for server in found if server]
+
+
+def _probe(name: str, root: str, path: str, timeout: float) -> LocalServer | None:
+    import urllib.request
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never through a proxy
+    try:
+        with opener.open(urllib.request.Request(root.rstrip("/") + path, method="GET"), timeout=timeout) as answer:
+            body = json.loads(answer.read(1_000_000))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(body, dict):
+        return None
+    listed = body.get("models") if "models" in body else body.get("data")
+    if not isinstance(listed, list):
+        return None
+    models = [" ".join(str(m.get("name") or m.get("id") or m.get("model") or "").split())
+              for m in listed if isinstance(m, dict)]
+    return LocalServer(name, root.rstrip("/"), [m[:100] for m in models if m])
+
+
+def no_model_error() -> UsageError:
+    """No OPENAI_API_KEY or OPENAI_BASE_URL: what to set, naming a local server that answers if there is one."""
+    first = "No model configured: set OPENAI_API_KEY, or OPENAI_BASE_URL for a local server"
+    servers = local_servers()
+    if not servers:
+        return UsageError(f"{first} (e.g. http://localhost:11434/v1 for Ollama), and LOOP_MODEL.")
+    server = servers[0]
+    listed = ", ".join(server.models[:SHOW_MODELS]) + (", …" if len(server.models) > SHOW_MODELS else "")
+    serves = f"serves {listed}" if server.models else "answers but lists no models yet"
+    return UsageError(f"{first}.\n{server.name} at {server.root} {serves}: to use it, set "
+                      f"OPENAI_BASE_URL={server.root}/v1 and LOOP_MODEL={server.models[0] if server.models else 'NAME'}.")
+
+
 def _make_client(settings: Settings):
     import openai  # a third of a second to import: only for commands that call a model
 
     key = os.environ.get("OPENAI_API_KEY")
     base_url = os.environ.get("OPENAI_BASE_URL")
     if not key and not base_url:
-        raise UsageError(
-            "No model configured: set OPENAI_API_KEY, or OPENAI_BASE_URL for a local server "
-            "(e.g. http://localhost:11434/v1 for Ollama)."
-        )
+        raise no_model_error()
     return openai.OpenAI(
         api_key=key or "not-needed",
         base_url=base_url or None,

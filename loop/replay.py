@@ -18,9 +18,11 @@ trial for the ticked edits together.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from concurrent.futures import CancelledError, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Callable, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -374,7 +376,8 @@ def agent_for(workspace) -> Agent:
     """The agent for this workspace's replays (LOOP_AGENT, else the bundled agent with LOOP_KB)."""
     from .agents import resolve_agent
 
-    return resolve_agent(workspace.settings.agent, lambda: workspace.model, workspace.settings.kb)
+    settings = workspace.settings
+    return resolve_agent(settings.agent, lambda: workspace.model, settings.kb, settings.kb_named)
 
 
 @dataclass
@@ -384,6 +387,12 @@ class CheckReport:
     edits: list = field(default_factory=list)  # the ticked edits that apply to the prompt as it is now
     stale: list = field(default_factory=list)  # ticked edits whose passage is gone
     replay: ReplayReport | None = None
+    since: datetime | None = None  # the start of the review window the cases came from
+    runs: list[str] = field(default_factory=list)  # the improve runs whose window it is (none: --since or 14 days)
+    # cited failures the window leaves out: before its start, scored by the judge only, or in no draft at all
+    earlier: list = field(default_factory=list)  # the cited drafts created before the window's start
+    judge_only: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
 
     @property
     def figures(self) -> Figures | None:
@@ -391,13 +400,59 @@ class CheckReport:
 
 
 TICKED = "ticked edits"
+DEFAULT_WINDOW = "14d"  # improve's default window: what a run without a Runs row looked back over
+_RUN_TIME = re.compile(r"^(\d{8}-\d{6})-")
 
 
-def check(where, since: str = "14d", concurrency: int = 4, now=None,
+def proposing_window(rows, runs_table, now: datetime | None = None) -> tuple[datetime, list[str]]:
+    """The review window of the improve runs that proposed `rows` (ticked edit rows): the earliest
+    `since` of their Runs rows, found by the Edits tab the run wrote or by the run id that starts each
+    edit id. A run with no Runs row looked back 14 days from its own time (from the edit id); with no
+    run to go by at all, the window is the 14 days before `now`. Returns the start and the run ids."""
+    from .values import BadValue, as_text, normalize_header, parse_timestamp, window_start
+
+    by_tab, by_id = {}, {}
+    for _, record in (runs_table.records() if runs_table is not None else []):
+        run_id = as_text(record.get(normalize_header("run_id")))
+        try:
+            since = parse_timestamp(record.get("since"))
+        except BadValue:
+            continue
+        by_id[run_id] = since
+        tab = as_text(record.get(normalize_header("edits_tab")))
+        if tab:
+            by_tab[tab] = (run_id, since)
+    starts, runs = [], []
+    for row in rows:
+        edit_id = row.edit.edit_id
+        found = by_tab.get(row.tab) or next(((r, t) for r, t in by_id.items() if r and edit_id.startswith(r + "-")),
+                                            None)
+        if found is None:
+            stamp = _RUN_TIME.match(edit_id)
+            if not stamp:
+                continue
+            try:
+                run_time = datetime.strptime(stamp.group(1), "%Y%m%d-%H%M%S").replace(tzinfo=timezone.utc)
+            except ValueError:
+                continue
+            found = (edit_id.rsplit("-", 1)[0], window_start(DEFAULT_WINDOW, run_time))
+        if found[0] not in runs:
+            runs.append(found[0])
+        starts.append(found[1])
+    if not starts:
+        return window_start(DEFAULT_WINDOW, now), []
+    return min(starts), runs
+
+
+def check(where, since: str | None = None, concurrency: int = 4, now=None, include_judge: bool = False,
           on_start: Callable[[int], None] = lambda total: None,
           on_done: Callable[[], None] = lambda: None) -> CheckReport:
     """Replay the edits ticked right now, together, on the failures they cite, failures they do not
-    cite (held out) and a sample of successes: do the chosen edits conflict? Writes nothing."""
+    cite (held out) and a sample of successes: do the chosen edits conflict? Writes nothing.
+
+    The cases come from the review window of the improve runs that proposed the ticked edits (see
+    `proposing_window`), or from `since` when it is given. Cited failures the window leaves out are
+    listed in the report, so the CLI can say how many and what brings them in."""
     from . import schema
     from .approval import edit_rows, edit_titles
     from .edits import PROPOSED, ROLLED_BACK, NotLocated, apply_one
@@ -407,28 +462,45 @@ def check(where, since: str = "14d", concurrency: int = 4, now=None,
 
     workspace = Workspace.of(where)
     settings = workspace.settings
-    start = window_start(since, now)
     workbook = workspace.workbook
     titles = edit_titles(workbook)
-    tables = workbook.read([schema.DRAFTS, *titles])
+    tables = workbook.read([schema.DRAFTS, schema.RUNS, *titles])
     drafts, _ = workspace.drafts(tables.get(schema.DRAFTS))
-    window = select_window(drafts, start)
     prompt = workspace.prompt.read()
     report = CheckReport()
     candidate = prompt
-    for row in edit_rows({t: tables[t] for t in titles}):
+    ticked = []
+    for row in edit_rows({t: tables[t] for t in titles if t in tables}):
         if not row.ticked or row.edit.status not in (PROPOSED, ROLLED_BACK):
             continue
         try:
             candidate = apply_one(candidate, row.edit)
             report.edits.append(row.edit)
+            ticked.append(row)
         except NotLocated as problem:
             row.edit.check = str(problem)
             report.stale.append(row.edit)
     if not report.edits:
         return report
+    if since:
+        start = window_start(since, now)
+    else:
+        start, report.runs = proposing_window(ticked, tables.get(schema.RUNS), now)
+    report.since = start
+    window = select_window(drafts, start, include_judge)
     sizes = Sizes.of(settings)
     failures = {d.trace_id: d for d in window.failures}
+    by_id = {d.trace_id: d for d in drafts}
+    for trace_id in dict.fromkeys(t for e in report.edits for t in e.evidence):
+        if trace_id in failures:
+            continue
+        found = by_id.get(trace_id)
+        if found is None:
+            report.missing.append(trace_id)
+        elif found.created_at < start:
+            report.earlier.append(found)
+        elif found.score is None and found.judge_score and not include_judge:
+            report.judge_only.append(trace_id)
     cited = list(dict.fromkeys(t for e in report.edits for t in e.evidence[:sizes.cited] if t in failures))
     uncited = Pattern("uncited", "", [d.trace_id for d in window.failures if d.trace_id not in cited])
     cases = plan(cited, uncited, failures, window.successes, Sizes(len(cited), sizes.held_out, sizes.successes))
