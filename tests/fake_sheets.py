@@ -527,6 +527,8 @@ class FakeSheets(LocalServer):
                                 f"{max(start, grid['rowCount'])} but there are only {grid['rowCount']} rows.")
         if end - start == grid["rowCount"]:
             raise ApiError(400, "You can't delete all the rows on the sheet.")
+        if grid.get("frozenRowCount") and grid["rowCount"] - (end - start) <= grid["frozenRowCount"] <= start:
+            raise ApiError(400, "Sorry, it is not possible to delete all non-frozen rows.")
 
         def moved(index: int) -> int:  # a row index, or a half-open range's end, after the move
             return index if index <= start else max(start, index - (end - start))

@@ -89,14 +89,28 @@ def test_google_deletes_in_one_batch_update_bottom_up_after_one_read_of_the_key_
     assert google.properties(KEY, schema.DRAFTS)["gridProperties"]["rowCount"] == rows_before - 4
 
 
+def test_every_row_below_a_frozen_header_can_go_from_a_grid_with_no_spare_row(workspace, google):
+    from tests.backends import GoogleSheet
+
+    sheet = GoogleSheet(google)
+    sheet.create([draft(trace_id=f"t{i}") for i in range(3)])
+    google._sheet(KEY, schema.DRAFTS)["properties"]["gridProperties"].update(rowCount=4, frozenRowCount=1)
+    open_workbook(KEY).write(WriteBatch(deletions=[delete("t0", "t1", "t2")]))
+    assert sheet.tab(schema.DRAFTS) == [] and google.values(KEY, schema.DRAFTS)[0][0] == "trace_id"
+    assert google.properties(KEY, schema.DRAFTS)["gridProperties"] == {"rowCount": 2, "columnCount": 26,
+                                                                      "frozenRowCount": 1}
+
+
 def test_the_fake_refuses_deleting_what_google_refuses(workspace, google):
     from tests.backends import GoogleSheet
 
     GoogleSheet(google).create([draft(trace_id="t0")])
     http = open_workbook(KEY)._http
     rows = google.properties(KEY, schema.DRAFTS)["gridProperties"]["rowCount"]
+    google._sheet(KEY, schema.DRAFTS)["properties"]["gridProperties"]["frozenRowCount"] = 1
     for start, end, message in [
         (0, rows, "You can't delete all the rows on the sheet."),
+        (1, rows, "Sorry, it is not possible to delete all non-frozen rows."),
         (rows - 1, rows + 1, f"Cannot delete a row that doesn't exist. Tried to delete row index {rows} "
                              f"but there are only {rows} rows."),
     ]:

@@ -266,7 +266,7 @@ class GoogleWorkbook:
                           "columnIndex": column_of[normalize_header(update.column)]},
                 "rows": [google_cells.row([update.value], self.cell_limit, ids)],
                 "fields": google_cells.fields_for(update.value)}})
-        requests_.extend(_row_deletions(batch.deletions, cells, ids))  # last: the rows named above have not moved
+        requests_.extend(_row_deletions(batch.deletions, cells, sheets))  # last: the rows named above have not moved
         return requests_
 
     def _columns_of(self, wanted: set[tuple[str, str]]) -> dict[tuple[str, str], list]:
@@ -419,10 +419,11 @@ class GoogleWorkbook:
         return RunFailure(f"Google Sheets refused the request: {message}")
 
 
-def _row_deletions(deletions: list[DeleteRows], columns: dict[tuple[str, str], list],
-                   ids: dict[str, int]) -> list[dict]:
+def _row_deletions(deletions: list[DeleteRows], columns: dict[tuple[str, str], list], sheets: dict[str, dict]
+                   ) -> list[dict]:
     """deleteDimension requests for the rows (below the header) whose key is one of a deletion's values:
-    one per run of adjacent rows, from the bottom up, so each request's indexes still name the rows meant."""
+    one per run of adjacent rows, from the bottom up, so each request's indexes still name the rows meant.
+    Google refuses to delete every row below the frozen ones: an empty row is added first when it would."""
     rows: dict[str, set[int]] = {}
     for deletion in deletions:
         values = columns.get((deletion.tab, deletion.key), [])
@@ -430,13 +431,16 @@ def _row_deletions(deletions: list[DeleteRows], columns: dict[tuple[str, str], l
             index for index, value in enumerate(values) if index and as_text(value) in deletion.values)
     requests_ = []
     for tab, indexes in rows.items():
+        grid, sheet_id = sheets[tab].get("gridProperties", {}), sheets[tab]["sheetId"]
+        if indexes and grid.get("rowCount", 1000) - len(indexes) <= grid.get("frozenRowCount", 0):
+            requests_.append({"appendDimension": {"sheetId": sheet_id, "dimension": "ROWS", "length": 1}})
         runs: list[list[int]] = []
         for index in sorted(indexes):
             if runs and runs[-1][1] == index:
                 runs[-1][1] = index + 1
             else:
                 runs.append([index, index + 1])
-        requests_ += [{"deleteDimension": {"range": {"sheetId": ids[tab], "dimension": "ROWS",
+        requests_ += [{"deleteDimension": {"range": {"sheetId": sheet_id, "dimension": "ROWS",
                                                      "startIndex": start, "endIndex": end}}}
                       for start, end in reversed(runs)]
     return requests_
