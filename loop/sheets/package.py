@@ -1,8 +1,9 @@
 """Editing an .xlsx package part by part, so a write costs what it changes.
 
 An .xlsx file is a zip of XML parts. A write here rewrites only the parts it changes: the sheet XML
-of the tabs it edits or adds (`sheet_part.py`), and, when it adds a tab, the workbook, its
-relationships, the content types and (for a format new cells need) the styles. Every other part —
+of the tabs it edits or adds (`sheet_part.py`), the tables over a tab it deletes rows from, and, when
+it adds a tab, the workbook, its relationships, the content types and (for a format new cells need)
+the styles. Every other part —
 charts, images, pivot tables, macros, extension data, the shared strings — is copied into the new
 file as the same compressed bytes, so nothing that openpyxl would drop is ever lost, and a
 50,000-row Drafts tab is not rewritten to change three cells of an Edits tab.

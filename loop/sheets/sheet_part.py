@@ -1,9 +1,11 @@
-"""One worksheet part of an `.xlsx` package: its rows read and written in place, and a new worksheet
-made from a `NewTab`.
+"""One worksheet part of an `.xlsx` package: its rows read, written and deleted in place, and a new
+worksheet made from a `NewTab`.
 
 Cells are written as inline strings, numbers, booleans or dates; the shared-strings part is read (only
 as far as needed) and never written. A written cell keeps its style, or takes the one its value needs
 (a date, TRUE/FALSE) or its column's; the row keeps its attributes; every other row keeps its bytes.
+Deleted rows go as Excel deletes them: the rows below move up, renumbered, and so does what refers to
+rows (the dimension, merges, filter, conditional formats, validations, links, the view).
 """
 
 from __future__ import annotations
