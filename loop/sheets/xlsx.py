@@ -19,7 +19,7 @@ from python_calamine import CalamineError, CalamineWorkbook
 
 from .. import files
 from ..errors import RunFailure, TitleTaken, UsageError, WorkbookBusy
-from ..values import as_text, normalize_header
+from ..values import as_text
 from .base import Append, CellUpdate, DeleteRows, NewTab, Table, WriteBatch
 from .charts import chart_parts
 from .ooxml import EXCEL_MAX_ROWS, PackageError, RowShift
@@ -185,7 +185,7 @@ class XlsxWorkbook:
                 sheets[title] = SheetPart(package.read(parts[title]), package.strings(), package.style)
             return sheets[title]
 
-        appends = self._unwritten(batch.appends) if batch.recheck else batch.appends
+        appends = self._unwritten(batch.appends, sheet) if batch.recheck else batch.appends
         next_row: dict[str, int] = {}
         for append in appends:
             target = sheet(append.tab)
@@ -252,14 +252,13 @@ class XlsxWorkbook:
                 "break them. Replace them with their values (Paste Special → Values) or delete them, and run again.")
         target.delete(rows)
 
-    def _unwritten(self, appends: list[Append]) -> list[Append]:
-        """The appends whose key is not in their tab yet (an earlier attempt may have added some)."""
-        tables = self.read(sorted({a.tab for a in appends if a.key}))
-        present: dict[tuple[str, str], set[str]] = {}
-        for tab, key in {(a.tab, a.key) for a in appends if a.key and a.tab in tables}:
-            column = normalize_header(key)
-            present[(tab, key)] = {str(r[column]) for _, r in tables[tab].records() if r.get(column) is not None}
-        return [a for a in appends if not a.key or str(a.values.get(a.key)) not in present.get((a.tab, a.key), set())]
+    def _unwritten(self, appends: list[Append], sheet) -> list[Append]:
+        """The appends whose key is not in their tab yet (an earlier attempt may have added some): one
+        pass over each key column, in the part about to be written."""
+        present = {}
+        for tab, key in {(a.tab, a.key) for a in appends if a.key}:
+            present[(tab, key)] = {as_text(value) for _, value in sheet(tab).column_values(sheet(tab).find_column(key))}
+        return [a for a in appends if not a.key or as_text(a.values.get(a.key)) not in present[(a.tab, a.key)]]
 
 
 def verify(path: Path, titles: list[str], written: dict[str, tuple[int, int]]) -> None:
