@@ -164,7 +164,7 @@ def test_the_judge_reads_drafts_once_and_its_verdicts_follow_rows_a_reviewer_sor
 
     monkeypatch.setattr(judge_module, "JudgeVerdict", SortedMeanwhile)
     cli("judge")
-    assert reads == [[schema.DRAFTS]] * 2  # the write found the rows had moved, and looked them up again
+    assert reads == [[schema.DRAFTS]]  # the write found the moved rows in the part it writes, not by a second read
     by_id = {r["trace_id"]: r for r in read_tab(path, schema.DRAFTS)}
     assert (by_id["a"]["judge_score"], by_id["b"]["judge_score"], by_id["c"]["judge_score"]) == ("👎", "👍", None)
 

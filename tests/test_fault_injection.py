@@ -18,21 +18,13 @@ from tests.conftest import PROMPT, draft, edits_tab, read_tab, tick, write_workb
 KILLED = 77
 
 
-def run_killed(args: list[str], kill_at: int, when: str) -> bool:
-    """Run the command in a forked child that dies at its `kill_at`-th os.replace; True if it died."""
+def run_in_child(args: list[str], install, kill_at: int, when: str) -> bool:
+    """Run the command in a forked child in which `install(die)` has set up its kill point (`die()`
+    ends the child at once: no cleanup, no finally blocks, as after a power cut or kill -9); True if
+    it died there."""
     pid = os.fork()
-    if pid == 0:  # the child: no cleanup, no finally blocks, as after a power cut or kill -9
-        real, calls = os.replace, [0]
-
-        def replace(source, target, *args, **kwargs):
-            calls[0] += 1
-            if calls[0] == kill_at and when == "before":
-                os._exit(KILLED)
-            real(source, target, *args, **kwargs)
-            if calls[0] == kill_at and when == "after":
-                os._exit(KILLED)
-
-        os.replace = replace
+    if pid == 0:
+        install(lambda: os._exit(KILLED))
         try:
             main(args, standalone_mode=False)
         except BaseException:  # noqa: BLE001
@@ -42,6 +34,25 @@ def run_killed(args: list[str], kill_at: int, when: str) -> bool:
     code = os.waitstatus_to_exitcode(status)
     assert code in (0, KILLED), f"{args} failed with exit {code} (kill at {kill_at} {when})"
     return code == KILLED
+
+
+def run_killed(args: list[str], kill_at: int, when: str) -> bool:
+    """The command, killed just before or just after its `kill_at`-th os.replace."""
+
+    def install(die):
+        real, calls = os.replace, [0]
+
+        def replace(source, target, *args, **kwargs):
+            calls[0] += 1
+            if calls[0] == kill_at and when == "before":
+                die()
+            real(source, target, *args, **kwargs)
+            if calls[0] == kill_at and when == "after":
+                die()
+
+        os.replace = replace
+
+    return run_in_child(args, install, kill_at, when)
 
 
 def snapshot(folder: Path, into: Path) -> None:

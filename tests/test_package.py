@@ -49,9 +49,8 @@ def cells(rows: dict[int, list]) -> dict[tuple[int, str], object]:
 
 
 def comparable(value):
-    if isinstance(value, str):  # as a cell stores it: XML-forbidden characters marked; only spaces reads empty
-        value = xml_safe(value)
-        value = value if value.strip(" \t\n\r") else None
+    if isinstance(value, str):  # as a cell stores it: XML-forbidden characters marked, whitespace kept
+        value = xml_safe(value) or None
     if value is None:
         return None
     if isinstance(value, bool):

@@ -20,6 +20,7 @@ from click.testing import CliRunner
 from loop import log_draft, schema
 from loop.cli import main
 from tests.conftest import draft, read_tab, write_workbook
+from tests.test_fault_injection import KILLED, run_in_child
 
 
 def run(*args, env=None, input=None):
@@ -303,19 +304,14 @@ def test_sync_watch_delivers_until_stopped(store, workspace):
 
 # --- kills at every commit point ----------------------------------------------------------------
 
-KILLED = 77
-
-
 def run_killed(args: list[str], kill_at: int, when: str) -> bool:
-    """Run the command in a forked child that dies at its `kill_at`-th store commit, just before or
-    just after it; True if it died there."""
+    """The command, killed just before or just after its `kill_at`-th store commit."""
+    from contextlib import contextmanager
+
     from loop.store import db as database
 
-    pid = os.fork()
-    if pid == 0:
+    def install(die):
         real, calls = database.Database.transaction, [0]
-
-        from contextlib import contextmanager
 
         @contextmanager
         def transaction(self):
@@ -323,20 +319,13 @@ def run_killed(args: list[str], kill_at: int, when: str) -> bool:
             with real(self) as inside:
                 yield inside
                 if calls[0] == kill_at and when == "before":
-                    os._exit(KILLED)  # inside the transaction: it never commits
+                    die()  # inside the transaction: it never commits
             if calls[0] == kill_at and when == "after":
-                os._exit(KILLED)
+                die()
 
         database.Database.transaction = transaction
-        try:
-            main(args, standalone_mode=False)
-        except BaseException:  # noqa: BLE001
-            os._exit(1)
-        os._exit(0)
-    _, status = os.waitpid(pid, 0)
-    code = os.waitstatus_to_exitcode(status)
-    assert code in (0, KILLED), f"{args} failed with exit {code} (kill at {kill_at} {when})"
-    return code == KILLED
+
+    return run_in_child(args, install, kill_at, when)
 
 
 @pytest.mark.parametrize("command", [["log", "--ticket", "killed", "--draft", "d"], ["sync"]])

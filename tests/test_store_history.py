@@ -130,7 +130,7 @@ def test_an_archive_killed_at_any_commit_or_write_loses_no_review(workspace, sto
     """Killed before or after each store commit and the workbook's replacement: the next archive
     finishes, every reviewed old draft leaves the sheet once, and nothing else moves."""
     from tests.backends import XlsxSheet
-    from tests.test_store import KILLED, run_killed
+    from tests.test_store import KILLED, run_killed  # noqa: F401
 
     monkeypatch.setenv("LOOP_STORE", store_url)
     sheet = XlsxSheet(workspace)
