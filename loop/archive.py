@@ -9,11 +9,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from . import schema
-from .errors import UsageError
 from .sheets import DeleteRows, WriteBatch
+from .reviews import read_drafts
 from .store import ARCHIVED, DELIVERED
 from .store.history import record_reviews, review_of
-from .reviews import read_drafts
 from .values import window_start
 
 
@@ -38,10 +37,11 @@ def archive(workspace, older_than: str, now: datetime | None = None) -> ArchiveR
     held = outbox.reviews()
     old = [d for d in drafts if d.created_at < cutoff]
     report = ArchiveReport(cutoff, unreviewed=sum(d.score is None for d in old))
+    repeated = _repeated_ids(table)  # a row copied by hand: its copies are not all known to the store
     chosen = []
     for draft in (d for d in old if d.score is not None):
         stored = held.get(draft.trace_id)
-        if stored and all((stored.get(k) or None) == (v or None) for k, v in review_of(draft).items()):
+        if stored and draft.trace_id not in repeated and all((stored.get(k) or None) == (v or None) for k, v in review_of(draft).items()):
             chosen.append(draft.trace_id)
         else:
             report.mismatched.append(draft.trace_id)
@@ -55,6 +55,15 @@ def archive(workspace, older_than: str, now: datetime | None = None) -> ArchiveR
     report.archived = len(chosen)
     report.left = len(drafts) - len(chosen)
     report.in_store = next((c.archived for c in workspace.store.counts() if c.identity == outbox.identity), 0)
-    if not drafts and table is None:
-        raise UsageError(f"The workbook has no {schema.DRAFTS} tab; nothing to archive.")
     return report
+
+
+def _repeated_ids(table) -> set[str]:
+    column = table.column("trace_id")
+    seen, repeated = set(), set()
+    for row in table.rows:
+        value = str(row[column]).strip() if column < len(row) and row[column] not in (None, "") else ""
+        if value in seen:
+            repeated.add(value)
+        seen.add(value)
+    return repeated

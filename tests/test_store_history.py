@@ -151,3 +151,11 @@ def test_an_archive_killed_at_any_commit_or_write_loses_no_review(workspace, sto
             break
         points += 1
     assert points >= 3 and KILLED
+
+
+def test_archive_never_takes_out_a_row_copied_by_hand(sheet, shared_store):
+    rows = history_rows()
+    rows.append(dict(rows[0], comment="a copy with another comment"))
+    sheet.create(rows)
+    run("archive", "--older-than", "30d")
+    assert [r["trace_id"] for r in sheet.tab(schema.DRAFTS)].count("old-f1") == 2
