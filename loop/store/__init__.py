@@ -112,6 +112,7 @@ class Store:
 
 
 _COLUMNS = ("trace_id", "created_at", *FIELDS)
+_NULLABLE = ("score", "judge_score")  # no review is NULL, not ""
 
 
 class WorkbookStore:
@@ -196,15 +197,16 @@ class WorkbookStore:
         if not changed and not adopted:
             return
         assignments = ", ".join(f"{name} = ?" for name in REVIEW_FIELDS)
+        columns = (*_COLUMNS, *REVIEW_FIELDS)
+        stamp = now_text()
         with self.db.transaction() as db:
             db.executemany(f"UPDATE drafts SET {assignments} WHERE workbook_id = ? AND trace_id = ?",
                            [(*(r.get(f) for f in REVIEW_FIELDS), self.id, r["trace_id"]) for r in changed])
-            columns = (*_COLUMNS, *REVIEW_FIELDS)
             db.executemany(
                 f"INSERT INTO drafts (workbook_id, state, delivered_at, {', '.join(columns)}) "
                 f"VALUES ({', '.join('?' * (len(columns) + 3))}) ON CONFLICT (workbook_id, trace_id) DO NOTHING",
-                [(self.id, DELIVERED, now_text(), *(r.get(c) if c in ("score", "judge_score") else r.get(c) or ""
-                                                     for c in columns)) for r in adopted])
+                [(self.id, DELIVERED, stamp, *(r.get(c) if c in _NULLABLE else r.get(c) or "" for c in columns))
+                 for r in adopted])
 
     def set_state(self, trace_ids: list[str], state: str, only_from: str | None = None) -> None:
         stamp = now_text() if state == ARCHIVED else None
