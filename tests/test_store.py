@@ -434,3 +434,18 @@ def test_the_schema_is_versioned_and_a_newer_one_is_refused(store, workspace):
     assert code == 2 and out == "" and "newer release of loop" in err
 
 
+
+
+def test_a_first_command_killed_while_it_creates_the_schema_leaves_a_store_the_next_one_completes(workspace):
+    path = write_workbook(workspace / "loop.xlsx", [])
+    for when in ("before", "after"):
+        for name in ("loop.db", "loop.db-wal", "loop.db-shm"):
+            (workspace / name).unlink(missing_ok=True)
+        assert run_killed(["log", "--ticket", "killed", "--draft", "d"], 1, when)  # the migration's commit
+        as_if_a_new_process()
+        code, out, _ = run("log", "--ticket", f"after a kill {when}", "--draft", "d")
+        assert code == 0 and out.strip()
+    from loop.store.db import MIGRATIONS
+
+    assert stored(f"sqlite:///{workspace / 'loop.db'}", "SELECT COUNT(*) FROM migrations") == [(len(MIGRATIONS),)]
+    assert tickets(path) == ["after a kill before", "after a kill after"]
