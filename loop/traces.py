@@ -131,8 +131,8 @@ def _check_sheet(workspace, count: int) -> None:
         if near:
             raise UsageError(f"The workbook's drafts tab is named {near[0]!r}; rename it {schema.DRAFTS!r} and log "
                              "again. Nothing was logged.")
-    if hasattr(workbook, "ensure_readable"):  # a local workbook's Drafts part must unpack, as the write needs
-        workbook.ensure_readable(schema.DRAFTS)
+    if hasattr(workbook, "ensure_readable"):  # a local workbook: the write's own checks of its Drafts part
+        workbook.ensure_readable(schema.DRAFTS, schema.DRAFT_HEADERS)
     left = workbook.rows_left(schema.DRAFTS)
     if left is not None and left < count:
         raise UsageError(f"The {schema.DRAFTS} tab of {workspace.settings.sheet} is full; take older drafts out with "

@@ -33,6 +33,11 @@ class PackageError(ValueError):
     """The package is not a workbook this writer can edit (the message says why)."""
 
 
+class DamagedPart(PackageError):
+    """A part contradicts itself or another part (a cell names a shared string that is not there, a
+    row stored twice): readers refuse it or disagree on it, so it is damaged, not merely unusual."""
+
+
 class RowShift:
     """Where rows go when `deleted` rows are removed and the rows below move up, as Excel moves them."""
 

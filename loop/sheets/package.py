@@ -7,6 +7,13 @@ the styles. Every other part —
 charts, images, pivot tables, macros, extension data, the shared strings — is copied into the new
 file as the same compressed bytes, so nothing that openpyxl would drop is ever lost, and a
 50,000-row Drafts tab is not rewritten to change three cells of an Edits tab.
+
+Part names are found as the Open Packaging Conventions say: a relationship's target is resolved
+against the folder of the part it belongs to, `..` and `.` are taken out (never above the package's
+root), a leading `/` names the package's root, and names match whatever their case. A part the
+writer reads (a tab, the shared strings) whose size in the zip's directory is over `MAX_PART_BYTES`
+is refused before it is unpacked, and no part is ever unpacked past the size the directory gives,
+so a small file that inflates to gigabytes costs neither the time nor the memory.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import struct
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
+from urllib.parse import unquote
 from xml.parsers import expat
 from xml.sax.saxutils import quoteattr
 
@@ -37,10 +45,23 @@ DRAWING_CONTENT = "application/vnd.openxmlformats-officedocument.drawing+xml"
 CHART_CONTENT = "application/vnd.openxmlformats-officedocument.drawingml.chart+xml"
 # ISA-L's level 2 packs about as tightly as zlib's default, several times faster; any reader inflates it.
 COMPRESS_LEVEL = 2 if zlib.__name__.startswith("isal") else 6
+# The most a part the writer reads (a tab, the shared strings) may unpack to, by the zip's directory.
+# A 50,000-draft Drafts tab is about 80 MB; Excel's own limits (1,048,576 rows, 32,767 characters a
+# cell) are met long before this by any tab a person can open.
+MAX_PART_BYTES = 512 * 2**20
 
 
 class WriteRefused(ValueError):
     """A part written anew would not parse: the file is not written."""
+
+
+class PartTooLarge(PackageError):
+    """A part unpacks to more than MAX_PART_BYTES (the message says which and how much)."""
+
+    def __init__(self, name: str, size: int):
+        self.name, self.size = name, size
+        super().__init__(f"{name} unpacks to {size / 2**20:,.0f} MB, more than the {MAX_PART_BYTES // 2**20} MB "
+                         "loop reads from one part")
 
 
 @dataclass
@@ -56,6 +77,9 @@ class Package:
     def __post_init__(self):
         self._zip = zipfile.ZipFile(self.source)
         self._names = self._zip.namelist()
+        self._folded = {}
+        for name in self._names:
+            self._folded.setdefault(name.casefold(), name)
         self.workbook_part = self._main_part()
         self._relations = self._relationships()
         self._strings: SharedStrings | None = None
@@ -76,15 +100,28 @@ class Package:
         if name in self.added:
             return self.added[name]
         info = self._zip.getinfo(name)
+        self.check_size(name)
         if info.compress_type != zipfile.ZIP_DEFLATED:
             return self._zip.read(name)
-        try:
-            data = zlib.decompress(_raw_bytes(self._zip.fp, info), -15)  # one call: faster than zipfile's reads
+        try:  # one call, faster than zipfile's reads, and never past the size the directory gives
+            inflater = zlib.decompressobj(-15)
+            data = inflater.decompress(_raw_bytes(self._zip.fp, info), info.file_size + 1)
         except zlib.error as error:
             raise zipfile.BadZipFile(f"{name}: {error}") from None
         if zlib.crc32(data) != info.CRC or len(data) != info.file_size:
             raise zipfile.BadZipFile(f"Bad CRC-32 for file {name!r}")
         return data
+
+    def check_size(self, name: str) -> None:
+        """Raise PartTooLarge, before anything is unpacked, if part `name` unpacks to more than MAX_PART_BYTES."""
+        if name in self.changed or name in self.added:
+            return
+        size = self._zip.getinfo(name).file_size
+        if size > MAX_PART_BYTES:
+            raise PartTooLarge(name, size)
+
+    def exists(self, name: str | None) -> bool:
+        return bool(name) and (name in self._folded.values() or name in self.added)
 
     def info(self, name: str) -> zipfile.ZipInfo:
         return self._zip.getinfo(name)
@@ -94,14 +131,16 @@ class Package:
         for match in re.finditer(rb"<(?:\w+:)?Override\b[^>]*>", types):
             attributes = attributes_of(match.group(0))
             if attributes.get("ContentType", "").endswith((".sheet.main+xml", ".template.main+xml")):
-                return attributes["PartName"].lstrip("/")
+                name = attributes["PartName"].lstrip("/")
+                return self._folded.get(name.casefold(), name)
         if "xl/workbook.xml" in self._names:
             return "xl/workbook.xml"
         raise PackageError("it has no workbook part")
 
     def _rels_name(self) -> str:
         part = PurePosixPath(self.workbook_part)
-        return str(part.parent / "_rels" / (part.name + ".rels"))
+        name = str(part.parent / "_rels" / (part.name + ".rels"))
+        return self._folded.get(name.casefold(), name)
 
     def _relationships(self) -> list[dict[str, str]]:
         xml = self.read(self._rels_name())
@@ -110,20 +149,20 @@ class Package:
             attributes = attributes_of(match.group(0))
             target = attributes.get("Target", "")
             if attributes.get("TargetMode") != "External":
-                attributes["part"] = self._resolve(target)
+                attributes["part"] = self._resolve(self.workbook_part, target)
             found.append(attributes)
         return found
 
-    def _resolve(self, target: str) -> str:
-        if target.startswith("/"):
-            return target.lstrip("/")
-        parts: list[str] = list(PurePosixPath(self.workbook_part).parent.parts)
-        for piece in target.split("/"):
-            if piece == "..":
-                parts.pop()
-            elif piece not in ("", "."):
-                parts.append(piece)
-        return "/".join(parts)
+    def _resolve(self, source: str, target: str) -> str:
+        """The part a relationship of part `source` names by `target`: the zip's own spelling of it
+        when the package has it (names match whatever their case, percent-escapes decoded)."""
+        name = part_name(source, target)
+        if name in self.added or name in self._names:
+            return name
+        for candidate in (name, unquote(name)):
+            if candidate.casefold() in self._folded:
+                return self._folded[candidate.casefold()]
+        return name
 
     def sheets(self) -> list[tuple[str, str]]:
         """(title, part name) of every worksheet, in tab order."""
@@ -144,12 +183,11 @@ class Package:
         rels = str(PurePosixPath(part).parent / "_rels" / (PurePosixPath(part).name + ".rels"))
         if rels not in self._names and rels not in self.added:
             return []
-        found, folder = [], PurePosixPath(part).parent
+        found = []
         for match in re.finditer(rb"<(?:\w+:)?Relationship\b[^>]*>", self.read(rels)):
             relation = attributes_of(match.group(0))
             if relation.get("TargetMode") != "External" and relation.get("Type", "").endswith("/" + kind):
-                target = relation["Target"]
-                found.append(target.lstrip("/") if target.startswith("/") else _normal(folder / target))
+                found.append(self._resolve(part, relation.get("Target", "")))
         return found
 
     def formula_naming(self, title: str) -> str | None:
@@ -167,8 +205,15 @@ class Package:
     def strings(self) -> SharedStrings:
         if self._strings is None:
             part = next((r["part"] for r in self._relations if r.get("Type") == SHARED_STRINGS_TYPE), None)
+            if part and part in self._names:
+                self.check_size(part)
             self._strings = SharedStrings(self._zip.open(part) if part and part in self._names else None)
         return self._strings
+
+    def strings_part(self) -> str | None:
+        """The shared-strings part's name, when the package has one."""
+        part = next((r["part"] for r in self._relations if r.get("Type") == SHARED_STRINGS_TYPE), None)
+        return part if part and part in self._names else None
 
     def sheet(self, title: str) -> SheetPart:
         """The tab's worksheet part, ready for cell writes."""
@@ -311,6 +356,15 @@ def _relationships_xml(relations: list[tuple[str, str, str]]) -> bytes:
             ).encode("utf-8")
 
 
+def part_name(source: str, target: str) -> str:
+    """The part a relationship of part `source` (a zip name) targets, as the Open Packaging Conventions
+    resolve it: a leading `/` is the package's root, anything else is relative to `source`'s folder;
+    `.` and `..` are taken out, and `..` never climbs above the root (as in a URL)."""
+    target = target.split("#", 1)[0].replace("\\", "/")
+    base = PurePosixPath("/") if target.startswith("/") else PurePosixPath("/", source).parent
+    return _normal(base / target.lstrip("/"))
+
+
 def _normal(path: PurePosixPath) -> str:
     """A zip path with `..` and `.` resolved."""
     parts: list[str] = []
@@ -318,7 +372,7 @@ def _normal(path: PurePosixPath) -> str:
         if piece == "..":
             if parts:
                 parts.pop()
-        elif piece not in (".", ""):
+        elif piece not in (".", "", "/"):
             parts.append(piece)
     return "/".join(parts)
 

@@ -6,6 +6,21 @@ as far as needed) and never written. A written cell keeps its style, or takes th
 (a date, TRUE/FALSE) or its column's; the row keeps its attributes; every other row keeps its bytes.
 Deleted rows go as Excel deletes them: the rows below move up, renumbered, and so does what refers to
 rows (the dimension, merges, filter, conditional formats, validations, links, the view).
+
+What a part must be before anything is written to it: rows stored each once (rows stored out of order,
+as some writers store them, are put in order, each keeping its bytes), and every shared-string index
+inside the shared-strings part. A part that breaks either is refused as damaged (`DamagedPart`), as
+python-calamine (and so `loop status`) refuses it.
+
+Which rows are taken. Appended rows go below the last row that holds a value or a formula in one of
+the columns the append knows (for Drafts, the columns of the contract: trace_id, ticket, score, …);
+formatting is not data, and neither is a value in a column loop does not know (a helper column a
+reviewer filled down with a formula, a note beside the table): such a row is free, loop's cells are
+written into it and its other cells keep their bytes. No appended cell lands inside a merged range:
+rows where a merge covers a column being written are passed over. A column loop adds goes after the
+last header and after every column holding a cell, so it never relabels a column of values. An Excel
+Table (ListObject) that reaches the row above the appended rows grows to cover them, as it does when a
+person types below it, and takes in a column added right beside it (`grown_table`).
 """
 
 from __future__ import annotations
@@ -19,8 +34,8 @@ from xml.sax.saxutils import escape, quoteattr
 
 from ..values import normalize_header
 from .base import Grid, NewTab, RichText
-from .ooxml import (CELL_REF, EXCEL_MAX_ROWS, MAIN_NS, REL_NS, PackageError, RowShift, attributes_of, cell_xml,
-                    column_index, column_letter, formula_naming, number_format_of, plain_text, text_of)
+from .ooxml import (CELL_REF, EXCEL_MAX_ROWS, MAIN_NS, REL_NS, DamagedPart, PackageError, RowShift, attributes_of,
+                    cell_xml, column_index, column_letter, formula_naming, number_format_of, plain_text, text_of)
 
 # What a writer asks for a cell format: bold=, color=, wrap=, number_format= → the style index, or None.
 Formats = Callable[..., "int | None"]
@@ -29,6 +44,8 @@ BISECTS = 32  # row lookups by bisection before one scan of every row tag is the
 _R = re.compile(rb'\sr\s*=\s*["\']([A-Z]*)(\d+)')  # a row's number, or a cell's column and row
 _T = re.compile(rb'\st\s*=\s*["\'](\w+)')  # a cell's type
 _S = re.compile(rb'\ss\s*=\s*["\'](\d+)')  # a cell's style
+_SI_TAG = re.compile(rb"<(?:\w+:)?si[\s/>]")  # a shared-strings item's start tag
+_SHARED = re.compile(rb"""t=(?:"s"|'s')[^>]*>\s*<(?:\w+:)?v>\s*(\d+)""")  # a shared-string cell's index
 
 
 @dataclass
@@ -69,6 +86,7 @@ class SheetPart:
         if self.data_end < self.data_start:
             raise PackageError("a worksheet's sheetData is not closed")
         self._row_tag = re.compile(rb"<" + p + rb"row\b([^>]*?)(/?)>")
+        self._row_number = re.compile(rb"<" + p + rb"row\b(?:[^>]*?\sr\s*=\s*[\"'](\d+))?")
         self._cell_tag = re.compile(rb"<" + p + rb"c\b([^>]*?)/?>")
         self._refs = re.compile(rb"(<" + p + rb'(?:row|c)\b[^>]*?\sr="[A-Z]*)\d+"')  # a row's or cell's number
         self._formula = re.compile(rb"<" + p + rb"f[\s>/]")
@@ -78,9 +96,54 @@ class SheetPart:
         self._bisects = 0
         self.writes: dict[int, dict[int, object]] = {}
         self.deleted: set[int] = set()
+        self.appended: list[int] = []  # rows given to appends (free_rows)
+        self.added_columns: list[int] = []  # columns whose header this write adds
+        self.appended_columns: set[int] = set()  # the columns appends write
+        self._merges: list[tuple[int, int, int, int]] | None = None
         self._headers: list[str] | None = None
         self._found: dict[str, int | None] = {}
         self._column_styles = self._read_column_styles()
+        self._check_rows()
+        self._check_strings()
+
+    # -- what the part must be -------------------------------------------------------------------
+
+    def _check_rows(self) -> None:
+        """Rows are found by bisecting on their numbers, so they must be stored in order, each once.
+        Rows stored out of order are put in order here, each keeping its bytes (readers place a row by
+        its number, so nothing moves for them); a number stored twice is refused as damage."""
+        numbers = self._row_number.findall(self.xml, self.data_start, self.data_end)
+        if all(numbers):
+            order = list(map(int, numbers))
+        else:  # rows without a number follow the one above
+            order = [row.number for row in self._all_rows()]
+        if all(a < b for a, b in zip(order, order[1:])):
+            return
+        seen = set()
+        for number in order:
+            if number in seen:
+                raise DamagedPart(f"row {number} is stored twice in one tab")
+            seen.add(number)
+        if not all(numbers):
+            raise DamagedPart("a tab stores its rows out of order, some without a number")
+        rows = sorted(self._all_rows(), key=lambda row: row.number)
+        body = b"".join(self._row_xml(row) for row in rows)
+        self.xml = self.xml[:self.data_start] + body + self.xml[self.data_end:]
+        self.data_end = self.data_start + len(body)
+        self._rows = None
+
+    def _check_strings(self) -> None:
+        """Every shared-string index a cell holds must be inside the shared-strings part."""
+        if b't="s"' not in self.xml and b"t='s'" not in self.xml:
+            return
+        indexes = _SHARED.findall(self.xml, self.data_start, self.data_end)
+        if not indexes:
+            return
+        highest = max(map(int, indexes))
+        count = self.strings.count() if self.strings else 0
+        if highest >= count:
+            raise DamagedPart(f"a cell names shared string {highest}, past the end of the {count:,} in the "
+                              "shared-strings part")
 
     # -- finding rows ------------------------------------------------------------------------
 
@@ -171,8 +234,8 @@ class SheetPart:
 
     def _cell_value(self, row: _Row, column: int):
         for found, attributes, element in self._cells(self._row_xml(row)):
-            if found >= column:
-                return self._value(attributes, element) if found == column else None
+            if found == column:  # not "past it": a writer may store a row's cells out of order
+                return self._value(attributes, element)
         return None
 
     def value(self, number: int, column: int | None):
@@ -215,35 +278,126 @@ class SheetPart:
         return self._found[name]
 
     def column(self, name: str) -> int:
-        """The column for `name`, adding its header after the last one when the tab has none."""
+        """The column for `name`, adding its header when the tab has none: after the last header, after
+        every column that holds a cell below (a column of values without a header is not relabelled)
+        and after a merge across the header row."""
         found = self.find_column(name)
         if found is not None:
             return found
         while self._headers and not self._headers[-1]:
             self._headers.pop()
-        self._headers.append(name)
+        if self.added_columns:
+            position = max(len(self._headers), self.added_columns[-1]) + 1
+        else:
+            merged = [right for top, left, bottom, right in self.merges() if top <= 1 <= bottom]
+            position = max(len(self._headers), self._last_cell_column(), *merged) + 1
+        self._headers += [""] * (position - 1 - len(self._headers)) + [name]
         self._found.clear()
-        self.set(1, len(self._headers), name)
-        return len(self._headers)
+        self.added_columns.append(position)
+        self.set(1, position, name)
+        return position
 
-    def last_used_row(self) -> int:
-        """The last row holding a value (rows of only formatting do not count); 1 for a header-only tab."""
-        value = re.compile(rb"<" + self.prefix + rb"(?:v|is)\b")
+    def _last_cell_column(self) -> int:
+        """The last column holding a cell that is not an empty, self-closed one (formatting) in any row."""
+        width, last = len(self._headers or []), 0
+        wide = re.compile(rb"<" + self.prefix + rb"c\b[^>]*?\sr\s*=\s*[\"']([A-Z]+)\d+[^>]*?(?<!/)>")
+        for letters in set(wide.findall(self.xml, self.data_start, self.data_end)):
+            column = column_index(letters.decode())
+            if column > width:
+                last = max(last, column)
+        return last
+
+    def last_used_row(self, columns: set[int] | None = None) -> int:
+        """The last row holding a value or a formula in one of `columns` (in any column when None); rows
+        of only formatting, and values in other columns, do not count. 1 for a header-only tab.
+
+        Read from the end of the part back, value by value: a tab formatted down to its last row costs
+        a search through bytes, not a pass over its rows."""
+        p = self.prefix
+        tags = (b"<" + p + b"v", b"<" + p + b"is", b"<" + p + b"f")
+        value_tag = re.compile(rb"<" + p + rb"(v|is|f)[\s>/]")
         end = self.data_end
         while True:
-            start = self.xml.rfind(b"<" + self.prefix + b"row", self.data_start, end)
-            if start < 0:
+            at = max(self.xml.rfind(tag, self.data_start, end) for tag in tags)
+            if at < 0:
                 return 1
-            found = self._row_tag.match(self.xml, start)
-            if found:
-                number = attributes_of(found.group(1)).get("r")
-                if not number:  # rows without numbers: count them all
-                    used = [r for r in self._all_rows() if value.search(self._row_xml(r))]
-                    return max(used[-1].number, 1) if used else 1
-                row = _Row(int(number), start, found.end(), bool(found.group(2)))
-                if value.search(self._row_xml(row)):
+            found = value_tag.match(self.xml, at)
+            end = at
+            if not found:
+                continue
+            cell = self.xml.rfind(b"<" + p + b"c", self.data_start, at)
+            while cell >= 0 and not self._cell_tag.match(self.xml, cell):
+                cell = self.xml.rfind(b"<" + p + b"c", self.data_start, cell)
+            start = self.xml.rfind(b"<" + p + b"row", self.data_start, at)
+            while start >= 0 and not self._row_tag.match(self.xml, start):
+                start = self.xml.rfind(b"<" + p + b"row", self.data_start, start)
+            if cell < 0 or start < 0 or cell < start:
+                continue  # not inside a cell of a row
+            if not self._holds_value(found.group(1), at):
+                continue  # an empty <v/>: the cell may still hold a formula, before it
+            end = cell
+            ref = _R.search(self._cell_tag.match(self.xml, cell).group(1))
+            number = _R.search(self._row_tag.match(self.xml, start).group(1))
+            if not (number and ref and ref.group(1)):  # a row or cell without its number: count them
+                return self._last_used_by_rows(columns)
+            if columns is None or column_index(ref.group(1).decode()) in columns:
+                return max(int(number.group(2)), 1)
+
+    def _holds_value(self, kind: bytes, at: int) -> bool:
+        """Whether the <v>, <is> or <f> element at `at` holds something: a formula always does."""
+        if kind == b"f":
+            return True
+        close = b"</" + self.prefix + kind + b">"
+        opening = self.xml.index(b">", at) + 1
+        if self.xml[opening - 2:opening] == b"/>":
+            return False
+        inner = self.xml[opening:self.xml.find(close, opening)]
+        return bool(inner.strip()) if kind == b"v" else bool(text_of(b"<" + self.prefix + b"is>" + inner + close,
+                                                                    self.prefix))
+
+    def _last_used_by_rows(self, columns: set[int] | None) -> int:
+        formula = self._formula
+        for row in reversed(self._all_rows()):
+            for column, attributes, element in self._cells(self._row_xml(row)):
+                if columns is not None and column not in columns:
+                    continue
+                if formula.search(element) or self._value(attributes, element) not in (None, ""):
                     return max(row.number, 1)
-            end = start
+        return 1
+
+    def merges(self) -> list[tuple[int, int, int, int]]:
+        """(top, left, bottom, right) of every merged range."""
+        if self._merges is None:
+            tail = self.xml[self.data_end:]
+            found = []
+            for element in re.finditer(rb"<" + self.prefix + rb"mergeCell\b[^>]*>", tail):
+                ends = [CELL_REF.fullmatch(end) for end in attributes_of(element.group(0)).get("ref", "").split(":")]
+                if ends and all(ends):
+                    first, last = ends[0], ends[-1]
+                    found.append((int(first.group(2)), column_index(first.group(1)),
+                                  int(last.group(2)), column_index(last.group(1))))
+            self._merges = found
+        return self._merges
+
+    def free_rows(self, count: int, columns: set[int], known: set[int] | None,
+                  reserved: list[tuple[int, int, int, int]] = ()) -> list[int]:
+        """The rows `count` appends writing `columns` go to, in order: below the last row holding a value
+        in a `known` column (any column when None), passing over rows where a merged range, or a
+        `reserved` area (top, left, bottom, right: a table's totals row), covers one of `columns`.
+        Fewer than `count` when the sheet ends first."""
+        number = self.last_used_row(known) + 1
+        blocking = [(top, bottom) for top, left, bottom, right in [*self.merges(), *reserved]
+                    if bottom >= number and any(left <= c <= right for c in columns)]
+        rows = []
+        while len(rows) < count and number <= EXCEL_MAX_ROWS:
+            below = next((bottom for top, bottom in blocking if top <= number <= bottom), None)
+            if below is not None:
+                number = below + 1
+                continue
+            rows.append(number)
+            number += 1
+        self.appended += rows
+        return rows
 
     # -- writing --------------------------------------------------------------------------------
 
@@ -334,11 +488,13 @@ class SheetPart:
             start_tag = start_tag[:-2].rstrip() + b">"
         else:
             end -= len(f"</{p}row>")
-        first, last = self._end_columns(original)
-        if last is not None and last < min(writes):
-            kept, existing = original[tag.end():end], []
-        else:
-            kept, existing = b"", list(self._cells(original))
+        existing = list(self._cells(original))
+        columns = [column for column, _, _ in existing]
+        if len(set(columns)) != len(columns):
+            twice = next(c for c in columns if columns.count(c) > 1)
+            raise DamagedPart(f"cell {column_letter(twice)}{number} is stored twice in one tab")
+        first = min(columns, default=None)
+        kept = b""
         cells = {column: element for column, _, element in existing}
         written = {column: attributes for column, attributes, _ in existing if column in writes}
         for column, value in writes.items():
@@ -450,6 +606,79 @@ def moved_table(xml: bytes, shift: RowShift) -> bytes:
     return _kept_areas(xml, shift, tall={b"table": 2, b"autoFilter": 2})
 
 
+def totals_rows(xml: bytes) -> list[tuple[int, int, int, int]]:
+    """(top, left, bottom, right) of a table part's totals row(s), which no appended row may take."""
+    opening = re.search(rb"<(?:\w+:)?table\b[^>]*>", xml)
+    table = attributes_of(opening.group(0)) if opening else {}
+    ends = [CELL_REF.fullmatch(end) for end in table.get("ref", "").split(":")]
+    count = int(table.get("totalsRowCount") or 0) if (table.get("totalsRowCount") or "0").isdigit() else 0
+    if not count or len(ends) != 2 or not all(ends):
+        return []
+    bottom = int(ends[1].group(2))
+    return [(bottom - count + 1, column_index(ends[0].group(1)), bottom, column_index(ends[1].group(1)))]
+
+
+def grown_table(xml: bytes, rows: list[int], written: set[int], headers: dict[int, str]) -> bytes:
+    """A table part (an Excel Table over the tab) grown as Excel grows it when a person types beside it:
+    down over appended `rows` that start inside it or right below its last row (in a column of its own,
+    among those `written`), and right over columns added right beside it (`headers`: column → header
+    text), each becoming a table column. A table with a totals row does not grow down (Excel adds rows
+    above the totals, never below them); one whose header is not the tab's first row takes no column."""
+    opening = re.search(rb"<((?:\w+:)?)table\b[^>]*>", xml)
+    if not opening:
+        return xml
+    prefix, table = opening.group(1), attributes_of(opening.group(0))
+    ends = [CELL_REF.fullmatch(end) for end in table.get("ref", "").split(":")]
+    if len(ends) != 2 or not all(ends):
+        return xml
+    top, bottom = int(ends[0].group(2)), int(ends[1].group(2))
+    left, right = column_index(ends[0].group(1)), column_index(ends[1].group(1))
+    new_bottom, new_right = bottom, right
+    totals = table.get("totalsRowCount", "0") not in ("", "0")
+    if rows and not totals and top < rows[0] <= bottom + 1 and any(left <= c <= right for c in written):
+        following = bottom
+        for number in rows:  # appended rows one after another, from inside the table or just below it
+            if number > following + 1:
+                break
+            following = max(following, number)
+        new_bottom = following
+    added = []
+    if table.get("headerRowCount", "1") != "0" and top == 1:
+        while new_right + 1 in headers:
+            new_right += 1
+            added.append(headers[new_right])
+    if (new_bottom, new_right) == (bottom, right):
+        return xml
+    ref = f"{ends[0].group(0)}:{column_letter(new_right)}{new_bottom}"
+
+    def widened(name: bytes, area: str) -> str:
+        """A ref in the table: the table's and its filter's become the new range; a sort's rows reach
+        the new last row."""
+        if name in (b"table", b"autoFilter") and area.partition(":")[0] == ends[0].group(0):
+            return ref
+        parts = [CELL_REF.fullmatch(end) for end in area.split(":")]
+        if len(parts) == 2 and all(parts) and int(parts[1].group(2)) == bottom:
+            return f"{parts[0].group(0)}:{parts[1].group(1)}{new_bottom}"
+        return area
+
+    def tag(found: re.Match) -> bytes:
+        return re.sub(rb'(\sref=")([^"]*)"', lambda a: a.group(1) + widened(found.group(1), a.group(2).decode()).encode()
+                      + b'"', found.group(0))
+
+    xml = re.sub(rb"<(?:\w+:)?(table|autoFilter|sortState|sortCondition)\b[^>]*>", tag, xml)
+    if added:
+        ids = [int(i) for i in re.findall(rb"<(?:\w+:)?tableColumn\b[^>]*?\sid=\"(\d+)\"", xml)]
+        p = prefix.decode()
+        columns = "".join(f'<{p}tableColumn id="{max(ids, default=0) + n}" name={quoteattr(name)}/>'
+                          for n, name in enumerate(added, start=1)).encode("utf-8")
+        closing = re.search(rb"</(?:\w+:)?tableColumns>", xml)
+        if closing:
+            xml = xml[:closing.start()] + columns + xml[closing.start():]
+            xml = re.sub(rb'(<(?:\w+:)?tableColumns\b[^>]*?\scount=")\d+',
+                         lambda c: c.group(1) + str(len(ids) + len(added)).encode(), xml, count=1)
+    return xml
+
+
 def _kept_areas(xml: bytes, shift: RowShift, skip: set[bytes] = frozenset(), tall: dict[bytes, int] | None = None
                 ) -> bytes:
     """Every area named by a tag's ref, sqref, activeCell or topLeftCell, moved with its rows, in tags
@@ -484,6 +713,7 @@ class SharedStrings:
         self._at = 0  # where the next item is looked for in the buffer
         self._items: list[bytes] = []  # each <si> element found, as stored
         self._texts: dict[int, str] = {}
+        self._count: int | None = None
         self._pattern = re.compile(rb"<(?:\w+:)?si\b[^>]*?(?:/>|>.*?</(?:\w+:)?si>)", re.S)
 
     def get(self, index: int) -> str | None:
@@ -503,6 +733,20 @@ class SharedStrings:
             prefix = re.match(rb"<(\w+:)?", item).group(1) or b""
             self._texts[index] = text_of(item, prefix)
         return self._texts[index]
+
+    def count(self) -> int:
+        """How many items the part holds: the rest of it is unpacked (and kept, for `get`) and its
+        item tags counted, without taking the items apart."""
+        if self._count is None:
+            chunks = [self._buffer[self._at:]]
+            while self._stream:
+                chunk = self._stream.read(self.CHUNK * 16)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            self._buffer, self._at = b"".join(chunks), 0
+            self._count = len(self._items) + len(_SI_TAG.findall(self._buffer))
+        return self._count
 
 
 # --- a new worksheet --------------------------------------------------------------------------------

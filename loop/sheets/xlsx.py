@@ -4,10 +4,21 @@ A write takes a lock, refuses while Excel or LibreOffice has the file open, rewr
 it touches (`package.py`), copies every other part as it is, checks that the new file opens again,
 and only then moves it into place: a crash, a concurrent writer or a bad character never leaves a
 damaged or half-written workbook, and charts, images, pivot tables and macros are never dropped.
+
+A workbook reached through a symbolic link is written through it (`files.atomic_path`): the lock and
+the check for Excel's and LibreOffice's owner files are beside the real file, so two links to one
+shared workbook take the same lock.
+
+What a write refuses, it refuses before anything is written, and `ensure_readable` runs the same
+checks for a command that must know before it keeps anything (`loop log`, before the store's commit):
+a part that does not unpack, a tab or shared-strings part over `MAX_PART_BYTES` (by the zip's
+directory, before any of it is unpacked), a shared-string index past the end of the shared strings,
+a row stored twice (`sheet_part.py`), and a tab with no free row left.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import zipfile
 import zlib
@@ -22,14 +33,16 @@ from ..errors import RunFailure, TitleTaken, UsageError, WorkbookBusy
 from ..values import as_text
 from .base import Append, CellUpdate, DeleteRows, NewTab, Table, WriteBatch
 from .charts import chart_parts
-from .ooxml import EXCEL_MAX_ROWS, PackageError, RowShift
-from .package import Package, WriteRefused
-from .sheet_part import SheetPart, grid_sheet_xml, moved_table
+from .ooxml import EXCEL_MAX_ROWS, DamagedPart, PackageError, RowShift
+from .package import Package, PartTooLarge, WriteRefused
+from .sheet_part import SheetPart, grid_sheet_xml, grown_table, moved_table, totals_rows
 
 EXCEL_CELL_LIMIT = 32_767
 DEFAULT_WAIT = 120.0
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
-_DIMENSION = re.compile(rb'<(?:\w+:)?dimension ref="[A-Z]+\d+(?::[A-Z]+(\d+))?"')
+# What a deletion would leave beside the wrong rows: the relationship type, what a person calls it.
+_ANCHORED = (("comments", "notes"), ("threadedComment", "threaded comments"), ("drawing", "images or charts"),
+             ("vmlDrawing", "notes or form controls"))
 
 
 class XlsxWorkbook:
@@ -40,10 +53,14 @@ class XlsxWorkbook:
         self.location = str(self.path)
         _check_format(self.path)
         self._book: CalamineWorkbook | None = None
+        self._rows_left: dict[str, int] = {}
+        real = Path(os.path.realpath(self.path))
+        self._paths = [self.path] + ([real] if real != self.path.absolute() else [])
 
     # -- reading ---------------------------------------------------------------------------
 
-    def _calamine(self) -> CalamineWorkbook:
+    def _calamine(self, titles: list[str] = ()) -> CalamineWorkbook:
+        self._check_sizes(titles)
         if self._book is None:
             try:
                 self._book = CalamineWorkbook.from_path(str(self.path))
@@ -56,7 +73,7 @@ class XlsxWorkbook:
 
     def read(self, titles: list[str]) -> dict[str, Table]:
         self._book = None  # read what is on disk now, not what titles() saw
-        book = self._calamine()
+        book = self._calamine(titles)
         tables = {}
         for title in titles:
             if title not in book.sheet_names:
@@ -74,44 +91,70 @@ class XlsxWorkbook:
             tables[title] = Table(title, headers, body)
         return tables
 
-    def ensure_readable(self, title: str) -> None:
-        """Raise UsageError now if tab `title`'s part is damaged (it does not unpack, or fails its
-        checksum), as the write would: a command refuses before it keeps anything. Unpacks the part
-        in chunks, so memory stays small at any size."""
+    def _check_sizes(self, titles) -> None:
+        """Refuse, from the zip's directory alone, tabs among `titles` or shared strings that unpack to
+        more than MAX_PART_BYTES: python-calamine would hold all of it in memory."""
+        try:
+            package = Package(str(self.path))
+            try:
+                parts = dict(package.sheets())
+                for name in [package.strings_part(), *(parts.get(title) for title in titles)]:
+                    if name:
+                        package.check_size(name)
+            finally:
+                package.close()
+        except PartTooLarge as error:
+            raise _too_large(self.path, error) from None
+        except (PackageError, zipfile.BadZipFile, KeyError, OSError, ValueError):
+            return  # the read names what is wrong
+
+    def ensure_readable(self, title: str, columns: list[str] | None = None) -> None:
+        """Raise UsageError now if a write to tab `title` would be refused, with the write's own checks:
+        a part that does not unpack or fails its checksum, one over MAX_PART_BYTES, a damaged part (a
+        shared-string index past the end, a row stored twice). A command calls it before it keeps
+        anything. It also counts the rows left for appends of `columns` (`rows_left`): below the last
+        row holding a value in one of them, less rows a merged range takes."""
         try:
             package = Package(str(self.path))
             try:
                 part = dict(package.sheets()).get(title)
-                if part is not None:
-                    with package.open(part) as stream:
-                        while stream.read(1 << 20):
-                            pass
+                if part is None:
+                    self._rows_left[title] = EXCEL_MAX_ROWS - 1
+                    return
+                target = SheetPart(package.read(part), package.strings())
+                known = {c for c in (target.find_column(name) for name in columns or []) if c}
+                written = known or set(range(1, len(target.headers()) + 1)) or {1}
+                last = target.last_used_row(known or None)
+                taken = [*target.merges(), *_reserved(package, part)]
+                merged = sum(bottom - top + 1 for top, left, bottom, right in _disjoint_rows(taken, last, written))
+                self._rows_left[title] = EXCEL_MAX_ROWS - last - merged
             finally:
                 package.close()
+        except PartTooLarge as error:
+            raise _too_large(self.path, error) from None
+        except DamagedPart as error:
+            raise _damaged(self.path, error) from None
         except PackageError as error:
             raise UsageError(f"{self.path} cannot be written: {error}.") from None
         except (zipfile.BadZipFile, zlib.error, KeyError, OSError, ValueError) as error:
             raise _damaged(self.path, error) from None
 
     def rows_left(self, title: str) -> int | None:
-        """From the tab's recorded dimension, read off the first bytes of its part: cheap at any size."""
-        try:
-            package = Package(str(self.path))
+        """How many rows appends to tab `title` can still take: counted by `ensure_readable` (which this
+        calls first when it has not run), from the rows that hold values, never from the dimension a
+        tab records (one styled cell on the sheet's last row is formatting, not data)."""
+        if title not in self._rows_left:
             try:
-                part = dict(package.sheets()).get(title)
-                if part is None:
-                    return EXCEL_MAX_ROWS - 1
-                with package.open(part) as stream:
-                    match = _DIMENSION.search(stream.read(4096))
-            finally:
-                package.close()
-        except Exception:  # noqa: BLE001 -- a damaged file: the write will say so
-            return None
-        if not match:
-            return None
-        return EXCEL_MAX_ROWS - int(match.group(1) or 1)
+                self.ensure_readable(title)
+            except UsageError:
+                return None  # the write will say so
+        return self._rows_left.get(title)
 
     # -- writing ---------------------------------------------------------------------------
+
+    def _lock_path(self) -> Path:
+        real = self._paths[-1]
+        return real.with_name(f".{real.name}.lock")
 
     def link(self, title: str) -> str:
         """Where a reader finds the tab: the workbook's full path (a file has no link to one tab)."""
@@ -120,14 +163,16 @@ class XlsxWorkbook:
     def ensure_writable(self) -> None:
         """Excel keeps `~$name.xlsx`, LibreOffice `.~lock.name#`, beside a workbook it has open;
         saving now would be lost when they save."""
-        for owner, program in ((f"~${self.path.name}", "Excel"), (f".~lock.{self.path.name}#", "LibreOffice")):
-            if self.path.with_name(owner).exists():
-                raise WorkbookBusy(f"{self.path.name} is open in {program} ({owner} exists); close it there and run again.")
+        for path in self._paths:  # beside the link and beside the file it points to
+            for owner, program in ((f"~${path.name}", "Excel"), (f".~lock.{path.name}#", "LibreOffice")):
+                if path.with_name(owner).exists():
+                    raise WorkbookBusy(f"{path.name} is open in {program} ({owner} exists); close it there and run "
+                                       "again.")
 
     def write(self, batch: WriteBatch, wait: float | None = None) -> None:
         if not batch:
             return
-        lock = FileLock(str(self.path.with_name(f".{self.path.name}.lock")), timeout=DEFAULT_WAIT if wait is None else wait)
+        lock = FileLock(str(self._lock_path()), timeout=DEFAULT_WAIT if wait is None else wait)
         try:
             lock.acquire()
         except Timeout:
@@ -138,6 +183,7 @@ class XlsxWorkbook:
         finally:
             lock.release()
             self._book = None
+            self._rows_left.clear()
 
     def _write(self, batch: WriteBatch) -> None:
         try:
@@ -154,8 +200,10 @@ class XlsxWorkbook:
                 written.update(package.save(temporary))
         except WriteRefused as error:
             raise RunFailure(f"The saved workbook did not open again ({error}); {self.path.name} was left as it was.") from None
+        except PartTooLarge as error:
+            raise _too_large(self.path, error) from None
         except (zipfile.BadZipFile, zlib.error, KeyError, ValueError) as error:
-            if isinstance(error, PackageError):
+            if isinstance(error, PackageError) and not isinstance(error, DamagedPart):
                 raise UsageError(f"{self.path} cannot be written: {error}.") from None
             raise _damaged(self.path, error) from None
         finally:
@@ -186,18 +234,9 @@ class XlsxWorkbook:
             return sheets[title]
 
         appends = self._unwritten(batch.appends, sheet) if batch.recheck else batch.appends
-        next_row: dict[str, int] = {}
-        for append in appends:
-            target = sheet(append.tab)
-            if append.tab not in next_row:
-                next_row[append.tab] = target.last_used_row() + 1
-                if next_row[append.tab] - 1 + sum(a.tab == append.tab for a in appends) > EXCEL_MAX_ROWS:
-                    raise UsageError(
-                        f"The {append.tab} tab is full (Excel holds {EXCEL_MAX_ROWS:,} rows); move older rows to "
-                        "another workbook and run again. Nothing was written.")
-            for key, value in append.values.items():
-                target.set(next_row[append.tab], target.column(key), value)
-            next_row[append.tab] += 1
+        for tab in dict.fromkeys(append.tab for append in appends):
+            self._append(sheet(tab), [append for append in appends if append.tab == tab],
+                         _reserved(package, parts[tab]))
         for update in self._placed(batch.updates, sheet):
             target = sheet(update.tab)
             target.set(update.row, target.column(update.column), update.value)
@@ -206,12 +245,36 @@ class XlsxWorkbook:
         for title, target in sheets.items():
             if target.writes or target.deleted:
                 package.put(parts[title], target.render())
-            if target.deleted:
+            if target.appended or target.added_columns or target.deleted:
                 for table in package.related(parts[title], "table"):
-                    package.put(table, moved_table(package.read(table), RowShift(target.deleted)))
+                    xml = package.read(table)
+                    if target.appended or target.added_columns:
+                        xml = grown_table(xml, target.appended, set(target.appended_columns),
+                                          {c: target.writes[1][c] for c in target.added_columns})
+                    if target.deleted:
+                        xml = moved_table(xml, RowShift(target.deleted))
+                    if xml != package.read(table):
+                        package.put(table, xml)
         for grid in batch.grids:
             drawing, chart = chart_parts(grid) if grid.chart else (None, None)
             package.put_tab(grid.title, grid_sheet_xml(grid, package.style, package.default_font()), drawing, chart)
+
+    def _append(self, target: SheetPart, appends: list[Append], reserved) -> None:
+        """Appends to one tab, in order, each to the next free row (see sheet_part.py: which rows are
+        taken): never over a cell that holds a value, never into a merged range or a table's totals row."""
+        known = {c for append in appends for name in (*append.headers, *append.values)
+                 for c in [target.find_column(name)] if c}
+        columns = [{target.column(key): value for key, value in append.values.items()} for append in appends]
+        written = {c for row in columns for c in row}
+        target.appended_columns = written
+        rows = target.free_rows(len(appends), written, known, reserved)
+        if len(rows) < len(appends):
+            tab = appends[0].tab
+            raise UsageError(f"The {tab} tab is full (Excel holds {EXCEL_MAX_ROWS:,} rows); move older rows to "
+                             "another workbook and run again. Nothing was written.")
+        for number, values in zip(rows, columns):
+            for column, value in values.items():
+                target.set(number, column, value)
 
     def _placed(self, updates: list[CellUpdate], sheet) -> list[CellUpdate]:
         """Updates with a key, at the row that holds the key now; dropped when it is gone, or when
@@ -250,6 +313,18 @@ class XlsxWorkbook:
             raise UsageError(
                 f"{self.path.name} has formulas that refer to {deletion.tab} rows ({where}); archiving would "
                 "break them. Replace them with their values (Paste Special → Values) or delete them, and run again.")
+        part = dict(package.sheets())[deletion.tab]
+        first = min(rows)
+        for kind, what in _ANCHORED:
+            for related in package.related(part, kind):
+                if not package.exists(related):
+                    continue
+                row = next((r for r in _anchored_rows(package.read(related), kind) if r >= first), None)
+                if row is not None:
+                    raise UsageError(
+                        f"{self.path.name} has {what} on {deletion.tab} rows that archiving would move (row {row}); "
+                        f"they would stay beside the wrong rows. Move them above row {first} or delete them, and "
+                        "run again.")
         target.delete(rows)
 
     def _unwritten(self, appends: list[Append], sheet) -> list[Append]:
@@ -295,6 +370,50 @@ def _check_format(path: Path) -> None:
         raise UsageError(f"{path} is an old .xls (Excel 97-2003) workbook; save it as .xlsx and run again.")
     if not zipfile.is_zipfile(path):
         raise UsageError(f"{path} is not an .xlsx workbook; point LOOP_SHEET at an .xlsx file.")
+
+
+def _anchored_rows(xml: bytes, kind: str) -> list[int]:
+    """The rows (1-based) that notes, threaded comments, or the shapes of a drawing are anchored to:
+    every row an anchor starts or ends on."""
+    if kind in ("comments", "threadedComment"):
+        return [int(found.group(2)) for found in re.finditer(rb'<(?:\w+:)?(?:comment|threadedComment)\b[^>]*?\sref="'
+                                                              rb'([A-Z]+)(\d+)', xml)]
+    if kind == "drawing":  # <xdr:from> and <xdr:to> count rows from 0
+        return [int(row) + 1 for row in re.findall(rb"<(?:\w+:)?row>\s*(\d+)\s*</(?:\w+:)?row>", xml)]
+    rows = []  # VML: a note by the row of its cell (its hidden box may hang below), a control by its box
+    for shape in re.findall(rb"<(?:\w+:)?ClientData\b.*?</(?:\w+:)?ClientData>", xml, re.S):
+        cell_row = re.search(rb"<(?:\w+:)?Row>\s*(\d+)\s*</(?:\w+:)?Row>", shape)
+        anchor = re.search(rb"<(?:\w+:)?Anchor>([^<]*)</(?:\w+:)?Anchor>", shape)
+        numbers = [int(n) for n in re.findall(rb"\d+", anchor.group(1))] if anchor else []
+        if cell_row:
+            rows.append(int(cell_row.group(1)) + 1)
+        elif len(numbers) == 8:
+            rows += [numbers[2] + 1, numbers[6] + 1]
+    return rows
+
+
+def _reserved(package: Package, part: str) -> list[tuple[int, int, int, int]]:
+    """The areas of a tab no appended row may take: its tables' totals rows."""
+    return [area for table in package.related(part, "table") if package.exists(table)
+            for area in totals_rows(package.read(table))]
+
+
+def _disjoint_rows(merges, last: int, columns: set[int]):
+    """The merged ranges below row `last` covering one of `columns`, with rows two of them share counted once."""
+    spans = sorted((max(top, last + 1), bottom) for top, left, bottom, right in merges
+                   if bottom > last and any(left <= c <= right for c in columns))
+    joined: list[list[int]] = []
+    for top, bottom in spans:
+        if joined and top <= joined[-1][1] + 1:
+            joined[-1][1] = max(joined[-1][1], bottom)
+        else:
+            joined.append([top, bottom])
+    return [(top, 0, bottom, 0) for top, bottom in joined]
+
+
+def _too_large(path: Path, error: PartTooLarge) -> UsageError:
+    return UsageError(f"{path.name} is too large to edit safely: {error} (see README, Troubleshooting). Open it in "
+                      "Excel, delete the empty rows and columns below and beside the data, save it, and run again.")
 
 
 def _damaged(path: Path, error: Exception) -> UsageError:
