@@ -20,6 +20,7 @@ from pathlib import Path
 from unittest import mock
 
 import openpyxl
+import openpyxl.styles
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from loop import schema, template  # noqa: E402
@@ -64,6 +65,11 @@ def build(target: Path = HERE / "loop.xlsx") -> None:
         for cell in sheet[sheet.max_row]:
             if isinstance(cell.value, str):
                 cell.data_type = "s"  # a ticket starting with "=" stays text
+            if schema.DRAFT_HEADERS[cell.column - 1] in schema.DRAFT_WRAPPED:
+                cell.alignment = openpyxl.styles.Alignment(wrap_text=True, vertical="top")
+        lines = schema.draft_lines(row)  # as tall as loop makes the rows it writes
+        if lines:
+            sheet.row_dimensions[sheet.max_row].height = 15 * lines
     for applied_at, version, (find, replace, pattern) in ((V2_AT, "v2", V2_EDIT), (V3_AT, "v3", V3_EDIT)):
         tab = book.create_sheet(f"{schema.EDITS_PREFIX}{applied_at - timedelta(hours=1):%Y-%m-%d %H%M}")
         edit = {"approve": True, "edit_id": f"{applied_at - timedelta(hours=1):%Y%m%d-%H%M%S}-e0a1b2-1",

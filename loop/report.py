@@ -10,6 +10,13 @@ the judge against people, from what reviewers already scored; written to a Dashb
 - The judge against people: on drafts both scored, agreement, Cohen's kappa and the confusion counts,
   per rubric version, so a team knows how far to trust `--include-judge`.
 It warns when the newest version is significantly worse than the one before, and never acts.
+
+The Dashboard opens with one line that answers "did the last change help?" (`headline`): the current
+version, since when, its 👍 rate with its interval and reviews, its change from the version it
+replaced with the verdict, and the verdict on its edits. The current version and every version that
+was rolled back are marked in the versions table and on the chart's axis; applied edits are shown as
+their change; each column has one number format and is aligned with its header; verdicts and the
+warning are coloured and worded as in the headline.
 """
 
 from __future__ import annotations
@@ -21,27 +28,42 @@ from . import schema, stats
 from .approval import edit_rows, edit_titles
 from .config import Settings
 from .edits import APPLIED
+from .run_tabs import diff
 from .errors import UsageError
 from .reviews import Draft
-from .sheets import Chart, Grid, WriteBatch
+from .sheets import Chart, Grid, RichText, Run, WriteBatch
+from .sheets.base import Styled, text_lines
 from .values import DOWN, UP
 from .workspace import Workspace
 
 DASHBOARD = "Dashboard"
-TITLE_MARK = "Dashboard, refreshed"  # its first cell: how a refresh knows the tab is its own to replace
+TITLE_MARK = "Dashboard, refreshed"  # its second cell (the first, before the headline came): how a refresh knows it
 CHART_ROWS = 18  # rows the chart covers (8 cm at the default row height)
+CHART_ROW = 5  # the chart's top row: under the headline, the mark, the warning and a blank row
+CURRENT, ROLLED_BACK = "current", "rolled back"
 VERSION_HEADERS = ["version", "current from", "until", "drafts", "reviewed", "👍", "👍 rate %", "low %", "high %",
-                   "change (points)", "p", "verdict", "judge only", "judge 👍 rate %"]
-EDIT_HEADERS = ["edit_id", "applied in", "pattern", "compared with", "failures before", "in pattern before",
-                "share before %", "failures after", "in pattern after", "share after %", "verdict"]
+                   "change (points)", "compared with", "p", "verdict", "judge only", "judge 👍 rate %"]
+EDIT_HEADERS = ["change", "pattern", "applied in", "compared with", "failures before", "in pattern before",
+                "share before %", "failures after", "in pattern after", "share after %", "verdict", "edit_id"]
 JUDGE_HEADERS = ["rubric", "both scored", "agree", "agreement %", "kappa", "person 👍 judge 👍",
                  "person 👍 judge 👎", "person 👎 judge 👍", "person 👎 judge 👎"]
+# The verdicts as the Dashboard and its headline word them (the figures' `verdict` stays as it is).
+VERDICT_WORDS = {"better": "better", "worse": "worse", "helped": "helped", "no clear change": "no clear change",
+                 "too few to tell": "too few reviews to tell"}
+GOOD, BAD, NEUTRAL = "00692E", "C00000", "595959"
+VERDICT_COLORS = {"better": GOOD, "helped": GOOD, "worse": BAD, "no clear change": NEUTRAL, "too few to tell": NEUTRAL}
+CURRENT_FILL, MUTED = "E2F0D9", "808080"
+# one number format per column, Excel's codes (Google takes the same patterns)
+WHOLE, POINTS, KAPPA = "0", "+0;-0;0", "0.00"
 READING = [
     "How to read this",
+    "The first line answers \"did the last change help?\": the current version, its 👍 rate, its change from the "
+    "version it replaced and the verdict on its edits, in the same words as the tables below.",
+    "version: (current) is the prompt in use; (rolled back) versions were undone by `loop rollback`, on the chart too.",
     "👍 rate: people's 👍 among the drafts people reviewed; low–high is its 95% Wilson interval. With few "
     "reviews the interval is wide: trust it, not the rate.",
-    "change: points from the previous version with reviews; p and verdict from a two-sided two-proportion "
-    "test at 5%. \"too few to tell\" means under 5 expected 👍 or 👎 in either version.",
+    "change: points from the version it replaced (compared with); p and verdict from a two-sided two-proportion "
+    "test at 5%. \"too few reviews to tell\" means under 5 expected 👍 or 👎 in either version.",
     "judge only: drafts only the LLM judge scored. They are never counted in the 👍 rate.",
     "Applied edits: the share of a version's failures (with a pattern) that fall in the edit's pattern, before "
     "and after it. A version's failures get patterns when the next `loop improve` reads them.",
@@ -66,6 +88,8 @@ class VersionFigures:
     judged: int  # scored by the judge only
     judge_up: int
     judge_rate: float | None
+    state: str = ""  # current, rolled back, or "" (an earlier version of the prompt in use)
+    compared_with: str = ""  # the version it replaced (the nearest before it with reviews)
 
 
 @dataclass
@@ -79,6 +103,8 @@ class EditFigures:
     failures_after: int
     pattern_after: int
     verdict: str  # helped, worse, no clear change, too few to tell
+    find: str = ""
+    replace: str = ""
 
     @property
     def share_before(self) -> float | None:
@@ -105,11 +131,17 @@ class Report:
     edits: list[EditFigures] = field(default_factory=list)
     judge: list[JudgeFigures] = field(default_factory=list)
     warning: str = ""
+    current: str = ""  # the current version's label
+    since: str = ""  # when it first became current (ISO text)
+
+    @property
+    def headline(self) -> str:
+        return str(headline(self))
 
     def as_json(self) -> dict:
         edits = [dict(asdict(e), share_before=e.share_before, share_after=e.share_after) for e in self.edits]
         return {"versions": [asdict(v) for v in self.versions], "edits": edits,
-                "judge": [asdict(j) for j in self.judge], "warning": self.warning}
+                "judge": [asdict(j) for j in self.judge], "warning": self.warning, "headline": self.headline}
 
 
 def report(where: Settings | Workspace, guard_dashboard: bool = False) -> Report:
@@ -129,6 +161,11 @@ def report(where: Settings | Workspace, guard_dashboard: bool = False) -> Report
     applied = [r.edit for r in edit_rows({t: tables[t] for t in titles}) if r.edit.status == APPLIED]
     result = Report()
     result.versions = version_figures(drafts, workspace.prompt)
+    store = workspace.prompt
+    current = store.current() if store.exists() else None
+    if current is not None:
+        spans = store.periods().get(current.number, [])
+        result.current, result.since = current.label, spans[0][0] if spans else ""
     result.edits = edit_figures(drafts, applied, workspace.prompt)
     result.judge = judge_figures(drafts)
     result.warning = warning(result.versions)
@@ -136,20 +173,25 @@ def report(where: Settings | Workspace, guard_dashboard: bool = False) -> Report
 
 
 def _ours(table, title: str) -> bool:
-    """A Dashboard this tool wrote (its first cell says so), or an empty tab of that exact name."""
-    if title != DASHBOARD:
+    """A Dashboard this tool wrote: a worksheet of that exact name whose first or second cell is the mark
+    `loop report` writes. Anything else — a user's tab, an empty one, a chart sheet (which has no cells
+    to read) — was not written by loop and is never replaced."""
+    if title != DASHBOARD or table is None:
         return False
-    rows = [table.headers, *table.rows] if table else []
-    cells = [value for row in rows for value in row if value not in (None, "")]
-    return not cells or str(cells[0]).startswith(TITLE_MARK)
+    rows = [table.headers, *table.rows]
+    cells = [value for row in rows[:3] for value in row[:1] if value not in (None, "")]
+    return any(str(cell).startswith(TITLE_MARK) for cell in cells[:2])
 
 
 def version_figures(drafts: list[Draft], store) -> list[VersionFigures]:
     history = store.versions() if store.exists() else {}
     periods = store.periods() if history else {}
+    lineage = {v.label for v in store.lineage()} if history else set()
+    current = store.current().label if history else ""
     by_version = _by_version(drafts)
     labels = {f"v{n}" for n in history} | set(by_version)
     figures, previous = [], None
+    reviewed_figures: dict[str, VersionFigures] = {}
     for label in sorted(labels, key=_version_order):
         written = by_version.get(label, [])
         reviewed = [d for d in written if d.score is not None]
@@ -158,17 +200,38 @@ def version_figures(drafts: list[Draft], store) -> list[VersionFigures]:
         judge_up = sum(d.judge_score == UP for d in judged)
         low, high = stats.wilson(up, len(reviewed)) if reviewed else (None, None)
         spans = periods.get(_version_number(label), [])
+        base = _replaced(label, history, reviewed_figures) if _version_number(label) in history else previous
         change = None
-        if previous is not None and previous.reviewed and reviewed:
-            change = stats.compare(previous.up, previous.reviewed, up, len(reviewed))
+        if base is not None and base.reviewed and reviewed:
+            change = stats.compare(base.up, base.reviewed, up, len(reviewed))
+        state = CURRENT if label == current else ROLLED_BACK if label in _labels(history) - lineage else ""
         figures.append(VersionFigures(
             label, spans[0][0][:16].replace("T", " ") if spans else "", _until(spans), len(written), len(reviewed),
             up, up / len(reviewed) if reviewed else None, low, high, change.difference if change else None,
             change.p_value if change else None, change.verdict if change else "", len(judged), judge_up,
-            judge_up / len(judged) if judged else None))
+            judge_up / len(judged) if judged else None, state, base.version if change else ""))
         if reviewed:
             previous = figures[-1]
+            reviewed_figures[label] = figures[-1]
     return figures
+
+
+def _labels(history: dict) -> set[str]:
+    return {f"v{n}" for n in history}
+
+
+def _replaced(label: str, history: dict, reviewed: dict[str, VersionFigures]) -> VersionFigures | None:
+    """The version `label` replaced, or the nearest of its ancestors with reviews; None when the
+    history does not say (a label without a recorded version), and the version before it counts."""
+    number = _version_number(label)
+    if number not in history:
+        return None
+    parent = history[number].parent
+    while parent is not None:
+        if f"v{parent}" in reviewed:
+            return reviewed[f"v{parent}"]
+        parent = history[parent].parent if parent in history else None
+    return None
 
 
 def edit_figures(drafts: list[Draft], applied, store) -> list[EditFigures]:
@@ -186,7 +249,7 @@ def edit_figures(drafts: list[Draft], applied, store) -> list[EditFigures]:
         verdict = stats.compare(len(old) - in_old, len(old), len(new) - in_new, len(new)).verdict
         verdict = {"better": "helped", "worse": "worse"}.get(verdict, verdict)
         figures.append(EditFigures(edit.edit_id, edit.applied_version, edit.pattern, before, len(old), in_old,
-                                   len(new), in_new, verdict))
+                                   len(new), in_new, verdict, edit.find, edit.replace))
     return figures
 
 
@@ -205,53 +268,117 @@ def judge_figures(drafts: list[Draft]) -> list[JudgeFigures]:
 
 
 def warning(versions: list[VersionFigures]) -> str:
-    """Said when the newest reviewed version is significantly worse than the one before; never acted on."""
+    """Said when the current version (without a prompt history: the newest reviewed one) is significantly
+    worse than the version it replaced; never acted on. A version already rolled back is not warned of."""
     reviewed = [v for v in versions if v.reviewed]
-    if len(reviewed) < 2 or reviewed[-1].verdict != "worse":
+    known = any(v.state for v in versions)
+    newest = next((v for v in reviewed if v.state == CURRENT), None) if known else (reviewed[-1] if reviewed else None)
+    if newest is None or newest.verdict != "worse":
         return ""
-    newest, before = reviewed[-1], reviewed[-2]
+    before = next((v for v in reviewed if v.version == newest.compared_with), None)
+    if before is None:
+        return ""
     return (f"{newest.version}'s 👍 rate ({newest.rate:.0%} of {newest.reviewed}) is significantly below "
             f"{before.version}'s ({before.rate:.0%} of {before.reviewed}, {p_text(newest.p_value)}); "
             f"`loop rollback` restores the version before it.")
 
 
+def headline(found: Report) -> RichText:
+    """One line that answers "did the last change help?", e.g. "Now v3, since 26 Oct 2026: 28% 👍 (17–42%)
+    of 50 reviews; +4 points on v2, no clear change (p = 0.648); its edit: too few reviews to tell". The
+    verdicts are coloured as in the tables."""
+    if not found.versions:
+        return RichText((Run("No drafts carry a prompt version yet: `loop log` records the version each draft was "
+                             "written with.", bold=True),))
+    current = next((v for v in found.versions if v.version == found.current), None) or found.versions[-1]
+    runs = [Run(f"Now {current.version}", bold=True)]
+    if found.since:
+        runs.append(Run(f", since {_day(found.since)}", bold=True))
+    undone = [v for v in found.versions
+              if v.state == ROLLED_BACK and _version_order(v.version) > _version_order(current.version)]
+    if undone:
+        runs.append(Run(f" ({'; '.join(f'{v.version} rolled back on {_day(v.current_until)}' for v in undone)})",
+                        bold=True))
+    if not current.reviewed:
+        runs.append(Run(": no reviews yet", bold=True))
+    else:
+        runs.append(Run(f": {current.rate:.0%} 👍 ({current.low * 100:.0f}–{current.high:.0%}) of {current.reviewed} "
+                        f"review{'s' if current.reviewed != 1 else ''}", bold=True))
+        if current.change is not None:
+            p_value = f" ({p_text(current.p_value)})" if current.p_value is not None else ""
+            runs += [Run(f"; {current.change * 100:+.0f} points on {current.compared_with}, ", bold=True),
+                     Run(VERDICT_WORDS.get(current.verdict, current.verdict) + p_value, bold=True,
+                         color=VERDICT_COLORS.get(current.verdict))]
+        elif len([v for v in found.versions if v.reviewed]) == 1:
+            runs.append(Run("; the first version with reviews", bold=True))
+    edits = [e for e in found.edits if e.version == current.version]
+    if edits:
+        runs.append(Run(f"; its edit{'s' if len(edits) > 1 else ''}: ", bold=True))
+        for index, edit in enumerate(edits):
+            runs += [Run(", ", bold=True)] if index else []
+            runs.append(Run(VERDICT_WORDS.get(edit.verdict, edit.verdict), bold=True,
+                            color=VERDICT_COLORS.get(edit.verdict)))
+    return RichText(tuple(runs))
+
+
 def dashboard(found: Report, now: datetime | None = None) -> Grid:
-    """The Dashboard tab: the chart first, then versions, applied edits, the judge against people,
+    """The Dashboard tab: the headline, the chart, then versions, applied edits, the judge against people,
     and how to read them. Rates are percentages so the chart's axis reads plainly."""
     now = now or datetime.now(timezone.utc)
-    rows: list[list[object]] = [[f"{TITLE_MARK} {now:%Y-%m-%d %H:%M} UTC by `loop report`"],
-                                [f"⚠ {found.warning}"] if found.warning else []]
-    bold = {1, 2}
+    rows: list[list[object]] = [
+        [headline(found)],
+        [Styled(f"{TITLE_MARK} {now:%Y-%m-%d %H:%M} UTC by `loop report`", color=MUTED, italic=True)],
+        [Styled(f"⚠ {found.warning}", bold=True, color=BAD)] if found.warning else [],
+        [],
+    ]
+    bold: set[int] = set()
+    lines: dict[int, int] = {}
     if found.versions:
         rows += [[] for _ in range(CHART_ROWS)]  # the chart sits over these rows
-    chart_row = 4
 
     headers_at: set[int] = set()
 
-    def section(title: str, headers: list[str]) -> None:
-        rows.extend([[], [title], headers])
+    def section(title: str, headers: list[str], numbers: set[str]) -> None:
+        rows.extend([[], [title], [Styled(h, align="right") if h in numbers else h for h in headers]])
         bold.add(len(rows) - 1)
         headers_at.add(len(rows))
 
-    section("Prompt versions", VERSION_HEADERS)
+    def number(value, code: str = WHOLE):
+        return "" if value in (None, "") else Styled(value, number_format=code, align="right")
+
+    def verdict(word: str):
+        return Styled(VERDICT_WORDS.get(word, word), bold=word in ("better", "worse", "helped"),
+                      color=VERDICT_COLORS.get(word)) if word else ""
+
+    section("Prompt versions", VERSION_HEADERS,
+            set(VERSION_HEADERS[3:10]) | {"p", "judge only", "judge 👍 rate %"})
     first_version = len(rows) + 1
     for v in found.versions:
-        rows.append([v.version, v.current_from, v.current_until, v.drafts, v.reviewed, v.up, _percent(v.rate),
-                     _percent(v.low), _percent(v.high), _points(v.change), _round(v.p_value, 3), v.verdict,
-                     v.judged, _percent(v.judge_rate)])
+        mark = f"{v.version} ({v.state})" if v.state else v.version
+        look = ({"bold": True, "fill": CURRENT_FILL} if v.state == CURRENT
+                else {"color": MUTED, "italic": True} if v.state == ROLLED_BACK else {})
+        rows.append([Styled(mark, **look) if look else mark, v.current_from, v.current_until, number(v.drafts),
+                     number(v.reviewed), number(v.up), number(_percent(v.rate)), number(_percent(v.low)),
+                     number(_percent(v.high)), number(_points(v.change), POINTS), v.compared_with,
+                     Styled(_p(v.p_value), align="right") if v.p_value is not None else "", verdict(v.verdict),
+                     number(v.judged), number(_percent(v.judge_rate))])
     last_version = len(rows)
     if not found.versions:
         rows.append(["No drafts carry a prompt version yet."])
-    section("Applied edits", EDIT_HEADERS)
+    section("Applied edits", EDIT_HEADERS, set(EDIT_HEADERS[4:10]))
     for e in found.edits:
-        rows.append([e.edit_id, e.version, e.pattern, e.before, e.failures_before, e.pattern_before,
-                     _percent(e.share_before), e.failures_after, e.pattern_after, _percent(e.share_after), e.verdict])
+        change = diff(e.find, e.replace) if (e.find or e.replace) else e.edit_id
+        rows.append([Styled(change, wrap=True), e.pattern, e.version, e.before, number(e.failures_before),
+                     number(e.pattern_before), number(_percent(e.share_before)), number(e.failures_after),
+                     number(e.pattern_after), number(_percent(e.share_after)), verdict(e.verdict), e.edit_id])
+        lines[len(rows)] = text_lines({"change": str(change)}, {"change": EDIT_CHANGE_WIDTH}, {"change"}, 6)
     if not found.edits:
         rows.append(["No applied edit yet."])
-    section("Judge against people", JUDGE_HEADERS)
+    section("Judge against people", JUDGE_HEADERS, set(JUDGE_HEADERS[1:]))
     for j in found.judge:
-        rows.append([j.rubric, j.both, j.agree, _percent(j.agreement), _round(j.kappa, 2),
-                     *(j.confusion.get(f"person {p}, judge {q}", 0) for p in (UP, DOWN) for q in (UP, DOWN))])
+        rows.append([j.rubric, number(j.both), number(j.agree), number(_percent(j.agreement)),
+                     number(_round(j.kappa, 2), KAPPA),
+                     *(number(j.confusion.get(f"person {p}, judge {q}", 0)) for p in (UP, DOWN) for q in (UP, DOWN))])
     if not found.judge:
         rows.append(["No draft scored by both the judge and a person yet."])
     rows.append([])
@@ -260,14 +387,50 @@ def dashboard(found: Report, now: datetime | None = None) -> Grid:
     chart = None
     if found.versions:
         chart = Chart("👍 rate per prompt version, with its 95% interval", categories=1, series=[7, 8, 9],
-                      first_row=first_version, last_row=last_version, anchor=(chart_row, 1),
+                      first_row=first_version, last_row=last_version, anchor=(CHART_ROW, 1),
                       y_title="👍 rate %", y_range=(0, 100), dashed={1, 2})
-    return Grid(DASHBOARD, rows, bold_rows=bold, header_rows=headers_at, chart=chart,
-                column_widths=_widths([r for number, r in enumerate(rows, start=1) if number not in headers_at]))
+    widths = _widths([r for n, r in enumerate(rows, start=1) if n not in headers_at and n > 4])
+    if widths and found.edits:
+        widths[0] = max(widths[0], EDIT_CHANGE_WIDTH)
+    return Grid(DASHBOARD, rows, bold_rows=bold, header_rows=headers_at, chart=chart, column_widths=widths,
+                row_lines=lines)
+
+
+EDIT_CHANGE_WIDTH = 36
+
+
+def _day(moment: str) -> str:
+    """"2026-10-26T09:30:00+00:00" (or "2026-10-26 09:30") → "26 Oct 2026"."""
+    try:
+        found = datetime.fromisoformat(moment.replace("Z", "+00:00").replace(" ", "T"))
+    except ValueError:
+        return moment[:10]
+    return f"{found.day} {found:%b %Y}"
+
+
+def _p(p_value: float) -> str:
+    """A p-value as the warning and the headline write it, without its "p": "0.317", "< 0.001"."""
+    text = p_text(p_value)[2:]
+    return text[2:] if text.startswith("= ") else text
+
+
+def _shown(value) -> str:
+    """A cell's text as a reader sees it (numbers in their column's format)."""
+    if isinstance(value, Styled):
+        inner = value.value
+        if isinstance(inner, (int, float)) and value.number_format == WHOLE:
+            return f"{inner:.0f}"
+        if isinstance(inner, (int, float)) and value.number_format == POINTS:
+            return f"{inner:+.0f}"
+        if isinstance(inner, (int, float)) and value.number_format == KAPPA:
+            return f"{inner:.2f}"
+        return str(inner)
+    return str(value)
 
 
 def _widths(rows: list[list[object]]) -> list[int]:
-    """Each column as wide as its longest value (headers wrap; single-cell lines of prose overflow)."""
+    """Each column as wide as its longest value as shown (headers wrap; single-cell lines of prose overflow;
+    wrapped cells wrap)."""
     widths: list[int] = []
     for row in rows:
         if len(row) < 2:
@@ -275,7 +438,9 @@ def _widths(rows: list[list[object]]) -> list[int]:
         for position, value in enumerate(row):
             if position == len(widths):
                 widths.append(10)
-            widths[position] = min(max(widths[position], len(str(value)) + 2), 40)
+            if isinstance(value, Styled) and value.wrap:
+                continue
+            widths[position] = min(max(widths[position], len(_shown(value)) + 2), 40)
     return widths
 
 

@@ -15,9 +15,13 @@ from .sheets.package import Package
 ABOUT_TITLE = "About"
 _ABOUT_INTRO = [
     "This workbook feeds `loop`, which turns reviews of a support agent's drafts into small, evidence-backed prompt edits.",
-    "Drafts: one row per draft. Score it 👍 or 👎 and say in `comment` what was wrong; `loop improve` learns from both.",
-    "Edits …: each `loop improve` run adds a tab of proposed edits. Tick `approve` on the ones you want, then run `loop apply`.",
-    "Replay …: how each edit did when the agent drafted the tickets again with it: the before and after, case by case.",
+    "Drafts: one row per draft: the ticket, the draft, then your `score` (👍 or 👎) and in `comment` what was wrong; "
+    "`loop improve` learns from both. Ids and what loop writes sit further right.",
+    "Edits …: each `loop improve` run adds a tab of proposed edits, laid out to decide from left to right: the pattern, "
+    "the change, its replay figures, the cases behind it (each linked to its draft). Tick `approve` on the ones you "
+    "want, then run `loop apply`.",
+    "Replay …: how each edit did when the agent drafted the tickets again with it, one block per edit: the verdict in "
+    "words, the logged draft beside the new one, what the edit changed marked.",
     "Runs: one row per `loop improve` run. Headers match case-insensitively; column order is free; extra columns are left alone.",
 ]
 
@@ -27,7 +31,8 @@ def template_tabs() -> list[NewTab]:
     return [
         NewTab(schema.DRAFTS, schema.DRAFT_HEADERS, [],
                column_widths={name: width for name, _, width, _ in schema.DRAFT_COLUMNS},
-               dropdowns={"score": schema.SCORE_CHOICES}, wrap=set(schema.DRAFT_WRAPPED), filter=True),
+               dropdowns={"score": schema.SCORE_CHOICES}, wrap=set(schema.DRAFT_WRAPPED), filter=True,
+               frozen_columns=schema.DRAFT_FROZEN, most_lines=schema.DRAFT_LINES),
         NewTab(schema.RUNS, schema.RUN_HEADERS, [],
                column_widths={name: max(12, len(name) + 4) for name, _ in schema.RUN_COLUMNS}),
     ]
@@ -51,7 +56,7 @@ def build(path: str | Path) -> None:
     row += 1
     entries = (
         [(schema.DRAFTS, name + ("" if required else " (optional)"), text) for name, required, _, text in schema.DRAFT_COLUMNS]
-        + [("Edits …", name, text) for name, _, text in schema.EDIT_COLUMNS]
+        + [("Edits …", "case_1, case_2, …" if name == "cases" else name, text) for name, _, text in schema.EDIT_COLUMNS]
         + [("Replay …", name, text) for name, _, text in schema.REPLAY_COLUMNS]
         + [(schema.RUNS, name, text) for name, text in schema.RUN_COLUMNS]
     )

@@ -1,7 +1,8 @@
 """An Edits tab a reviewer can decide from, on both backends: proposed edits first, rejected ones
-after them greyed and with no checkbox; the change as a diff (removed text struck through in red,
-added in green); each cited trace id linked to its Drafts row, with what the reviewer said; the
-pattern's description and size; wrapped text in rows tall enough to read it."""
+after them greyed and with no checkbox; the change readable (a rewrite's old passage struck through in
+red above the new one in green); each cited case linked to its Drafts row, with what the reviewer said;
+the pattern's description and size; wrapped text in rows tall enough to read it. Columns are found by
+name (tests/test_layout.py holds their order)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from loop import schema
 from tests.backends import KEY
 from tests.conftest import draft
 
-COLUMN = {name: i for i, name in enumerate(schema.EDIT_HEADERS)}
+COLUMN = {name: i for i, name in enumerate(schema.edit_headers(2))}  # the fixture's edit cites two failures
 LINE = "Be friendly and professional in every reply."
 
 
@@ -65,9 +66,10 @@ def test_the_change_is_a_diff_with_removed_text_struck_in_red_and_added_text_gre
                  _hex(r["format"].get("foregroundColorStyle", {}).get("rgbColor")))
                 for r, a, b in zip(found, bounds, bounds[1:])]
     added = [t for t, strike, color in runs if color and color.endswith("00B050")]
-    assert "".join(added).strip() == "brief," and not any(strike for t, strike, color in runs if t in added)
-    plain = "".join(t for t, strike, color in runs if not strike)
-    assert plain == "Be brief, friendly and professional in every reply."
+    removed = [t for t, strike, color in runs if strike and color and color.endswith("C00000")]
+    # a rewrite: the old line struck through in red, the new one beneath it in green, nothing else
+    assert removed == [LINE] and added == ["Be brief, friendly and professional in every reply."]
+    assert "".join(t for t, strike, color in runs) == LINE + "\n" + added[0]
 
 
 def _hex(rgb: dict | None) -> str | None:
@@ -76,21 +78,23 @@ def _hex(rgb: dict | None) -> str | None:
     return "".join(f"{round(rgb.get(c, 0) * 255):02X}" for c in ("red", "green", "blue"))
 
 
-def test_each_cited_trace_id_links_to_its_drafts_row_with_what_the_reviewer_said(improved):
+def test_each_cited_case_links_to_its_drafts_row_with_what_the_reviewer_said(improved):
     sheet, title = improved
     row = sheet.tab(title)[0]
-    assert row["evidence"] == "v0, v2"
-    assert row["cited_comments"] == "• too long, reply 0 rambles\n• too long, reply 2 rambles"
+    assert row["evidence"] == "v0, v2"  # the trace ids, as machines read them
+    assert row["cited_comments"] == ("v0 “How do I export my timesheets?” 👎 too long, reply 0 rambles\n"
+                                     "v2 “How do I export my timesheets?” 👎 too long, reply 2 rambles")
     assert row["about_pattern"].startswith("Too verbose: 4 failures; this edit cites 2.")
+    assert (row["case_1"], row["case_2"]) == ("v0", "v2")  # no ticket id: the start of the trace id
     if sheet.name == "xlsx":
         tab = openpyxl.load_workbook(sheet.path)[title]
-        link = tab.cell(2, COLUMN["evidence"] + 1).hyperlink
-        assert link.location == "'Drafts'!A2"  # v0 is the first draft, row 2
+        links = [tab.cell(2, COLUMN[f"case_{n}"] + 1).hyperlink.location for n in (1, 2)]
+        assert links == ["'Drafts'!A2", "'Drafts'!A4"]  # v0 is the first draft, row 2; v2 row 4
     else:
         drafts_id = sheet.fake.properties(KEY, schema.DRAFTS)["sheetId"]
-        links = [r["format"]["link"]["uri"] for r in sheet.fake.runs(KEY, title)[(1, COLUMN["evidence"])]
-                 if "link" in r["format"]]
-        assert links == [f"#gid={drafts_id}&range=A2", f"#gid={drafts_id}&range=A4"]
+        links = [[r["format"]["link"]["uri"] for r in sheet.fake.runs(KEY, title)[(1, COLUMN[f"case_{n}"])]
+                  if "link" in r["format"]] for n in (1, 2)]
+        assert links == [[f"#gid={drafts_id}&range=A2"], [f"#gid={drafts_id}&range=A4"]]
 
 
 def test_text_wraps_in_rows_tall_enough_to_read(improved):
@@ -110,12 +114,15 @@ def test_the_replay_tab_links_each_case_to_its_draft(sheet, workspace, model, cl
     cli("improve")
     title = next(t for t in sheet.titles() if t.startswith(schema.REPLAY_PREFIX))
     rows = sheet.tab(title)
-    assert {r["trace_id"] for r in rows} == {"v0", "v1"}
+    assert rows[0]["verdict"].startswith("Edit 1 of 1 · Too verbose") and not rows[0]["trace_id"]  # the block's heading
+    assert {r["trace_id"] for r in rows[1:]} == {"v0", "v1"}
+    case = schema.REPLAY_HEADERS.index("case")
     if sheet.name == "xlsx":
         tab = openpyxl.load_workbook(sheet.path)[title]
-        assert {tab.cell(r, 2).hyperlink.location for r in (2, 3)} == {"'Drafts'!A2", "'Drafts'!A3"}
+        assert {tab.cell(r, case + 1).hyperlink.location for r in (3, 4)} == {"'Drafts'!A2", "'Drafts'!A3"}
     else:
-        assert all("link" in runs[0]["format"] for (r, c), runs in sheet.fake.runs(KEY, title).items() if c == 1)
+        linked = {r: runs for (r, c), runs in sheet.fake.runs(KEY, title).items() if c == case}
+        assert sorted(linked) == [2, 3] and all("link" in runs[0]["format"] for runs in linked.values())
 
 
 def test_drafts_wrap_their_text_filter_their_header_and_hold_real_dates(workspace, cli, google, monkeypatch):
@@ -128,7 +135,7 @@ def test_drafts_wrap_their_text_filter_their_header_and_hold_real_dates(workspac
     tab = openpyxl.load_workbook(workspace / "loop.xlsx")[schema.DRAFTS]
     ticket = schema.DRAFT_HEADERS.index("ticket") + 1
     assert tab.auto_filter.ref.startswith("A1:") and tab.cell(2, ticket).alignment.wrap_text
-    created = tab.cell(2, 2)
+    created = tab.cell(2, schema.DRAFT_HEADERS.index("created_at") + 1)
     assert isinstance(created.value, datetime) and created.number_format == "yyyy-mm-dd hh:mm:ss"
 
     google.add_spreadsheet(KEY, {"Sheet1": []})
@@ -137,5 +144,6 @@ def test_drafts_wrap_their_text_filter_their_header_and_hold_real_dates(workspac
     wrapped = google.formats(KEY, schema.DRAFTS)[(1, ticket - 1)]
     assert wrapped["wrapStrategy"] == "WRAP"
     cli("log", "--sheet", KEY, "--ticket", "Where is my invoice?", "--draft", "Under Invoices.")
-    assert isinstance(google.values(KEY, schema.DRAFTS)[1][1], float)  # a serial date
-    assert google.formats(KEY, schema.DRAFTS)[(1, 1)]["numberFormat"]["type"] == "DATE_TIME"
+    created = schema.DRAFT_HEADERS.index("created_at")
+    assert isinstance(google.values(KEY, schema.DRAFTS)[1][created], float)  # a serial date
+    assert google.formats(KEY, schema.DRAFTS)[(1, created)]["numberFormat"]["type"] == "DATE_TIME"

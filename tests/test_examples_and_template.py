@@ -34,8 +34,9 @@ def test_the_committed_template_matches_what_the_code_builds(tmp_path):
     assert list(committed) == [schema.DRAFTS, schema.RUNS, "About"]
     assert committed[schema.DRAFTS]["header"] == schema.DRAFT_HEADERS
     assert committed[schema.RUNS]["header"] == schema.RUN_HEADERS
-    assert committed[schema.DRAFTS]["freeze"] == "A2"
-    assert committed[schema.DRAFTS]["validations"] == [("list", '"👍,👎"', "I2:I1048576")]
+    assert committed[schema.DRAFTS]["header"][:5] == ["ticket", "draft", "score", "comment", "final_reply"]
+    assert committed[schema.DRAFTS]["freeze"] == "B2"  # the header row and the ticket column
+    assert committed[schema.DRAFTS]["validations"] == [("list", '"👍,👎"', "C2:C1048576")]
     about = " ".join(str(v) for row in committed["About"]["cells"] for v in row if v)
     for name in schema.DRAFT_HEADERS + schema.EDIT_HEADERS:
         assert name in about

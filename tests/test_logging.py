@@ -98,9 +98,14 @@ def test_several_writers_at_once_lose_no_row_and_keep_reviewer_cells(workspace):
     book = openpyxl.Workbook(write_only=True)
     sheet = book.create_sheet(schema.DRAFTS)
     sheet.append(schema.DRAFT_HEADERS)
-    sheet.append(["reviewed", "2026-11-01T00:00:00Z", "", "ticket", "", "draft", "", "v1", "👎", "too long"])
+    def row(**values):
+        return [values.get(h, "") for h in schema.DRAFT_HEADERS]
+
+    sheet.append(row(trace_id="reviewed", created_at="2026-11-01T00:00:00Z", ticket="ticket", draft="draft",
+                     prompt_version="v1", score="👎", comment="too long"))
     for i in range(9_999):
-        sheet.append([f"old-{i}", "2026-11-01T00:00:00Z", "", f"an older ticket {i} " * 8, "", "an older draft " * 12])
+        sheet.append(row(trace_id=f"old-{i}", created_at="2026-11-01T00:00:00Z", ticket=f"an older ticket {i} " * 8,
+                         draft="an older draft " * 12))
     book.save(path)
     writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(w), "25"], cwd=workspace,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for w in range(4)]

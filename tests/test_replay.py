@@ -27,6 +27,11 @@ def replay_tab(path) -> str:
     return next(t for t in openpyxl.load_workbook(path, read_only=True).sheetnames if t.startswith(schema.REPLAY_PREFIX))
 
 
+def replay_cases(path) -> list[dict]:
+    """The case rows of the Replay tab, without the rows that head each edit's block."""
+    return [row for row in read_tab(path, replay_tab(path)) if row["trace_id"]]
+
+
 def test_an_edit_that_fixes_its_failures_but_breaks_a_success_is_flagged(workspace, model, cli):
     rows = [verbose(i) for i in range(5)] + [
         draft(trace_id="ok1", score="👍", comment="good", ticket="Where are invoices? fragile case"),
@@ -36,15 +41,15 @@ def test_an_edit_that_fixes_its_failures_but_breaks_a_success_is_flagged(workspa
     edit = read_tab(path, edits_tab(path))[0]
     # the fake cites the first 3 failures of the pattern; the other 2 are held out
     assert (edit["fixed_cited"], edit["fixed_held_out"], edit["regressed"]) == ("3/3", "2/2", "1/2")
-    assert edit["status"] == "proposed" and edit["check"] == "replay: did worse on 1 of 2 successes"
+    assert edit["status"] == "proposed" and edit["check"] == "replay: did worse on 1 of 2 successes\nworse on: ok1"
     assert "fixed 3/3 cited and 2/2 held-out failures, regressed 1/2 successes" in result.output
-    cases = read_tab(path, replay_tab(path))
+    cases = replay_cases(path)
     assert [c["kind"] for c in cases].count("cited") == 3 and [c["kind"] for c in cases].count("held out") == 2
     fragile = next(c for c in cases if c["trace_id"] == "ok1")
-    assert fragile["verdict"] == "control" and "[guarded" in fragile["candidate_draft"]
+    assert fragile["verdict"] == "better without" and "[guarded" in fragile["candidate_draft"]
     assert "[guarded" not in fragile["control_draft"] and fragile["logged_draft"] == rows[5]["draft"]
     cited = next(c for c in cases if c["kind"] == "cited")
-    assert cited["verdict"] == "candidate" and cited["comment"] == "too long, two sentences would do"
+    assert cited["verdict"] == "better with the edit" and cited["comment"] == "👎 too long, two sentences would do"
     assert (workspace / "prompts" / "support_agent.md").read_text() == PROMPT  # replay never touches the prompt
 
 
@@ -68,9 +73,9 @@ def test_a_verdict_that_flips_with_the_order_is_a_tie():
 def test_an_order_dependent_judge_counts_as_ties_end_to_end(workspace, model, cli):
     path = write_workbook(workspace / "loop.xlsx", [verbose(0), verbose(1, ticket="Exports are slow, biased")])
     cli("improve")
-    cases = {c["trace_id"]: c for c in read_tab(path, replay_tab(path))}
-    assert cases["v1"]["verdict"] == "tie" and "position bias" in cases["v1"]["reason"]
-    assert cases["v0"]["verdict"] == "candidate"
+    cases = {c["trace_id"]: c for c in replay_cases(path)}
+    assert cases["v1"]["verdict"] == "no difference" and "position bias" in cases["v1"]["reason"]
+    assert cases["v0"]["verdict"] == "better with the edit"
     assert read_tab(path, edits_tab(path))[0]["fixed_cited"] == "1/2"
 
 
@@ -81,7 +86,7 @@ def test_a_callable_agent_drafts_the_replays(workspace, model, cli, monkeypatch)
     monkeypatch.setenv("LOOP_AGENT", "tests.replay_agent:draft")
     path = write_workbook(workspace / "loop.xlsx", [verbose(i) for i in range(3)])
     cli("improve")
-    cases = read_tab(path, replay_tab(path))
+    cases = replay_cases(path)
     assert all(c["candidate_draft"].startswith("Custom agent on ") for c in cases)
     assert {c["trace_id"] for c in replay_agent.CALLS} == {"v0", "v1", "v2"}
     assert all(set(c) >= {"prompt", "ticket", "ticket_id", "thread", "trace_id"} for c in replay_agent.CALLS)
@@ -95,7 +100,7 @@ def test_a_command_agent_drafts_the_replays(workspace, model, cli, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(__import__("pathlib").Path(__file__).resolve().parent.parent))
     path = write_workbook(workspace / "loop.xlsx", [verbose(i) for i in range(2)])
     cli("improve")
-    cases = read_tab(path, replay_tab(path))
+    cases = replay_cases(path)
     assert cases and all(c["candidate_draft"].startswith("Command agent on ") for c in cases)
     assert read_tab(path, edits_tab(path))[0]["fixed_cited"] == "2/2"
 
@@ -202,7 +207,9 @@ def test_a_run_with_no_new_reviews_writes_nothing_and_says_so(workspace, model, 
     import openpyxl
 
     book = openpyxl.load_workbook(path)
-    book[schema.DRAFTS].append(["new", book[schema.DRAFTS]["B2"].value, None, "Export?", None, "Reports.",
-                                None, None, "👎", "too long again"])
+    created = book[schema.DRAFTS].cell(2, schema.DRAFT_HEADERS.index("created_at") + 1).value
+    late = {"trace_id": "new", "created_at": created, "ticket": "Export?", "draft": "Reports.", "score": "👎",
+            "comment": "too long again"}
+    book[schema.DRAFTS].append([late.get(h) for h in schema.DRAFT_HEADERS])
     book.save(path)
     assert "Wrote tab" in cli("improve", "--no-check").output  # a new review: a new run

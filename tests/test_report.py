@@ -127,13 +127,17 @@ def test_figures_match_known_outcomes_on_both_backends(sheet, workspace, cli):
                                      "person down, judge up": 1, "person down, judge down": 3}
 
     rows = dashboard_rows(sheet)
-    assert rows[1][0].startswith("⚠ ") and "loop rollback" in rows[1][0]
+    assert rows[0][0].startswith("Now v3") and "25% 👍 (17–35%) of 80 reviews" in rows[0][0]
+    assert "-40 points on v2, worse (p < 0.001)" in rows[0][0] and "its edit: helped" in rows[0][0]
+    assert rows[1][0].startswith("Dashboard, refreshed")
+    assert rows[2][0].startswith("⚠ ") and "loop rollback" in rows[2][0]
     shown = section(rows, VERSION_HEADERS)
     assert [(r["version"], r["reviewed"], r["👍"], r["👍 rate %"]) for r in shown] == [
-        ("v1", 80, 30, 37.5), ("v2", 97, 63, 64.9), ("v3", 80, 20, 25)]
+        ("v1", 80, 30, 37.5), ("v2", 97, 63, 64.9), ("v3 (current)", 80, 20, 25)]
+    assert [r["compared with"] for r in shown] == [None, "v1", "v2"] and shown[2]["p"] == "< 0.001"
     assert shown[2]["verdict"] == "worse" and shown[2]["judge only"] == 4
-    assert [(r["edit_id"], r["share before %"], r["share after %"], r["verdict"]) for r in section(rows, EDIT_HEADERS)] \
-        == [("e-short", 60, 17.6, "helped"), ("e-cite", 82.4, 33.3, "helped")]
+    assert [(r["change"], r["edit_id"], r["share before %"], r["share after %"], r["verdict"])
+            for r in section(rows, EDIT_HEADERS)] == [("x\ny", "e-short", 60, 17.6, "helped"), ("x\ny", "e-cite", 82.4, 33.3, "helped")]
     assert [(r["rubric"], r["both scored"], r["kappa"]) for r in section(rows, JUDGE_HEADERS)] == [("v2", 12, 0.47)]
 
 
@@ -170,7 +174,7 @@ def test_a_refresh_replaces_the_dashboard_keeps_its_chart_and_touches_nothing_el
         charts = book[DASHBOARD]._charts
         assert len(charts) == 1 and len(charts[0].series) == 3
         assert sum(n.startswith("xl/charts/") for n in after) == 1
-        v3 = next(r for r in section(dashboard_rows(sheet), VERSION_HEADERS) if r["version"] == "v3")
+        v3 = next(r for r in section(dashboard_rows(sheet), VERSION_HEADERS) if r["version"] == "v3 (current)")
         assert v3["reviewed"] == 90
     else:
         after = sheet.snapshot()

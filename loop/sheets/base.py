@@ -45,32 +45,67 @@ class Table:
 
 @dataclass(frozen=True)
 class Run:
-    """A stretch of a cell's text with a look of its own: struck through, coloured ("RRGGBB"), or
-    linking to a row of another tab (`link` = (tab, row))."""
+    """A stretch of a cell's text with a look of its own: struck through, coloured ("RRGGBB"), bold
+    (in new tabs and tabs written whole), or linking to a row of another tab (`link` = (tab, row))."""
 
     text: str
     strike: bool = False
     color: str | None = None
     link: tuple[str, int] | None = None
+    bold: bool = False
 
 
 @dataclass(frozen=True)
 class RichText:
-    """A cell of formatted text. A backend that cannot link each stretch links the cell to the first."""
+    """A cell of formatted text. A local workbook links a whole cell, so it links the cell to the
+    first run's target; Google links each run. Give every run of a cell the same `link` (or one
+    cell per target) where each target must be reachable on both."""
 
     runs: tuple[Run, ...]
 
     def __str__(self) -> str:
         return "".join(run.text for run in self.runs)
 
+    def links(self) -> list[tuple[str, int]]:
+        """The distinct targets the runs link to, in order."""
+        return list(dict.fromkeys(run.link for run in self.runs if run.link))
+
+
+@dataclass(frozen=True)
+class Styled:
+    """A cell of a new tab or of a tab written whole, with a look of its own: bold, a text colour and a
+    fill ("RRGGBB"), a horizontal alignment ("left", "center", "right"), a number format (Excel's
+    codes: "0", "0.00", "+0;-0;0"; Google gets the same pattern) and wrapped text. The value is
+    written as any other: text stays text, never a formula."""
+
+    value: object
+    bold: bool = False
+    color: str | None = None
+    fill: str | None = None
+    align: str | None = None
+    number_format: str | None = None
+    wrap: bool = False
+    italic: bool = False
+
+    def __str__(self) -> str:
+        return "" if self.value is None else str(self.value)
+
+
+def unstyled(value):
+    """The value a cell holds, without its look."""
+    return value.value if isinstance(value, Styled) else value
+
 
 @dataclass
 class NewTab:
-    """A tab to create, filled with rows, with a frozen header row.
+    """A tab to create, filled with rows, with a frozen header row (and `frozen_columns` frozen
+    columns at its left).
 
     `checkbox_column` holds TRUE/FALSE checkboxes (on every row but the `muted_rows`, which are
     greyed); `dropdowns` offers choices (not enforced) in a column; `wrap` names the columns whose
-    text wraps, and rows are then made tall enough to read (up to a few lines)."""
+    text wraps, and rows are then made tall enough to read (up to `most_lines` lines).
+    `section_rows` are rows that head a block of the rows below them (bold, on a tinted fill, their
+    first cell's text running across). A column is never narrower than its header."""
 
     title: str
     headers: list[str]
@@ -81,16 +116,36 @@ class NewTab:
     wrap: set[str] = field(default_factory=set)
     muted_rows: set[int] = field(default_factory=set)  # indexes into rows
     filter: bool = False  # a filter on the header row
+    frozen_columns: int = 0
+    section_rows: set[int] = field(default_factory=set)  # indexes into rows
+    most_lines: int = 8
 
-    def row_lines(self, index: int, most: int = 8) -> int:
-        """How many lines row `index` needs to show its wrapped text, at most `most`."""
-        lines = 1
-        for header, value in zip(self.headers, self.rows[index]):
-            if header in self.wrap and value is not None:
-                width = max(self.column_widths.get(header, 10) - 1, 4)
-                text = str(value)
-                lines = max(lines, sum(len(part) // width + 1 for part in text.split("\n")))
-        return min(lines, most)
+    def width(self, header: str) -> int | None:
+        """The column's width in characters: as asked, and at least its header's length."""
+        asked = self.column_widths.get(header)
+        if asked is None and header not in self.wrap:
+            return None
+        return max(asked or 10, len(header) + 2)
+
+    def row_lines(self, index: int, most: int | None = None) -> int:
+        """How many lines row `index` needs to show its wrapped text, at most `most` (`most_lines`)."""
+        if index in self.section_rows:
+            return 1
+        values = [unstyled(v) for v in self.rows[index]]
+        return text_lines(dict(zip(self.headers, values)), {h: self.width(h) or 10 for h in self.headers},
+                          self.wrap | {h for h, v in zip(self.headers, self.rows[index]) if isinstance(v, Styled) and v.wrap},
+                          self.most_lines if most is None else most)
+
+
+def text_lines(values: dict[str, object], widths: dict[str, int], wrapped, most: int) -> int:
+    """How many lines a row needs to show the text of its `wrapped` columns at these widths (in
+    characters), at most `most`: each paragraph takes its length over the width, rounded up."""
+    lines = 1
+    for header, value in values.items():
+        if header in wrapped and value not in (None, ""):
+            width = max(widths.get(header, 10) - 1, 4)
+            lines = max(lines, sum(max(len(part) - 1, 0) // width + 1 for part in str(value).split("\n")))
+    return min(lines, most)
 
 
 @dataclass
@@ -111,8 +166,9 @@ class Chart:
 
 @dataclass
 class Grid:
-    """A tab written whole each time, replacing what it held (the Dashboard): cells, bold rows and
-    header rows (bold, wrapped, top-aligned; 1-based), column widths and a chart."""
+    """A tab written whole each time, replacing what it held (the Dashboard): cells (plain or
+    `Styled`), bold rows and header rows (bold, wrapped, top-aligned; 1-based), rows made taller
+    (`row_lines`: row number → lines), column widths and a chart."""
 
     title: str
     rows: list[list[object]]
@@ -120,6 +176,7 @@ class Grid:
     header_rows: set[int] = field(default_factory=set)
     column_widths: list[int] = field(default_factory=list)
     chart: Chart | None = None
+    row_lines: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -133,6 +190,7 @@ class Append:
     headers: list[str]
     values: dict[str, object]
     key: str | None = None
+    lines: int | None = None  # the row made this many lines tall (its wrapped text, capped); None: left as it is
 
 
 @dataclass

@@ -23,10 +23,10 @@ from gspread.exceptions import APIError
 from gspread.utils import absolute_range_name, extract_id_from_url
 from requests.adapters import HTTPAdapter
 
-from ..errors import RunFailure, TitleTaken, UsageError
+from ..errors import LoopError, RunFailure, TitleTaken, UsageError
 from ..values import as_text, cell_text, normalize_header
 from . import google_cells, is_google
-from .base import Append, CellUpdate, DeleteRows, NewTab, Table, WriteBatch
+from .base import Append, CellUpdate, DeleteRows, NewTab, Table, WriteBatch, unstyled
 from .google_auth import account_email, load_credentials
 from .google_cells import CELL_FIELDS, GOOGLE_CELL_LIMIT, new_tab_requests
 
@@ -132,6 +132,7 @@ class GoogleWorkbook:
             self._http.session.mount(SHEETS_ROOT, _ApiRoot(root))
         self._metadata: dict | None = None
         self._headers: dict[str, list[str]] = {}
+        self._layout: tuple[dict[str, int], dict[str, list[str]]] = ({}, {})  # what the last write laid out
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -156,7 +157,9 @@ class GoogleWorkbook:
         return None  # appendCells grows the grid; only the spreadsheet's cell limit bounds it
 
     def read(self, titles: list[str]) -> dict[str, Table]:
-        present = [t for t in titles if t in self._sheets()]
+        """The named tabs that exist and hold a grid of cells; a tab that is a chart of its own (an
+        OBJECT sheet) has no cells to read and is left out, like a tab that does not exist."""
+        present = [t for t in titles if t in self._sheets() and self._sheets()[t].get("sheetType", "GRID") == "GRID"]
         if not present:
             return {}
         answer = self._call(lambda: self._http.values_batch_get(
@@ -187,6 +190,7 @@ class GoogleWorkbook:
                 requests_ = self._requests(batch)
                 if requests_:
                     self._call(lambda: client.batch_update(self.key, {"requests": requests_}))
+                self._size_rows([a for a in batch.appends if a.key and a.lines and a.lines > 1])
                 return
             except AmbiguousWrite as lost:
                 self._forget()
@@ -205,6 +209,41 @@ class GoogleWorkbook:
                 raise
             finally:
                 self._forget()
+
+    def _size_rows(self, appends: list[Append]) -> None:
+        """Rows just appended, made as tall as their text needs (`Append.lines`, capped by the caller).
+        Google appends below its own last row, so the rows are found by their keys, read once, and sized
+        in a second request; that one only sets heights, so if it fails the rows are there, as tall as
+        Google makes them, and the command goes on."""
+        if not appends:
+            return
+        ids, headers = self._layout  # as the write just laid the tabs out: no second look at the sheet
+        try:
+            spots = {}
+            for append in appends:
+                names = [normalize_header(h) for h in headers.get(append.tab, [])]
+                if append.tab in ids and normalize_header(append.key) in names:
+                    spots[(append.tab, append.key)] = _letter(names.index(normalize_header(append.key)))
+            if not spots:
+                return
+            answer = self._call(lambda: self._http.values_batch_get(
+                self.key, [absolute_range_name(tab, f"{letter}1:{letter}") for (tab, _), letter in spots.items()],
+                params={"valueRenderOption": "UNFORMATTED_VALUE", "majorDimension": "COLUMNS"}))
+            columns = {spot: (found.get("values") or [[]])[0]
+                       for spot, found in zip(spots, answer.get("valueRanges", []))}
+            requests_ = []
+            for append in appends:
+                values = columns.get((append.tab, append.key), [])
+                wanted = as_text(append.values.get(append.key))
+                row = next((i for i, v in enumerate(values) if i and as_text(v) == wanted), None)
+                if row is not None:
+                    requests_.append(google_cells.row_height(ids[append.tab], row, append.lines))
+            if requests_:
+                self._call(lambda: self._http.batch_update(self.key, {"requests": requests_}))
+        except (LoopError, AmbiguousWrite, APIError, requests.RequestException) as problem:
+            log.warning("The new rows were written; sizing them to their text failed (%s).", problem)
+        finally:
+            self._forget()
 
     def _forget(self) -> None:
         """Drop what this command read of the sheet's shape, so the next look is fresh."""
@@ -232,12 +271,17 @@ class GoogleWorkbook:
         headers = {title: list(h) for title, h in self._headers.items()}
         requests_: list[dict] = []
 
+        planned: dict[str, int] = {}
+
         def new_tab(tab: NewTab) -> None:
-            sheet_id = _new_sheet_id(used_ids)
+            sheet_id = planned.pop(tab.title, None) or _new_sheet_id(used_ids)
             used_ids.add(sheet_id)
             ids[tab.title], columns[tab.title], headers[tab.title] = sheet_id, len(tab.headers), list(tab.headers)
             requests_.extend(new_tab_requests(tab, sheet_id, ids))
 
+        for tab in batch.new_tabs:  # every new tab's id first: one may link to the rows of another
+            planned[tab.title] = ids[tab.title] = _new_sheet_id(used_ids)
+            used_ids.add(planned[tab.title])
         for tab in batch.new_tabs:
             new_tab(tab)
         rows: dict[str, list[dict]] = {}
@@ -258,7 +302,7 @@ class GoogleWorkbook:
                 requests_.append({"deleteSheet": {"sheetId": old["sheetId"]}})
             sheet_id = _new_sheet_id(used_ids)
             used_ids.add(sheet_id)
-            requests_.extend(google_cells.grid_requests(grid, sheet_id, old.get("index") if old else None))
+            requests_.extend(google_cells.grid_requests(grid, sheet_id, old.get("index") if old else None, ids))
         for update in self._placed(batch.updates, cells):
             column_of = self._columns(update.tab, [update.column], headers, columns, ids, requests_)
             requests_.append({"updateCells": {
@@ -267,6 +311,7 @@ class GoogleWorkbook:
                 "rows": [google_cells.row([update.value], self.cell_limit, ids)],
                 "fields": google_cells.fields_for(update.value)}})
         requests_.extend(_row_deletions(batch.deletions, cells, sheets))  # last: the rows named above have not moved
+        self._layout = (ids, headers)
         return requests_
 
     def _columns_of(self, wanted: set[tuple[str, str]]) -> dict[tuple[str, str], list]:
@@ -460,6 +505,7 @@ def _letter(position: int) -> str:
 
 def _plain(value):
     """A cell value as written or read back, for comparing the two."""
+    value = unstyled(value)
     if value is None:
         return ""
     if isinstance(value, (datetime, date)):

@@ -7,18 +7,45 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 
 from ..values import cell_text, to_serial
-from .base import Grid, NewTab, RichText
+from .base import Grid, NewTab, RichText, Styled
+from .tab_xml import SECTION_FILL
 
 GOOGLE_CELL_LIMIT = 50_000
 ROW_PIXELS = 21
+CHARACTER_PIXELS = 7  # a column `width` characters wide is this many pixels a character
 GREY = {"red": 0.5, "green": 0.5, "blue": 0.5}
 DATE_FORMAT = {"type": "DATE_TIME", "pattern": "yyyy-mm-dd hh:mm:ss"}
 # What a write sets on each cell: the value, its rich text runs and its number format (for dates).
 CELL_FIELDS = "userEnteredValue,textFormatRuns,userEnteredFormat.numberFormat"
+# What a new tab (or a tab written whole) sets on each cell: also the look a `Styled` cell asks for.
+STYLED_FIELDS = "userEnteredValue,textFormatRuns,userEnteredFormat"
 
 
 def cell(value, limit: int = GOOGLE_CELL_LIMIT, sheet_ids: dict[str, int] | None = None) -> dict:
     """CellData for `value`; `sheet_ids` (title → sheetId) resolves the links of rich text runs."""
+    if isinstance(value, Styled):
+        data = cell(value.value, limit, sheet_ids)
+        look = data.setdefault("userEnteredFormat", {})
+        text = {}
+        if value.bold:
+            text["bold"] = True
+        if value.italic:
+            text["italic"] = True
+        if value.color:
+            text["foregroundColorStyle"] = {"rgbColor": _rgb(value.color)}
+        if text:
+            look["textFormat"] = text
+        if value.fill:
+            look["backgroundColorStyle"] = {"rgbColor": _rgb(value.fill)}
+        if value.align:
+            look["horizontalAlignment"] = value.align.upper()
+        if value.number_format:
+            look["numberFormat"] = {"type": "NUMBER", "pattern": value.number_format}
+        if value.wrap:
+            look["wrapStrategy"] = "WRAP"
+        if not look:
+            del data["userEnteredFormat"]
+        return data
     if value is None:
         return {}
     if isinstance(value, bool):
@@ -42,6 +69,8 @@ def _rich(value: RichText, limit: int, sheet_ids: dict[str, int]) -> dict:
         if not piece:
             break
         look = {}
+        if run.bold:
+            look["bold"] = True
         if run.strike:
             look["strikethrough"] = True
         if run.color:
@@ -77,21 +106,27 @@ def row(values: list, limit: int = GOOGLE_CELL_LIMIT, sheet_ids: dict[str, int] 
 def new_tab_requests(tab: NewTab, sheet_id: int, sheet_ids: dict[str, int]) -> list[dict]:
     rows = max(len(tab.rows) + 1, 2 if not tab.dropdowns else 1000)
     columns = len(tab.headers)
+    tall_header = any(len(h) + 2 > (tab.width(h) or 10) for h in tab.headers)
+    grid = {"rowCount": rows, "columnCount": columns, "frozenRowCount": 1}
+    if tab.frozen_columns:
+        grid["frozenColumnCount"] = tab.frozen_columns
     requests = [
-        {"addSheet": {"properties": {"sheetId": sheet_id, "title": tab.title, "gridProperties": {
-            "rowCount": rows, "columnCount": columns, "frozenRowCount": 1}}}},
+        {"addSheet": {"properties": {"sheetId": sheet_id, "title": tab.title, "gridProperties": grid}}},
         {"updateCells": {"start": {"sheetId": sheet_id, "rowIndex": 0, "columnIndex": 0},
-                         "rows": [{"values": [dict(cell(h), userEnteredFormat={"textFormat": {"bold": True}})
-                                              for h in tab.headers]}],
-                         "fields": "userEnteredValue,userEnteredFormat.textFormat.bold"}},
+                         "rows": [{"values": [dict(cell(h), userEnteredFormat={
+                             "textFormat": {"bold": True}, "wrapStrategy": "WRAP", "verticalAlignment": "TOP"})
+                             for h in tab.headers]}],
+                         "fields": "userEnteredValue,userEnteredFormat(textFormat.bold,wrapStrategy,verticalAlignment)"}},
     ]
+    if tall_header:
+        requests.append(_dimension(sheet_id, "ROWS", 0, 2 * ROW_PIXELS))
     if tab.rows:
         requests.append({"updateCells": {"start": {"sheetId": sheet_id, "rowIndex": 1, "columnIndex": 0},
-                                         "rows": [row(r, sheet_ids=sheet_ids) for r in tab.rows], "fields": CELL_FIELDS}})
+                                         "rows": [row(r, sheet_ids=sheet_ids) for r in tab.rows], "fields": STYLED_FIELDS}})
     for position, header in enumerate(tab.headers):
-        width = tab.column_widths.get(header)
+        width = tab.width(header)
         if width:
-            requests.append(_dimension(sheet_id, "COLUMNS", position, int(width * 7)))
+            requests.append(_dimension(sheet_id, "COLUMNS", position, int(width * CHARACTER_PIXELS)))
         if header in tab.wrap:
             requests.append({"repeatCell": {
                 "range": _area(sheet_id, 1, rows, position, position + 1),
@@ -110,9 +145,16 @@ def new_tab_requests(tab: NewTab, sheet_id: int, sheet_ids: dict[str, int]) -> l
             "range": _area(sheet_id, start + 1, end + 2, 0, columns),
             "cell": {"userEnteredFormat": {"textFormat": {"foregroundColorStyle": {"rgbColor": GREY}}}},
             "fields": "userEnteredFormat.textFormat.foregroundColorStyle"}})
+    for start, end in _spans(sorted(tab.section_rows)):  # a block's heading: bold, tinted, its text running across
+        requests.append({"repeatCell": {
+            "range": _area(sheet_id, start + 1, end + 2, 0, columns),
+            "cell": {"userEnteredFormat": {"textFormat": {"bold": True}, "wrapStrategy": "OVERFLOW_CELL",
+                                           "backgroundColorStyle": {"rgbColor": _rgb(SECTION_FILL)}}},
+            "fields": "userEnteredFormat(textFormat.bold,wrapStrategy,backgroundColorStyle)"}})
     if tab.checkbox_column:
         column = tab.headers.index(tab.checkbox_column)
-        for start, end in _spans([i for i in range(len(tab.rows)) if i not in tab.muted_rows]):
+        ticked = [i for i in range(len(tab.rows)) if i not in tab.muted_rows and i not in tab.section_rows]
+        for start, end in _spans(ticked):
             requests.append({"setDataValidation": {
                 "range": _area(sheet_id, start + 1, end + 2, column, column + 1),
                 "rule": {"condition": {"type": "BOOLEAN"}, "showCustomUi": True}}})
@@ -126,6 +168,11 @@ def new_tab_requests(tab: NewTab, sheet_id: int, sheet_ids: dict[str, int]) -> l
         requests.append({"setBasicFilter": {"filter": {"range": {"sheetId": sheet_id, "startRowIndex": 0,
                                                                  "startColumnIndex": 0, "endColumnIndex": columns}}}})
     return requests
+
+
+def row_height(sheet_id: int, index: int, lines: int) -> dict:
+    """Row `index` (0-based) made `lines` lines tall."""
+    return _dimension(sheet_id, "ROWS", index, lines * ROW_PIXELS)
 
 
 def _dimension(sheet_id: int, dimension: str, index: int, pixels: int) -> dict:
@@ -150,8 +197,9 @@ def _spans(indexes: list[int]) -> list[tuple[int, int]]:
     return spans
 
 
-def grid_requests(grid: Grid, sheet_id: int, index: int | None) -> list[dict]:
-    """A tab written whole (the Dashboard): added at `index`, its cells, bold rows, widths and chart."""
+def grid_requests(grid: Grid, sheet_id: int, index: int | None, sheet_ids: dict[str, int] | None = None) -> list[dict]:
+    """A tab written whole (the Dashboard): added at `index`, its cells (with their own looks), bold
+    rows, header rows, taller rows, widths and chart."""
     width = max((len(r) for r in grid.rows), default=1)
     columns = max(width, (grid.chart.anchor[1] + 10) if grid.chart else 0, 26)
     properties = {"sheetId": sheet_id, "title": grid.title,
@@ -161,7 +209,14 @@ def grid_requests(grid: Grid, sheet_id: int, index: int | None) -> list[dict]:
     requests = [{"addSheet": {"properties": properties}}]
     if grid.rows:
         requests.append({"updateCells": {"start": {"sheetId": sheet_id, "rowIndex": 0, "columnIndex": 0},
-                                         "rows": [row(r) for r in grid.rows], "fields": CELL_FIELDS}})
+                                         "rows": [row(r, sheet_ids=sheet_ids) for r in grid.rows], "fields": STYLED_FIELDS}})
+    for number, lines in sorted(grid.row_lines.items()):
+        if lines > 1 and number not in grid.header_rows:
+            requests.append(_dimension(sheet_id, "ROWS", number - 1, lines * ROW_PIXELS))
+    if grid.rows:  # every cell at the top of its row, level with a wrapped cell beside it
+        requests.append({"repeatCell": {"range": _area(sheet_id, 0, len(grid.rows), 0, width),
+                                        "cell": {"userEnteredFormat": {"verticalAlignment": "TOP"}},
+                                        "fields": "userEnteredFormat.verticalAlignment"}})
     for number in sorted(grid.bold_rows - grid.header_rows):
         requests.append({"repeatCell": {"range": _area(sheet_id, number - 1, number, 0, width),
                                         "cell": {"userEnteredFormat": {"textFormat": {"bold": True}}},
@@ -171,9 +226,9 @@ def grid_requests(grid: Grid, sheet_id: int, index: int | None) -> list[dict]:
         requests.append({"repeatCell": {"range": _area(sheet_id, number - 1, number, 0, width), "cell": {
             "userEnteredFormat": {"textFormat": {"bold": True}, "wrapStrategy": "WRAP", "verticalAlignment": "TOP"}},
             "fields": "userEnteredFormat(textFormat.bold,wrapStrategy,verticalAlignment)"}})
-    for position, pixels in enumerate(grid.column_widths):
-        if pixels:
-            requests.append(_dimension(sheet_id, "COLUMNS", position, int(pixels * 7)))
+    for position, width in enumerate(grid.column_widths):
+        if width:
+            requests.append(_dimension(sheet_id, "COLUMNS", position, int(width * CHARACTER_PIXELS)))
     chart = grid.chart
     if chart:
         def source(column: int) -> dict:

@@ -33,8 +33,9 @@ except ImportError:  # pragma: no cover -- a platform without its wheels
     import zlib
 
 from .base import NewTab
-from .ooxml import MAIN_NS, REL_NS, PackageError, attributes_of, formula_naming
-from .sheet_part import SharedStrings, SheetPart, new_sheet_xml
+from .ooxml import BOOLEAN_FORMAT, MAIN_NS, REL_NS, PackageError, attributes_of, formula_naming
+from .sheet_part import SharedStrings, SheetPart
+from .tab_xml import new_sheet_xml
 from .styles import Styles
 
 WORKSHEET_TYPE = REL_NS + "/worksheet"
@@ -45,6 +46,17 @@ DRAWING_CONTENT = "application/vnd.openxmlformats-officedocument.drawing+xml"
 CHART_CONTENT = "application/vnd.openxmlformats-officedocument.drawingml.chart+xml"
 # ISA-L's level 2 packs about as tightly as zlib's default, several times faster; any reader inflates it.
 COMPRESS_LEVEL = 2 if zlib.__name__.startswith("isal") else 6
+# Excel 365's in-cell checkbox: one feature property bag part, as Excel itself writes it.
+FEATURE_BAG_TYPE = "http://schemas.microsoft.com/office/2022/11/relationships/FeaturePropertyBag"
+FEATURE_BAG_CONTENT = "application/vnd.ms-excel.featurepropertybag+xml"
+FEATURE_BAG_PART = "xl/featurePropertyBag/featurePropertyBag.xml"
+FEATURE_BAG_XML = (
+    b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+    b'<FeaturePropertyBags xmlns="http://schemas.microsoft.com/office/spreadsheetml/2022/featurepropertybag">'
+    b'<bag type="Checkbox"/><bag type="XFControls"><bagId k="CellControl">0</bagId></bag>'
+    b'<bag type="XFComplement"><bagId k="XFControls">1</bagId></bag>'
+    b'<bag type="XFComplements" extRef="XFComplementsMapperExtRef"><a k="MappedFeaturePropertyBags">'
+    b"<bagId>2</bagId></a></bag></FeaturePropertyBags>")
 # The most a part the writer reads (a tab, the shared strings) may unpack to, by the zip's directory.
 # A 50,000-draft Drafts tab is about 80 MB; Excel's own limits (1,048,576 rows, 32,767 characters a
 # cell) are met long before this by any tab a person can open.
@@ -221,8 +233,37 @@ class Package:
         return SheetPart(self.read(part), self.strings(), self.style)
 
     def add_tab(self, tab: NewTab, index: int | None = None) -> str:
-        """A new tab made from `tab`, with the cell formats it needs; returns its part name."""
-        return self.add_sheet(tab.title, new_sheet_xml(tab, self.style, self.default_font()), index)
+        """A new tab made from `tab`, with the cell formats it needs; returns its part name. Its checkbox
+        column gets Excel 365's in-cell checkbox where the workbook can carry one (`checkbox_style`)."""
+        checkbox = self.checkbox_style() if tab.checkbox_column and any(
+            isinstance(row[tab.headers.index(tab.checkbox_column)], bool) for row in tab.rows
+            if len(row) > tab.headers.index(tab.checkbox_column)) else None
+        return self.add_sheet(tab.title, new_sheet_xml(tab, self.style, self.default_font(), checkbox), index)
+
+    def checkbox_style(self) -> int | None:
+        """The cell format of Excel 365's in-cell checkbox (a boolean cell whose format points at the
+        checkbox feature in the workbook's feature property bag part), added with the part when the
+        workbook has none; None when the workbook already has a bag part of another shape, which is
+        left alone (the cells are plain TRUE/FALSE then). The cells still hold TRUE/FALSE, shown as such
+        wherever the checkbox is not known."""
+        bag = next((r for r in self._relations if r.get("Type") == FEATURE_BAG_TYPE), None)
+        if bag is not None and self.read(bag["part"]).strip() != FEATURE_BAG_XML.strip():
+            return None
+        if bag is None:
+            names = {n.casefold() for n in self._names} | {n.casefold() for n in self.added}
+            if FEATURE_BAG_PART.casefold() in names:
+                return None
+            self.added[FEATURE_BAG_PART] = FEATURE_BAG_XML
+            rels_name = self._rels_name()
+            ids = {r.get("Id") for r in self._relationships()}
+            rid = next(f"rId{n}" for n in range(len(ids) + 1, len(ids) + 10_000) if f"rId{n}" not in ids)
+            relationship = f'<Relationship Id="{rid}" Type="{FEATURE_BAG_TYPE}" Target="/{FEATURE_BAG_PART}"/>'
+            self.changed[rels_name] = _insert_before_close(self.read(rels_name), b"Relationships", relationship.encode())
+            override = f'<Override PartName="/{FEATURE_BAG_PART}" ContentType="{FEATURE_BAG_CONTENT}"/>'
+            self.changed["[Content_Types].xml"] = _insert_before_close(
+                self.read("[Content_Types].xml"), b"Types", override.encode())
+            self._relations = self._relationships()
+        return self.style(checkbox=True, number_format=BOOLEAN_FORMAT, top=True)
 
     def add_sheet(self, title: str, xml: bytes, index: int | None = None) -> str:
         """A new tab, after the others or at tab position `index`; returns its part name."""
@@ -265,6 +306,9 @@ class Package:
         """Write a tab whole (the Dashboard): its part replaced, or added after the others, with a chart
         (drawing and chart parts) when given. A chart the tab had before is removed with its parts."""
         parts = dict(self.sheets())
+        if title in parts and not self._is_worksheet(parts[title]):
+            raise PackageError(f"its tab {title!r} is not a worksheet (a chartsheet or dialog sheet loop did not "
+                               "write); rename that tab and run again")
         part = parts[title] if title in parts else self.add_sheet(title, b"")
         sheet_rels = str(PurePosixPath(part).parent / "_rels" / (PurePosixPath(part).name + ".rels"))
         if sheet_rels in self._names or sheet_rels in self.added:
@@ -320,17 +364,25 @@ class Package:
         part = self._styles_part()
         return Styles(self.read(part)).default_font() if part else None
 
-    def style(self, bold: bool = False, color: str | None = None, wrap: bool = False,
-              number_format: str | None = None, top: bool = False) -> int | None:
-        """The index of a cell format, added to the styles part if it lacks it; None without one."""
+    def style(self, **look) -> int | None:
+        """The index of a cell format (bold=, color=, wrap=, number_format=, top=, fill=, align=,
+        italic=, checkbox=), added to the styles part if it lacks it; None without one."""
         part = self._styles_part()
         if not part:
             return None
         styles = Styles(self.read(part))
-        index = styles.format(bold, color, wrap, number_format, top)
+        index = styles.format(**look)
         if styles.xml != self.read(part):
             self.changed[part] = styles.xml
         return index
+
+    def _is_worksheet(self, part: str) -> bool:
+        """Whether `part` is a worksheet, by the workbook's relationship to it and its content type."""
+        relation = next((r for r in self._relations if r.get("part") == part), {})
+        types = self.read("[Content_Types].xml")
+        declared = re.search(rb'<(?:\w+:)?Override\b[^>]*PartName="/' + re.escape(part.encode()) + rb'"[^>]*>', types)
+        content = attributes_of(declared.group(0)).get("ContentType", "") if declared else WORKSHEET_CONTENT
+        return relation.get("Type", WORKSHEET_TYPE) == WORKSHEET_TYPE and content == WORKSHEET_CONTENT
 
     def save(self, target) -> dict[str, tuple[int, int]]:
         """Write the package to `target`: unchanged parts as their original compressed bytes, the

@@ -11,6 +11,10 @@ from xml.sax.saxutils import quoteattr
 
 from .ooxml import attributes_of
 
+# Excel 365's in-cell checkbox: a cell format whose extension points at a feature property bag.
+FEATURE_BAG_NS = b"http://schemas.microsoft.com/office/spreadsheetml/2022/featurepropertybag"
+CHECKBOX_EXT_URI = b"{C7286773-470A-42A8-94C5-96B5CB345126}"
+
 
 class Styles:
     def __init__(self, xml: bytes):
@@ -27,34 +31,62 @@ class Styles:
         return re.findall(rb"<" + p + name + rb"\b(?:[^>]*/>|.*?</" + p + name + rb">)", block.group(2), re.S)
 
     def format(self, bold: bool = False, color: str | None = None, wrap: bool = False,
-               number_format: str | None = None, top: bool = False) -> int | None:
-        """The index of the cell format asked for (`top`: aligned to the top of a tall row); None when
-        the part has no fonts or formats to extend."""
+               number_format: str | None = None, top: bool = False, fill: str | None = None,
+               align: str | None = None, italic: bool = False, checkbox: bool = False) -> int | None:
+        """The index of the cell format asked for (`top`: aligned to the top of a tall row; `fill`: a
+        solid background "RRGGBB"; `align`: left, center or right; `checkbox`: Excel 365's in-cell
+        checkbox, which `ensure_checkbox` must make possible first); None when the part has no fonts or
+        formats to extend. A format carrying extension data (a user's checkbox) is never reused for
+        another look."""
         if not self._block(b"fonts") or not self._block(b"cellXfs"):
             return None
-        font = self._font(bold, color) if bold or color else 0
+        font = self._font(bold, color, italic) if bold or color or italic else 0
         number = self._number_format(number_format) if number_format else 0
+        fill_id = self._fill(fill) if fill else 0
+        if fill and fill_id is None:
+            fill_id = 0
         p = self.prefix
         alignment = b""
-        if wrap or top:
-            alignment = b"<" + p + b"alignment" + (b' wrapText="1"' if wrap else b"") + b' vertical="top"/>'
-        wrap = bool(alignment)
+        if wrap or top or align:
+            alignment = (b"<" + p + b"alignment" + (b' horizontal="%s"' % align.encode() if align else b"")
+                         + (b' wrapText="1"' if wrap else b"") + b' vertical="top"/>')
+        extension = (b'<' + p + b'extLst><' + p + b'ext uri="' + CHECKBOX_EXT_URI + b'" xmlns:xfpb="'
+                     + FEATURE_BAG_NS + b'"><xfpb:xfComplement i="0"/></' + p + b'ext></' + p + b'extLst>'
+                     if checkbox else b"")
         formats = self._block(b"cellXfs")
         for index, xf in enumerate(self._items(formats, b"xf")):
             found = attributes_of(re.match(rb"<[^>]*>", xf).group(0))
             aligned = re.search(rb"<" + p + rb"alignment\b[^>]*>", xf)
+            extended = re.search(rb"<(?:\w+:)?extLst\b.*</(?:\w+:)?extLst>", xf, re.S)
             if (found.get("fontId", "0") == str(font) and found.get("numFmtId", "0") == str(number)
-                    and found.get("fillId", "0") == "0" and found.get("borderId", "0") == "0"
+                    and found.get("fillId", "0") == str(fill_id) and found.get("borderId", "0") == "0"
                     and b"protection" not in xf
-                    and (aligned.group(0) if aligned else b"") == alignment):
+                    and (aligned.group(0) if aligned else b"") == alignment
+                    and (extended.group(0) if extended else b"") == extension):
                 return index
         applied = (b' applyFont="1"' if font else b"") + (b' applyNumberFormat="1"' if number else b"") + (
-            b' applyAlignment="1"' if wrap else b"")
-        head = b"<" + p + b'xf numFmtId="%d" fontId="%d" fillId="0" borderId="0" xfId="0"%s' % (number, font, applied)
-        xf = head + (b">" + alignment + b"</" + p + b"xf>" if wrap else b"/>")
+            b' applyFill="1"' if fill_id else b"") + (b' applyAlignment="1"' if alignment else b"")
+        head = b"<" + p + b'xf numFmtId="%d" fontId="%d" fillId="%d" borderId="0" xfId="0"%s' % (
+            number, font, fill_id, applied)
+        body = alignment + extension
+        xf = head + (b">" + body + b"</" + p + b"xf>" if body else b"/>")
         count = len(self._items(formats, b"xf"))
         self.xml = self._append(formats, xf, count + 1)
         return count
+
+    def _fill(self, color: str) -> int | None:
+        """A solid fill of `color`: found, or added; None when the part has no fills to extend."""
+        p = self.prefix
+        fills = self._block(b"fills")
+        if not fills:
+            return None
+        items = self._items(fills, b"fill")
+        wanted = (b"<" + p + b'fill><' + p + b'patternFill patternType="solid"><' + p + b'fgColor rgb="FF%s"/><'
+                  % color.encode() + p + b'bgColor indexed="64"/></' + p + b"patternFill></" + p + b"fill>")
+        if wanted in items:
+            return items.index(wanted)
+        self.xml = self._append(fills, wanted, len(items) + 1)
+        return len(items)
 
     def default_font(self) -> tuple[str, str]:
         """The name and size of the workbook's default font, for rich text runs to match it."""
@@ -64,17 +96,18 @@ class Styles:
         size = re.search(rb'<(?:\w+:)?sz\b[^>]*\bval="([^"]*)"', first)
         return (name.group(1).decode() if name else "Calibri", size.group(1).decode() if size else "11")
 
-    def _font(self, bold: bool, color: str | None) -> int:
-        """The default font, made bold and/or coloured: found, or added."""
+    def _font(self, bold: bool, color: str | None, italic: bool = False) -> int:
+        """The default font, made bold, italic and/or coloured: found, or added."""
         p = self.prefix
         fonts = self._block(b"fonts")
         items = self._items(fonts, b"font")
         base = items[0] if items else b"<" + p + b"font></" + p + b"font>"
         if base.endswith(b"/>"):
             base = base[:-2] + b"></" + p + b"font>"
-        font = re.sub(rb"<" + p + rb"(?:b|color)\b[^>]*/>", b"", base)
+        font = re.sub(rb"<" + p + rb"(?:b|i|color)\b[^>]*/>", b"", base)
         opening = re.match(rb"<" + p + rb"font\b[^>]*>", font).group(0)
-        extra = (b"<" + p + b"b/>" if bold else b"") + (b"<" + p + b'color rgb="FF%s"/>' % color.encode() if color else b"")
+        extra = ((b"<" + p + b"b/>" if bold else b"") + (b"<" + p + b"i/>" if italic else b"")
+                 + (b"<" + p + b'color rgb="FF%s"/>' % color.encode() if color else b""))
         font = opening + extra + font[len(opening):]
         if font in items:
             return items.index(font)

@@ -48,7 +48,8 @@ def deliver(outbox: WorkbookStore, workbook, batch: WriteBatch | None = None, wa
             return 0
         pending = outbox.pending()
         if pending:
-            appends = [Append(schema.DRAFTS, schema.DRAFT_HEADERS, sheet_row(row), key="trace_id") for row in pending]
+            appends = [Append(schema.DRAFTS, schema.DRAFT_HEADERS, sheet_row(row), key="trace_id",
+                              lines=schema.draft_lines(sheet_row(row))) for row in pending]
             batch = replace(batch, appends=batch.appends + appends,
                             recheck=batch.recheck or any(row["state"] == SENT for row in pending))
             outbox.mark(pending, SENT)
