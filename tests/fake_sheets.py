@@ -180,13 +180,20 @@ class FakeSheets(LocalServer):
     # ----- test-side API -----
 
     def add_spreadsheet(self, key: str, tabs: dict[str, list[list]] | None = None, title: str = "Loop reviews",
-                        shared: bool = True) -> None:
+                        shared: bool = True, charts: tuple[str, ...] = ()) -> None:
+        """`charts`: titles of sheets that are a chart of their own (sheetType OBJECT, no grid), as a chart
+        moved to its own sheet is."""
         sheets: list[dict] = []
         for name, rows in (tabs or {"Sheet1": []}).items():
             width = max((len(row) for row in rows), default=0)
             sheet = new_sheet(new_sheet_id(sheets, f"{key}/{name}") if sheets else 0, name,
                               max(1000, len(rows)), max(26, width))
             sheet["cells"] = {(r, c): v for r, row in enumerate(rows) for c, v in enumerate(row) if v not in (None, "")}
+            sheets.append(sheet)
+        for name in charts:
+            sheet = new_sheet(new_sheet_id(sheets, f"{key}/{name}"), name, 1, 1)
+            sheet["properties"]["sheetType"] = "OBJECT"
+            del sheet["properties"]["gridProperties"]
             sheets.append(sheet)
         reindex(sheets)
         with self._lock:
@@ -371,6 +378,9 @@ class FakeSheets(LocalServer):
         raise ApiError(404, f"fake_sheets has no handler for {method} {path}")
 
     def _read(self, book: dict, text: str, query: dict) -> dict:
+        sheet = find(book["sheets"], split_range(text)[0])
+        if sheet is not None and sheet["properties"].get("sheetType") == "OBJECT":
+            raise ApiError(400, f"Unable to parse range: {text}")  # a chart sheet has no cells
         sheet, (r0, c0, r1, c1) = self._resolve(book, text)
         render = query.get("valueRenderOption", ["FORMATTED_VALUE"])[0]
         major = query.get("majorDimension", ["ROWS"])[0]
@@ -440,8 +450,12 @@ class FakeSheets(LocalServer):
             raise ApiError(400, f"Sheet with id {sheet_id} already exists.")
         grid = props.get("gridProperties", {})
         sheet = new_sheet(sheet_id, title, grid.get("rowCount", 1000), grid.get("columnCount", 26))
-        if grid.get("frozenRowCount"):
-            sheet["properties"]["gridProperties"]["frozenRowCount"] = grid["frozenRowCount"]
+        for frozen, count in (("frozenRowCount", "rowCount"), ("frozenColumnCount", "columnCount")):
+            if grid.get(frozen):
+                if grid[frozen] >= sheet["properties"]["gridProperties"][count]:
+                    raise ApiError(400, "You can't freeze all visible rows on the sheet." if frozen == "frozenRowCount"
+                                   else "You can't freeze all visible columns on the sheet.")
+                sheet["properties"]["gridProperties"][frozen] = grid[frozen]
         sheets.insert(min(props.get("index", len(sheets)), len(sheets)), sheet)
         reindex(sheets)
         return {"addSheet": {"properties": copy.deepcopy(sheet["properties"])}}
