@@ -339,7 +339,8 @@ def dashboard(found: Report, now: datetime | None = None) -> Grid:
     headers_at: set[int] = set()
 
     def section(title: str, headers: list[str], numbers: set[str]) -> None:
-        rows.extend([[], [title], [Styled(h, align="right") if h in numbers else h for h in headers]])
+        rows.extend([[], [title], [Styled(h, align="right") if h in numbers else Styled(h, align="center")
+                                   if h in LABELS else h for h in headers]])
         bold.add(len(rows) - 1)
         headers_at.add(len(rows))
 
@@ -348,7 +349,10 @@ def dashboard(found: Report, now: datetime | None = None) -> Grid:
 
     def verdict(word: str):
         return Styled(VERDICT_WORDS.get(word, word), bold=word in ("better", "worse", "helped"),
-                      color=VERDICT_COLORS.get(word)) if word else ""
+                      color=VERDICT_COLORS.get(word), align="center") if word else ""
+
+    def label(text: str):  # a short label between numbers: centred, so it never reads as part of one
+        return Styled(text, align="center") if text else ""
 
     section("Prompt versions", VERSION_HEADERS,
             set(VERSION_HEADERS[3:10]) | {"p", "judge only", "judge 👍 rate %"})
@@ -359,7 +363,7 @@ def dashboard(found: Report, now: datetime | None = None) -> Grid:
                 else {"color": MUTED, "italic": True} if v.state == ROLLED_BACK else {})
         rows.append([Styled(mark, **look) if look else mark, v.current_from, v.current_until, number(v.drafts),
                      number(v.reviewed), number(v.up), number(_percent(v.rate)), number(_percent(v.low)),
-                     number(_percent(v.high)), number(_points(v.change), POINTS), v.compared_with,
+                     number(_percent(v.high)), number(_points(v.change), POINTS), label(v.compared_with),
                      Styled(_p(v.p_value), align="right") if v.p_value is not None else "", verdict(v.verdict),
                      number(v.judged), number(_percent(v.judge_rate))])
     last_version = len(rows)
@@ -368,7 +372,7 @@ def dashboard(found: Report, now: datetime | None = None) -> Grid:
     section("Applied edits", EDIT_HEADERS, set(EDIT_HEADERS[4:10]))
     for e in found.edits:
         change = diff(e.find, e.replace) if (e.find or e.replace) else e.edit_id
-        rows.append([Styled(change, wrap=True), e.pattern, e.version, e.before, number(e.failures_before),
+        rows.append([Styled(change, wrap=True), e.pattern, label(e.version), label(e.before), number(e.failures_before),
                      number(e.pattern_before), number(_percent(e.share_before)), number(e.failures_after),
                      number(e.pattern_after), number(_percent(e.share_after)), verdict(e.verdict), e.edit_id])
         lines[len(rows)] = text_lines({"change": str(change)}, {"change": EDIT_CHANGE_WIDTH}, {"change"}, 6)
@@ -397,6 +401,7 @@ def dashboard(found: Report, now: datetime | None = None) -> Grid:
 
 
 EDIT_CHANGE_WIDTH = 36
+LABELS = {"compared with", "applied in", "verdict"}  # short labels, centred under their centred headers
 
 
 def _day(moment: str) -> str:
