@@ -365,3 +365,29 @@ def test_approve_is_an_excel_checkbox_that_every_reader_reads_as_true_or_false(w
     XlsxWorkbook(path).write(WriteBatch(updates=[CellUpdate(title, 2, "approve", True)]))
     assert "Applied 1 edit" in cli("apply").output
     assert (workspace / "prompts" / "support_agent.md").read_text() != PROMPT
+
+
+def test_a_feature_property_bag_of_another_shape_is_left_alone_and_approve_stays_plain(tmp_path):
+    from loop import template
+    from loop.sheets.package import FEATURE_BAG_CONTENT, FEATURE_BAG_TYPE, Package
+
+    path = tmp_path / "book.xlsx"
+    template.build(path)
+    theirs = (b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<FeaturePropertyBags '
+              b'xmlns="http://schemas.microsoft.com/office/spreadsheetml/2022/featurepropertybag"><bag type="Other"/>'
+              b"</FeaturePropertyBags>")
+    with zipfile.ZipFile(path) as source:
+        parts = {n: source.read(n) for n in source.namelist()}
+    parts["xl/featurePropertyBag/featurePropertyBag.xml"] = theirs
+    parts["xl/_rels/workbook.xml.rels"] = parts["xl/_rels/workbook.xml.rels"].replace(
+        b"</Relationships>", f'<Relationship Id="rId99" Type="{FEATURE_BAG_TYPE}" '
+                             f'Target="featurePropertyBag/featurePropertyBag.xml"/></Relationships>'.encode())
+    parts["[Content_Types].xml"] = parts["[Content_Types].xml"].replace(
+        b"</Types>", f'<Override PartName="/xl/featurePropertyBag/featurePropertyBag.xml" '
+                     f'ContentType="{FEATURE_BAG_CONTENT}"/></Types>'.encode())
+    with zipfile.ZipFile(path, "w") as target:
+        for name, data in parts.items():
+            target.writestr(name, data)
+    package = Package(str(path))
+    assert package.checkbox_style() is None and not package.added
+    package.close()

@@ -246,6 +246,8 @@ class Package:
         workbook has none; None when the workbook already has a bag part of another shape, which is
         left alone (the cells are plain TRUE/FALSE then). The cells still hold TRUE/FALSE, shown as such
         wherever the checkbox is not known."""
+        if not self._styles_part():
+            return None  # no cell formats to carry it
         bag = next((r for r in self._relations if r.get("Type") == FEATURE_BAG_TYPE), None)
         if bag is not None and self.read(bag["part"]).strip() != FEATURE_BAG_XML.strip():
             return None
