@@ -81,7 +81,8 @@ def test_google_deletes_in_one_batch_update_bottom_up_after_one_read_of_the_key_
     open_workbook(KEY).write(WriteBatch(deletions=[delete("t1", "t2", "t3", "t6", "absent")]))
     reads = [r for r in google.requests if r["path"].endswith("values:batchGet")]
     writes = [r for r in google.requests if r["path"].endswith(":batchUpdate")]
-    assert [r["query"]["ranges"] for r in reads] == [["'Drafts'!1:1"], ["'Drafts'!A1:A"]]
+    key = openpyxl.utils.get_column_letter(schema.DRAFT_HEADERS.index("trace_id") + 1)  # found by name
+    assert [r["query"]["ranges"] for r in reads] == [["'Drafts'!1:1"], [f"'Drafts'!{key}1:{key}"]]
     assert [r["deleteDimension"]["range"] for r in writes[0]["body"]["requests"]] == [
         {"sheetId": 0, "dimension": "ROWS", "startIndex": 7, "endIndex": 8},
         {"sheetId": 0, "dimension": "ROWS", "startIndex": 2, "endIndex": 5}]
@@ -96,7 +97,7 @@ def test_every_row_below_a_frozen_header_can_go_from_a_grid_with_no_spare_row(wo
     sheet.create([draft(trace_id=f"t{i}") for i in range(3)])
     google._sheet(KEY, schema.DRAFTS)["properties"]["gridProperties"].update(rowCount=4, frozenRowCount=1)
     open_workbook(KEY).write(WriteBatch(deletions=[delete("t0", "t1", "t2")]))
-    assert sheet.tab(schema.DRAFTS) == [] and google.values(KEY, schema.DRAFTS)[0][0] == "trace_id"
+    assert sheet.tab(schema.DRAFTS) == [] and google.values(KEY, schema.DRAFTS)[0] == schema.DRAFT_HEADERS
     assert google.properties(KEY, schema.DRAFTS)["gridProperties"] == {"rowCount": 2, "columnCount": 26,
                                                                       "frozenRowCount": 1}
 
@@ -226,7 +227,8 @@ def test_every_part_but_the_tabs_own_keeps_its_bytes(tmp_path):
     XlsxWorkbook(path).write(WriteBatch(deletions=[delete("t1", "t4")]))
     assert changed(before, parts(path)) == {DRAFTS_PART}
     opens(path)
-    assert [r[0] for r in openpyxl.load_workbook(path)[schema.DRAFTS].iter_rows(min_row=2, values_only=True)] == [
+    key = schema.DRAFT_HEADERS.index("trace_id")
+    assert [r[key] for r in openpyxl.load_workbook(path)[schema.DRAFTS].iter_rows(min_row=2, values_only=True)] == [
         "t0", "t2", "t3", "t5"]
     assert "<xm:sqref>L2:L998</xm:sqref>" in drafts_xml(path)  # the x14 validation moved up with the rows
 
