@@ -13,10 +13,11 @@ from pathlib import Path
 import click
 
 from . import config
+from .edits import brief, edit_name
 from .errors import LoopError
+from .values import shown
 
 SHOW_SKIPPED = 20
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 # JSON escapes C0 controls itself; DEL and C1 (CSI is U+009B) are escaped the same way, losslessly
 _C1 = re.compile(r"[\x7f-\x9f]")
 
@@ -24,11 +25,6 @@ _C1 = re.compile(r"[\x7f-\x9f]")
 def plural(count: int, word: str, many: str | None = None) -> str:
     """`1 tab`, `2 tabs`."""
     return f"{count} {word if count == 1 else many or word + 's'}"
-
-
-def shown(text: object) -> str:
-    """Untrusted text (a pattern name, a model's reason) as it may be printed: no terminal control codes."""
-    return _CONTROL.sub("\ufffd", str(text))
 
 
 class _EchoHandler(logging.Handler):
@@ -225,30 +221,6 @@ def improve(workspace, since, include_judge, check, concurrency, force):
             report, versions[-1] if versions else None, workspace.workbook.link(report.edits_tab)))
 
 
-SHOWN_CHARS = 60  # the most of an edit's passage the terminal shows: the Edits tab has the rest
-
-
-def brief(text: str, limit: int = SHOWN_CHARS) -> str:
-    """Untrusted text on one line: whitespace runs made one space, control codes shown(), cut with an ellipsis."""
-    text = shown(" ".join(str(text).split()))
-    return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"
-
-
-def edit_name(edit) -> str:
-    """An edit as a person names it: its pattern and its change, e.g. `Too verbose: "Keep replies
-    short." → "Keep replies to 2–4 sentences."`; a pure addition or removal shows only that part."""
-    find, replace = " ".join(edit.find.split()), " ".join(edit.replace.split())
-    if find == replace:
-        change = f'leaves "{brief(find)}" as it is'
-    elif find and (replace.startswith(find) or replace.endswith(find)):
-        change = f'adds "{brief(replace[len(find):] if replace.startswith(find) else replace[:-len(find)])}"'
-    elif replace and (find.startswith(replace) or find.endswith(replace)):
-        change = f'removes "{brief(find[len(replace):] if find.startswith(replace) else find[:-len(replace)])}"'
-    else:
-        change = f'"{brief(find)}" → "{brief(replace)}"'
-    return f"{brief(edit.pattern, 40) or 'no pattern'}: {change}"
-
-
 @main.command(short_help="Measure each prompt version and applied edit; refresh the Dashboard tab.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON for scripts.")
 @click.option("--notify", metavar="URL", help="Post a digest to this Slack-compatible webhook. [env LOOP_NOTIFY_URL]")
@@ -285,7 +257,7 @@ def report_text(found) -> str:
     def percent(rate) -> str:
         return "" if rate is None else f"{rate:.0%}"
 
-    lines = ["Prompt versions:"]
+    lines = [shown(found.headline), "Prompt versions:"] if found.versions else ["Prompt versions:"]
     if not found.versions:
         lines.append("  No drafts carry a prompt version yet.")
     else:
@@ -300,9 +272,9 @@ def report_text(found) -> str:
         lines += table(rows)
     if found.edits:
         lines.append("Applied edits (share of failures in the edit's pattern, before → after):")
-        rows = [["edit", "in", "pattern", "before", "after", "verdict"]]
+        rows = [["edit", "in", "before", "after", "verdict"]]
         for e in found.edits:
-            rows.append([e.edit_id, e.version, shown(e.pattern)[:40], f"{e.pattern_before}/{e.failures_before}",
+            rows.append([edit_name(e), e.version, f"{e.pattern_before}/{e.failures_before}",
                          f"{e.pattern_after}/{e.failures_after}", e.verdict])
         lines += table(rows)
     if found.judge:

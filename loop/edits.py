@@ -113,3 +113,30 @@ def apply_one(prompt: str, edit: Edit) -> str:
     """The prompt with `edit` applied; raises NotLocated when its passage is gone or ambiguous."""
     start, end = locate(prompt, edit.find)
     return prompt[:start] + edit.replace + prompt[end:]
+
+
+SHOWN_CHARS = 60  # the most of an edit's passage a line shows: the Edits tab has the rest
+
+
+def brief(text: str, limit: int = SHOWN_CHARS) -> str:
+    """Untrusted text on one line: whitespace runs made one space, control codes shown(), cut with an ellipsis."""
+    from .values import shown
+
+    text = shown(" ".join(str(text).split()))
+    return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"
+
+
+def edit_name(edit) -> str:
+    """An edit as a person names it: its pattern and its change, e.g. `Too verbose: "Keep replies
+    short." → "Keep replies to 2–4 sentences."`; a pure addition or removal shows only that part.
+    `edit` is anything with `pattern`, `find` and `replace` (a proposal, an applied edit's figures)."""
+    find, replace = " ".join(edit.find.split()), " ".join(edit.replace.split())
+    if find == replace:
+        change = f'leaves "{brief(find)}" as it is'
+    elif find and (replace.startswith(find) or replace.endswith(find)):
+        change = f'adds "{brief(replace[len(find):] if replace.startswith(find) else replace[:-len(find)])}"'
+    elif replace and (find.startswith(replace) or find.endswith(replace)):
+        change = f'removes "{brief(find[len(replace):] if find.startswith(replace) else find[:-len(replace)])}"'
+    else:
+        change = f'"{brief(find)}" → "{brief(replace)}"'
+    return f"{brief(edit.pattern, 40) or 'no pattern'}: {change}"

@@ -16,6 +16,7 @@ import threading
 
 import requests
 
+from .edits import edit_name
 from .redact import webhook_host
 
 log = logging.getLogger("loop")
@@ -61,8 +62,8 @@ def improve_digest(run, newest, link: str) -> str:
             figures = run.replay.figures(edit.edit_id)
             if figures:
                 cells = figures.cells()
-                lines.append(f"• {edit.edit_id}: fixed {cells['fixed_cited']} cited, {cells['fixed_held_out']} "
-                             f"held out; regressed {cells['regressed']}")
+                lines.append(f"• {escape(edit_name(edit))}: fixed {cells['fixed_cited']} cited, "
+                             f"{cells['fixed_held_out']} held out; regressed {cells['regressed']}")
     lines.append(rate_line(newest))
     lines.append(f"Tick the edits to ship in {escape(run.edits_tab)}: {link}")
     return "\n".join(lines)
@@ -76,7 +77,7 @@ def report_digest(found, link: str) -> str:
         newest = reviewed[-1]
         lines.append(f"Change from {reviewed[-2].version}: {newest.change * 100:+.1f} points ({newest.verdict}).")
     for edit in found.edits[-5:]:
-        lines.append(f"• {edit.edit_id} ({escape(edit.pattern)}): {edit.verdict}")
+        lines.append(f"• {escape(edit_name(edit))}: {edit.verdict}")
     if found.warning:
         lines.append(f"⚠ {escape(found.warning)}")
     lines.append(f"Dashboard: {link}")

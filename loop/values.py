@@ -174,3 +174,11 @@ def as_text(value: object) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value).strip()
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def shown(text: object) -> str:
+    """Untrusted text (a pattern name, a model's reason) as it may be printed: no terminal control codes."""
+    return _CONTROL.sub("\ufffd", str(text))
