@@ -346,3 +346,26 @@ def test_the_check_before_the_commit_reads_the_drafts_part_once(workspace):
     started = time.perf_counter()
     XlsxWorkbook(path).ensure_readable(schema.DRAFTS, schema.DRAFT_HEADERS)
     assert time.perf_counter() - started < 2
+
+
+def test_a_cell_update_never_lands_under_a_merge_and_says_so(workspace, caplog):
+    path = build(workspace / "loop.xlsx", drafts({2: reviewed("t-a"), 3: reviewed("t-b")}))
+    judge = COLUMN["judge_score"]
+    merged = f"{openpyxl.utils.get_column_letter(judge - 1)}3:{openpyxl.utils.get_column_letter(judge)}3"
+    build(path, drafts({2: reviewed("t-a"), 3: reviewed("t-b")}, merges=[merged]))
+    XlsxWorkbook(path).write(WriteBatch(updates=[
+        CellUpdate(schema.DRAFTS, 2, "judge_score", "👍", key=("trace_id", "t-a")),
+        CellUpdate(schema.DRAFTS, 3, "judge_score", "👎", key=("trace_id", "t-b"))]))
+    assert cell(path, 2, "judge_score") == "👍" and cell(path, 3, "judge_score") is None
+    assert f"inside the merged range {merged}" in caplog.text
+
+
+def test_a_workbook_written_between_the_check_and_the_write_is_read_again(workspace):
+    from loop.sheets import Append
+
+    path = build(workspace / "loop.xlsx", drafts({2: reviewed("t-a")}))
+    checking = XlsxWorkbook(path)
+    checking.ensure_readable(schema.DRAFTS, schema.DRAFT_HEADERS)
+    XlsxWorkbook(path).write(WriteBatch(appends=[Append(schema.DRAFTS, schema.DRAFT_HEADERS, {"trace_id": "t-other"})]))
+    checking.write(WriteBatch(appends=[Append(schema.DRAFTS, schema.DRAFT_HEADERS, {"trace_id": "t-mine"})]))
+    assert [cell(path, n, "trace_id") for n in (2, 3, 4)] == ["t-a", "t-other", "t-mine"]

@@ -18,6 +18,7 @@ so a small file that inflates to gigabytes costs neither the time nor the memory
 
 from __future__ import annotations
 
+import os
 import re
 import struct
 import zipfile
@@ -98,6 +99,15 @@ class Package:
 
     def close(self) -> None:
         self._zip.close()
+
+    def signature(self) -> tuple | None:
+        """What tells the file opened from any other version of it (its inode, size and modification
+        time, of the very file read); None for a package that is not a file."""
+        try:
+            found = os.fstat(self._zip.fp.fileno())
+        except (AttributeError, OSError, ValueError):
+            return None
+        return found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns
 
     def open(self, name: str):
         return self._zip.open(name)

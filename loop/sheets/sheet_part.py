@@ -66,7 +66,8 @@ class SheetPart:
     Rows are found where they are needed, by bisecting the part on byte offsets (rows are stored in
     order, each with its number), so a write to a few rows of a 50,000-row tab reads a few rows."""
 
-    def __init__(self, xml: bytes, strings: SharedStrings | None = None, formats: Formats | None = None):
+    def __init__(self, xml: bytes, strings: SharedStrings | None = None, formats: Formats | None = None,
+                 checked: bool = False):
         self.xml = xml
         self.strings = strings
         self.formats = formats or (lambda **look: None)
@@ -88,6 +89,7 @@ class SheetPart:
         self._row_tag = re.compile(rb"<" + p + rb"row\b([^>]*?)(/?)>")
         self._row_number = re.compile(rb"<" + p + rb"row\b(?:[^>]*?\sr\s*=\s*[\"'](\d+))?")
         self._cell_tag = re.compile(rb"<" + p + rb"c\b([^>]*?)/?>")
+        self._cell_refs = re.compile(rb"<" + p + rb"c\b(?:[^>]*?\sr\s*=\s*[\"']([A-Z]+)\d+)?")  # b"" without one
         self._refs = re.compile(rb"(<" + p + rb'(?:row|c)\b[^>]*?\sr="[A-Z]*)\d+"')  # a row's or cell's number
         self._formula = re.compile(rb"<" + p + rb"f[\s>/]")
         self._rows: list[_Row] | None = None  # every row, once bisecting costs more than one scan
@@ -103,8 +105,9 @@ class SheetPart:
         self._headers: list[str] | None = None
         self._found: dict[str, int | None] = {}
         self._column_styles = self._read_column_styles()
-        self._check_rows()
-        self._check_strings()
+        if not checked:  # `checked`: this very part passed the checks already (XlsxWorkbook.ensure_readable)
+            self._check_rows()
+            self._check_strings()
 
     # -- what the part must be -------------------------------------------------------------------
 
@@ -134,7 +137,8 @@ class SheetPart:
 
     def _check_strings(self) -> None:
         """Every shared-string index a cell holds must be inside the shared-strings part."""
-        if b't="s"' not in self.xml and b"t='s'" not in self.xml:
+        quote = b"'" if self.xml.find(b"='", self.data_start, self.data_start + 200) >= 0 else b'"'
+        if self.xml.find(b"t=" + quote + b"s" + quote, self.data_start, self.data_end) < 0:
             return
         indexes = _SHARED.findall(self.xml, self.data_start, self.data_end)
         if not indexes:
@@ -300,6 +304,13 @@ class SheetPart:
     def _last_cell_column(self) -> int:
         """The last column holding a cell that is not an empty, self-closed one (formatting) in any row."""
         width, last = len(self._headers or []), 0
+        unnumbered = re.compile(rb"<" + self.prefix + rb"c(?![^>]*?\sr\s*=)[\s/>]")
+        if unnumbered.search(self.xml, self.data_start, self.data_end):  # cells placed by counting
+            for row in self._all_rows():
+                for column, attributes, element in self._cells(self._row_xml(row)):
+                    if column > max(width, last) and not element.rstrip().endswith(b"/>"):
+                        last = column
+            return last
         wide = re.compile(rb"<" + self.prefix + rb"c\b[^>]*?\sr\s*=\s*[\"']([A-Z]+)\d+[^>]*?(?<!/)>")
         for letters in set(wide.findall(self.xml, self.data_start, self.data_end)):
             column = column_index(letters.decode())
@@ -318,7 +329,11 @@ class SheetPart:
         value_tag = re.compile(rb"<" + p + rb"(v|is|f)[\s>/]")
         end = self.data_end
         while True:
-            at = max(self.xml.rfind(tag, self.data_start, end) for tag in tags)
+            at, low, window = -1, end, 1 << 16
+            while at < 0 and low > self.data_start:  # a widening window: a tag absent from the part
+                low = max(self.data_start, low - window)  # (often <f) costs no pass over all of it
+                at = max(self.xml.rfind(tag, low, end) for tag in tags)
+                window *= 4
             if at < 0:
                 return 1
             found = value_tag.match(self.xml, at)
@@ -378,6 +393,14 @@ class SheetPart:
                                   int(last.group(2)), column_index(last.group(1))))
             self._merges = found
         return self._merges
+
+    def merged_over(self, row: int, column: int) -> str | None:
+        """The merged range (as "A1:B2") that hides cell (row, column): it covers the cell and starts
+        elsewhere. None for a cell no merge hides (a merge's first cell shows its value)."""
+        for top, left, bottom, right in self.merges():
+            if top <= row <= bottom and left <= column <= right and (row, column) != (top, left):
+                return f"{column_letter(left)}{top}:{column_letter(right)}{bottom}"
+        return None
 
     def free_rows(self, count: int, columns: set[int], known: set[int] | None,
                   reserved: list[tuple[int, int, int, int]] = ()) -> list[int]:
@@ -478,8 +501,14 @@ class SheetPart:
         return self._refs.sub(lambda found: found.group(1) + digits + b'"', row_xml)
 
     def _edited_row(self, original: bytes, number: int, writes: dict[int, object]) -> bytes:
-        """The row with `writes` in it. Cells written after the row's last one (a new column, the usual
-        case) are added at its end, its other cells kept as bytes; otherwise its cells are taken apart."""
+        """The row with `writes` in it: its cells in column order, each kept as bytes unless written (a
+        written cell keeps its style, unless its value is a date or TRUE/FALSE, which needs a format of
+        its own to be shown as what it is). A cell stored without its reference gets one, since a cell
+        written or emptied before it would otherwise move it; a column stored twice is refused.
+
+        Cells written after the row's last one (a new column, the usual case) are added at its end
+        and the row's bytes kept, when its cells are stored in order, each with its reference: read
+        off the references in one search, without taking the cells apart."""
         p = self.prefix.decode()
         tag = self._row_tag.match(original)
         start_tag = original[:tag.end()]
@@ -488,26 +517,44 @@ class SheetPart:
             start_tag = start_tag[:-2].rstrip() + b">"
         else:
             end -= len(f"</{p}row>")
+        refs = [(len(r), r) for r in self._cell_refs.findall(original, tag.end())]
+        if all(r for _, r in refs) and all(a < b for a, b in zip(refs, refs[1:])):
+            last = column_index(refs[-1][1].decode()) if refs else 0
+            if last < min(writes):
+                cells = {}
+                for column, value in writes.items():
+                    cells[column] = cell_xml(p, f"{column_letter(column)}{number}", value,
+                                             self._style_for(value, column)).encode("utf-8")
+                first = column_index(refs[0][1].decode()) if refs else min(cells)
+                return self._joined(start_tag, original[tag.end():end], cells, first)
         existing = list(self._cells(original))
         columns = [column for column, _, _ in existing]
         if len(set(columns)) != len(columns):
             twice = next(c for c in columns if columns.count(c) > 1)
             raise DamagedPart(f"cell {column_letter(twice)}{number} is stored twice in one tab")
         first = min(columns, default=None)
-        kept = b""
-        cells = {column: element for column, _, element in existing}
+        cells = {}
+        for column, attributes, element in existing:
+            if not _R.search(attributes):
+                at = len(self.prefix) + 2  # just past "<c"
+                element = element[:at] + f' r="{column_letter(column)}{number}"'.encode() + element[at:]
+            cells[column] = element
         written = {column: attributes for column, attributes, _ in existing if column in writes}
         for column, value in writes.items():
             style = _S.search(written[column]) if column in written else None
             style = style.group(1).decode() if style else None
-            style = style or self._style_for(value, column)
+            if style is None or number_format_of(value):  # a date or TRUE/FALSE needs its own format
+                style = self._style_for(value, column) or style
             cells[column] = cell_xml(p, f"{column_letter(column)}{number}", value, style).encode("utf-8")
-        body = kept + b"".join(cells[c] for c in sorted(cells))
+        return self._joined(start_tag, b"", cells, first)
+
+    def _joined(self, start_tag: bytes, kept: bytes, cells: dict[int, bytes], first: int | None) -> bytes:
+        """A row: its start tag (spans widened to its cells), the kept bytes, then `cells` in column order."""
         spans = re.search(rb'\sspans="[^"]*"', start_tag)
-        if spans:
+        if spans and cells:
             low, high = min(first or min(cells), min(cells)), max(cells)
             start_tag = start_tag.replace(spans.group(0), f' spans="{low}:{high}"'.encode())
-        return start_tag + body + f"</{p}row>".encode()
+        return start_tag + kept + b"".join(cells[c] for c in sorted(cells)) + b"</" + self.prefix + b"row>"
 
     def _end_columns(self, row_xml: bytes) -> tuple[int | None, int | None]:
         """The columns of a row's first and last cells, read off their references without passing over

@@ -18,6 +18,7 @@ a row stored twice (`sheet_part.py`), and a tab with no free row left.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import zipfile
@@ -33,10 +34,11 @@ from ..errors import RunFailure, TitleTaken, UsageError, WorkbookBusy
 from ..values import as_text
 from .base import Append, CellUpdate, DeleteRows, NewTab, Table, WriteBatch
 from .charts import chart_parts
-from .ooxml import EXCEL_MAX_ROWS, DamagedPart, PackageError, RowShift
+from .ooxml import EXCEL_MAX_ROWS, DamagedPart, PackageError, RowShift, column_letter
 from .package import Package, PartTooLarge, WriteRefused
 from .sheet_part import SheetPart, grid_sheet_xml, grown_table, moved_table, totals_rows
 
+log = logging.getLogger(__name__)
 EXCEL_CELL_LIMIT = 32_767
 DEFAULT_WAIT = 120.0
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
@@ -54,6 +56,8 @@ class XlsxWorkbook:
         _check_format(self.path)
         self._book: CalamineWorkbook | None = None
         self._rows_left: dict[str, int] = {}
+        # The part ensure_readable checked, kept for the write that follows (loop log): (file, part, xml).
+        self._checked: tuple[tuple, str, bytes] | None = None
         real = Path(os.path.realpath(self.path))
         self._paths = [self.path] + ([real] if real != self.path.absolute() else [])
 
@@ -121,6 +125,7 @@ class XlsxWorkbook:
                 if part is None:
                     self._rows_left[title] = EXCEL_MAX_ROWS - 1
                     return
+                signature = package.signature()
                 target = SheetPart(package.read(part), package.strings())
                 known = {c for c in (target.find_column(name) for name in columns or []) if c}
                 written = known or set(range(1, len(target.headers()) + 1)) or {1}
@@ -128,6 +133,7 @@ class XlsxWorkbook:
                 taken = [*target.merges(), *_reserved(package, part)]
                 merged = sum(bottom - top + 1 for top, left, bottom, right in _disjoint_rows(taken, last, written))
                 self._rows_left[title] = EXCEL_MAX_ROWS - last - merged
+                self._checked = (signature, part, target.xml)
             finally:
                 package.close()
         except PartTooLarge as error:
@@ -186,14 +192,17 @@ class XlsxWorkbook:
             self._rows_left.clear()
 
     def _write(self, batch: WriteBatch) -> None:
+        checked, self._checked = self._checked, None
         try:
             package = Package(str(self.path))
         except (zipfile.BadZipFile, KeyError, OSError) as error:
             raise _damaged(self.path, error) from None
         except PackageError as error:
             raise UsageError(f"{self.path} cannot be written: {error}.") from None
+        if checked and (checked[0] is None or checked[0] != package.signature()):
+            checked = None  # another version of the file since it was checked: read and check it again
         try:
-            self._splice(package, batch)
+            self._splice(package, batch, checked)
             titles = [title for title, _ in package.sheets()]
             written: dict[str, tuple[int, int]] = {}
             with files.atomic_path(self.path, verify=lambda saved: verify(saved, titles, written)) as temporary:
@@ -209,8 +218,9 @@ class XlsxWorkbook:
         finally:
             package.close()
 
-    def _splice(self, package: Package, batch: WriteBatch) -> None:
-        """Apply the batch to the parts it touches; every other part stays as it is."""
+    def _splice(self, package: Package, batch: WriteBatch, checked: tuple | None = None) -> None:
+        """Apply the batch to the parts it touches; every other part stays as it is. A part `checked`
+        holds (ensure_readable, on this very file) is taken as it was checked, not unpacked again."""
         parts = dict(package.sheets())
         new_tabs = list(batch.new_tabs)
         for append in batch.appends:
@@ -230,7 +240,10 @@ class XlsxWorkbook:
             if title not in sheets:
                 if title not in parts:
                     raise UsageError(f"{self.path.name} has no {title} tab; add it (see sheets_template.xlsx).")
-                sheets[title] = SheetPart(package.read(parts[title]), package.strings(), package.style)
+                if checked and checked[1] == parts[title]:
+                    sheets[title] = SheetPart(checked[2], package.strings(), package.style, checked=True)
+                else:
+                    sheets[title] = SheetPart(package.read(parts[title]), package.strings(), package.style)
             return sheets[title]
 
         appends = self._unwritten(batch.appends, sheet) if batch.recheck else batch.appends
@@ -239,7 +252,14 @@ class XlsxWorkbook:
                          _reserved(package, parts[tab]))
         for update in self._placed(batch.updates, sheet):
             target = sheet(update.tab)
-            target.set(update.row, target.column(update.column), update.value)
+            column = target.column(update.column)
+            merge = target.merged_over(update.row, column)
+            if merge:  # its value would be hidden under the merge's first cell, and lost when it is undone
+                log.warning("%s of the %s tab is inside the merged range %s, so %s was not written there; unmerge "
+                            "it to let loop write it.", f"{column_letter(column)}{update.row}", update.tab, merge,
+                            update.column)
+                continue
+            target.set(update.row, column, update.value)
         for deletion in batch.deletions:
             self._delete(package, sheet(deletion.tab), deletion)
         for title, target in sheets.items():
