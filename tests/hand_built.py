@@ -43,6 +43,7 @@ class Tab:
     totals: bool = False  # the table has a totals row
     order: list[int] | None = None  # the order rows are stored in (default: ascending)
     notes: list[str] = field(default_factory=list)  # cells with a note (legacy comment)
+    threads: list[str] = field(default_factory=list)  # cells with a threaded comment (Excel 365)
     picture_row: int | None = None  # a picture anchored at this row (1-based)
     dimension: str | None = None  # the dimension to record (default: what the cells span)
 
@@ -101,6 +102,15 @@ def build(path: Path, tab: Tab, flavour: str = "excel", shared: bool = True, num
         parts["xl/comments1.xml"] = _comments(tab.notes)
         parts["xl/drawings/vmlDrawing1.vml"] = _vml(tab.notes)
         overrides.append(("/xl/comments1.xml", f"{CT}.comments+xml"))
+    if tab.threads:
+        sheet_rels.append(("rIdThreads", "threadedComment", "../threadedComments/threadedComment1.xml"))
+        items = "".join(f'<threadedComment ref="{ref}" dT="2026-11-01T10:00:00.00" personId="{{00000000-0000-0000-0000-'
+                        f'000000000001}}" id="{{00000000-0000-0000-0000-00000000000{n}}}"><text>Why?</text>'
+                        "</threadedComment>" for n, ref in enumerate(tab.threads, start=1))
+        parts["xl/threadedComments/threadedComment1.xml"] = (
+            '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<ThreadedComments xmlns='
+            f'"http://schemas.microsoft.com/office/spreadsheetml/2018/threadedcomments">{items}</ThreadedComments>')
+        overrides.append(("/xl/threadedComments/threadedComment1.xml", "application/vnd.ms-excel.threadedcomments+xml"))
     if tab.table:
         sheet_rels.append(("rIdTable", "table", "../tables/table1.xml"))
         tail += f'<{p}tableParts count="1"><{p}tablePart r:id="rIdTable"/></{p}tableParts>'
@@ -177,7 +187,8 @@ def _cell(p: str, flavour: str, row: int, column: int, value, strings: dict, sha
 
 
 def _rels(relations: list[tuple[str, str, str]]) -> str:
-    items = "".join(f'<Relationship Id="{rid}" Type="{REL}/{kind}" Target={quoteattr(target)}/>'
+    kinds = {"threadedComment": "http://schemas.microsoft.com/office/2017/10/relationships/threadedComment"}
+    items = "".join(f'<Relationship Id="{rid}" Type="{kinds.get(kind, REL + "/" + kind)}" Target={quoteattr(target)}/>'
                     for rid, kind, target in relations)
     return f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<Relationships xmlns="{PKG_REL}">{items}</Relationships>'
 

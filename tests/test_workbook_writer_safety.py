@@ -303,7 +303,8 @@ def archivable(**extra) -> Tab:
                    4: reviewed("new-1"), 5: reviewed("new-2", score=None, comment="")}, **extra)
 
 
-@pytest.mark.parametrize("extra, what", [({"notes": ["J4"]}, "notes"), ({"picture_row": 5}, "images or charts")])
+@pytest.mark.parametrize("extra, what", [({"notes": ["J4"]}, "notes"), ({"threads": ["J3"]}, "threaded comments"),
+                                         ({"picture_row": 5}, "images or charts")])
 def test_archive_refuses_to_move_rows_that_notes_or_drawings_sit_beside(workspace, cli, extra, what):
     path = build(workspace / "loop.xlsx", archivable(**extra))
     before = path.read_bytes()
