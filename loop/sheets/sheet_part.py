@@ -34,8 +34,9 @@ from xml.sax.saxutils import escape, quoteattr
 
 from ..values import normalize_header
 from .base import Grid, NewTab, RichText
-from .ooxml import (CELL_REF, EXCEL_MAX_ROWS, MAIN_NS, REL_NS, DamagedPart, PackageError, RowShift, attributes_of,
-                    cell_xml, column_index, column_letter, formula_naming, number_format_of, plain_text, text_of)
+from .ooxml import (CELL_REF, DATE_FORMAT, EXCEL_MAX_ROWS, MAIN_NS, REL_NS, DamagedPart, PackageError, RowShift,
+                    attributes_of, cell_xml, column_index, column_letter, formula_naming, number_format_of, plain_text,
+                    text_of)
 
 # What a writer asks for a cell format: bold=, color=, wrap=, number_format= → the style index, or None.
 Formats = Callable[..., "int | None"]
@@ -502,8 +503,8 @@ class SheetPart:
 
     def _edited_row(self, original: bytes, number: int, writes: dict[int, object]) -> bytes:
         """The row with `writes` in it: its cells in column order, each kept as bytes unless written (a
-        written cell keeps its style, unless its value is a date or TRUE/FALSE, which needs a format of
-        its own to be shown as what it is). A cell stored without its reference gets one, since a cell
+        written cell keeps its style, unless its value is a date, which needs a date format not to be
+        shown as a number). A cell stored without its reference gets one, since a cell
         written or emptied before it would otherwise move it; a column stored twice is refused.
 
         Cells written after the row's last one (a new column, the usual case) are added at its end
@@ -543,7 +544,7 @@ class SheetPart:
         for column, value in writes.items():
             style = _S.search(written[column]) if column in written else None
             style = style.group(1).decode() if style else None
-            if style is None or number_format_of(value):  # a date or TRUE/FALSE needs its own format
+            if style is None or number_format_of(value) == DATE_FORMAT:  # else a date reads as a number
                 style = self._style_for(value, column) or style
             cells[column] = cell_xml(p, f"{column_letter(column)}{number}", value, style).encode("utf-8")
         return self._joined(start_tag, b"", cells, first)
@@ -709,8 +710,10 @@ def grown_table(xml: bytes, rows: list[int], written: set[int], headers: dict[in
         return area
 
     def tag(found: re.Match) -> bytes:
-        return re.sub(rb'(\sref=")([^"]*)"', lambda a: a.group(1) + widened(found.group(1), a.group(2).decode()).encode()
-                      + b'"', found.group(0))
+        def area(a: re.Match) -> bytes:
+            return a.group(1) + widened(found.group(1), a.group(2).decode()).encode() + b'"'
+
+        return re.sub(rb'(\sref=")([^"]*)"', area, found.group(0))
 
     xml = re.sub(rb"<(?:\w+:)?(table|autoFilter|sortState|sortCondition)\b[^>]*>", tag, xml)
     if added:
