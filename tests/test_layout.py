@@ -202,6 +202,28 @@ def test_drafts_tabs_loop_creates_are_laid_out_for_scoring(workspace, cli, googl
     assert row_height(sheet, schema.DRAFTS, 3) is None  # one line: left as Google makes it
     assert schema.draft_lines({"ticket": long_ticket}) == schema.DRAFT_LINES
     assert schema.draft_lines({"ticket": "One line?"}) is None
+    cli("log", "--ticket", long_ticket, "--draft", "Short.")
+    cli("log", "--ticket", "One line?", "--draft", "Yes.")
+    sheet = XlsxSheet(workspace)
+    assert row_height(sheet, schema.DRAFTS, 2) == schema.DRAFT_LINES  # the same rows, the same heights, locally
+    assert row_height(sheet, schema.DRAFTS, 3) is None
+
+
+def test_a_row_logged_over_a_formatted_empty_row_takes_the_height_of_its_text(workspace, cli):
+    """A row Excel stored with a height of its own but no value is taken by `loop log`; its height becomes
+    the text's, and the row below keeps the height it had."""
+    from tests.backends import XlsxSheet
+
+    sheet = XlsxSheet(workspace)
+    sheet.create([])
+    book = openpyxl.load_workbook(sheet.path)
+    drafts = book[schema.DRAFTS]
+    for row in (2, 3):
+        drafts.row_dimensions[row].height = 40
+    book.save(sheet.path)
+    cli("log", "--ticket", "My invoices do not add up and I have tried everything. " * 12, "--draft", "Short.")
+    assert row_height(sheet, schema.DRAFTS, 2) == schema.DRAFT_LINES
+    assert row_height(sheet, schema.DRAFTS, 3) == 40 / 15
 
 
 def test_the_committed_template_is_laid_out_for_scoring():

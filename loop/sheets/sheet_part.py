@@ -98,6 +98,7 @@ class SheetPart:
         self._starts: list[int] = []
         self._bisects = 0
         self.writes: dict[int, dict[int, object]] = {}
+        self.heights: dict[int, int] = {}  # row -> lines, for rows appended with wrapped text
         self.deleted: set[int] = set()
         self.appended: list[int] = []  # rows given to appends (free_rows)
         self.added_columns: list[int] = []  # columns whose header this write adds
@@ -430,6 +431,10 @@ class SheetPart:
             raise PackageError(f"row {row} is outside the sheet")
         self.writes.setdefault(row, {})[column] = value
 
+    def set_height(self, row: int, lines: int) -> None:
+        """Make row `row` `lines` lines tall when rendered (its wrapped text's height, capped by the caller)."""
+        self.heights[row] = lines
+
     def delete(self, rows) -> None:
         """Take these rows (numbered as the part holds them now) out when rendering; the rows below move up."""
         self.deleted.update(rows)
@@ -457,19 +462,30 @@ class SheetPart:
             row = self._first_at_least(number)
             if row is not None and row.number == number:
                 end = self._row_end(row)
-                edited = self._edited_row(self.xml[row.start:end], number, self.writes[number])
+                edited = self._sized(self._edited_row(self.xml[row.start:end], number, self.writes[number]), number)
                 pieces += [*self._kept(cursor, row.start, shift), self._renumbered(edited, number, shift)]
                 cursor = end
             else:
                 at = max(row.start if row is not None else self.data_end, cursor)
                 cells = "".join(cell_xml(p, f"{column_letter(c)}{number}", v, self._style_for(v, c))
                                 for c, v in sorted(self.writes[number].items()))
-                added = f'<{p}row r="{number}">{cells}</{p}row>'.encode("utf-8")
+                tall = row_height_attributes(self.heights[number]) if self.heights.get(number, 1) > 1 else ""
+                added = f'<{p}row r="{number}"{tall}>{cells}</{p}row>'.encode("utf-8")
                 pieces += [*self._kept(cursor, at, shift), self._renumbered(added, number, shift)]
                 cursor = at
         tail = self.xml[self.data_end:]
         pieces += [*self._kept(cursor, self.data_end, shift), moved_refs(tail, shift) if shift else tail]
         return b"".join(pieces)
+
+    def _sized(self, row_xml: bytes, number: int) -> bytes:
+        """The row's start tag given the height set for it, replacing any it had; unchanged when none was set."""
+        lines = self.heights.get(number, 1)
+        if lines < 2:
+            return row_xml
+        tag = self._row_tag.match(row_xml)
+        start_tag = re.sub(rb'\s(?:ht|customHeight)="[^"]*"', b"", row_xml[:tag.end()])
+        at = len(start_tag) - (2 if start_tag.endswith(b"/>") else 1)
+        return start_tag[:at] + row_height_attributes(lines).encode() + start_tag[at:] + row_xml[tag.end():]
 
     def _kept(self, start: int, end: int, shift: RowShift) -> list[bytes]:
         """The part's bytes from `start` to `end` (whole rows), less the deleted rows, the rows below
@@ -801,4 +817,5 @@ class SharedStrings:
 
 # --- a new worksheet, and a tab written whole: made in tab_xml.py ----------------------------------
 
-from .tab_xml import HEADER_HEIGHT, grid_sheet_xml, location as _location, new_sheet_xml  # noqa: E402,F401
+from .tab_xml import (HEADER_HEIGHT, grid_sheet_xml, location as _location, new_sheet_xml,  # noqa: E402,F401
+                      row_height_attributes)

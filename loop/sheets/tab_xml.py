@@ -46,7 +46,7 @@ def new_sheet_xml(tab: NewTab, formats: Formats, font: tuple[str, str] | None = 
         for i, h in enumerate(tab.headers, start=1) if tab.width(h))
     header = style(bold=True, wrap=True)
     tall_header = any(len(h) + 2 > (tab.width(h) or 10) for h in tab.headers)
-    rows = [f'<row r="1"{_height(2) if tall_header else ""}>'
+    rows = [f'<row r="1"{row_height_attributes(2) if tall_header else ""}>'
             + "".join(cell_xml("", f"{column_letter(i)}1", h, header) for i, h in enumerate(tab.headers, start=1))
             + "</row>"]
     links = []
@@ -71,7 +71,7 @@ def new_sheet_xml(tab: NewTab, formats: Formats, font: tuple[str, str] | None = 
             cells += [f'<c r="{column_letter(c)}{number}" s="{style(fill=SECTION_FILL, top=True)}"/>'
                       for c in range(len(values) + 1, len(tab.headers) + 1) if style(fill=SECTION_FILL, top=True)]
         lines = tab.row_lines(index)
-        rows.append(f'<row r="{number}"{_height(lines) if lines > 1 else ""}>' + "".join(cells) + "</row>")
+        rows.append(f'<row r="{number}"{row_height_attributes(lines) if lines > 1 else ""}>' + "".join(cells) + "</row>")
     validations = []
     if tab.checkbox_column:
         letter = column_letter(checkbox)
@@ -121,7 +121,8 @@ def frozen_view(rows: int, columns: int) -> str:
             f'state="frozen"/>{selections}</sheetView>')
 
 
-def _height(lines: int) -> str:
+def row_height_attributes(lines: int) -> str:
+    """A row's attributes making it `lines` lines of the default font tall."""
     return f' ht="{LINE_POINTS * lines}" customHeight="1"'
 
 
@@ -211,7 +212,7 @@ def grid_sheet_xml(grid: Grid, formats: Formats, font: tuple[str, str] | None = 
                 links.append((ref, link))
         lines = grid.row_lines.get(number, 1)
         tall = (f' ht="{HEADER_HEIGHT}" customHeight="1"' if header and lines < 2
-                else _height(lines) if lines > 1 else "")
+                else row_height_attributes(lines) if lines > 1 else "")
         rows.append(f'<row r="{number}"{tall}>{"".join(cells)}</row>')
     width = max((len(r) for r in grid.rows), default=1)
     cols = "".join(f'<col min="{i}" max="{i}" width="{w}" customWidth="1"/>'

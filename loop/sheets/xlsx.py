@@ -292,9 +292,11 @@ class XlsxWorkbook:
             tab = appends[0].tab
             raise UsageError(f"The {tab} tab is full (Excel holds {EXCEL_MAX_ROWS:,} rows); move older rows to "
                              "another workbook and run again. Nothing was written.")
-        for number, values in zip(rows, columns):
+        for number, values, append in zip(rows, columns, appends):
             for column, value in values.items():
                 target.set(number, column, value)
+            if append.lines:
+                target.set_height(number, append.lines)
 
     def _placed(self, updates: list[CellUpdate], sheet) -> list[CellUpdate]:
         """Updates with a key, at the row that holds the key now; dropped when it is gone, or when
