@@ -86,6 +86,7 @@ class Package:
     changed: dict[str, bytes] = field(default_factory=dict)
     added: dict[str, bytes] = field(default_factory=dict)
     removed: set[str] = field(default_factory=set)
+    checks: dict[str, tuple[bytes, bytes | None]] = field(default_factory=dict)  # see put
 
     def __post_init__(self):
         self._zip = zipfile.ZipFile(self.source)
@@ -96,6 +97,7 @@ class Package:
         self.workbook_part = self._main_part()
         self._relations = self._relationships()
         self._strings: SharedStrings | None = None
+        self._styles: Styles | None = None
 
     def close(self) -> None:
         self._zip.close()
@@ -112,9 +114,11 @@ class Package:
     def open(self, name: str):
         return self._zip.open(name)
 
-    def put(self, name: str, data: bytes) -> None:
-        """Replace the content of a part, existing or added by this write."""
+    def put(self, name: str, data: bytes, check: bytes | None = None) -> None:
+        """Replace the content of a part, existing or added by this write. `check`: the XML that must
+        parse for the part to be written, when only some of it is new (see SheetPart.render)."""
         (self.added if name in self.added else self.changed)[name] = data
+        self.checks[name] = (data, check)
 
     def read(self, name: str) -> bytes:
         if name in self.changed:
@@ -382,10 +386,12 @@ class Package:
         part = self._styles_part()
         if not part:
             return None
-        styles = Styles(self.read(part))
-        index = styles.format(**look)
-        if styles.xml != self.read(part):
-            self.changed[part] = styles.xml
+        xml = self.read(part)
+        if self._styles is None or self._styles.xml != xml:  # one Styles while the part is as it left it
+            self._styles = Styles(xml)
+        index = self._styles.format(**look)
+        if self._styles.xml != xml:
+            self.changed[part] = self._styles.xml
         return index
 
     def _is_worksheet(self, part: str) -> bool:
@@ -396,6 +402,11 @@ class Package:
         content = attributes_of(declared.group(0)).get("ContentType", "") if declared else WORKSHEET_CONTENT
         return relation.get("Type", WORKSHEET_TYPE) == WORKSHEET_TYPE and content == WORKSHEET_CONTENT
 
+    def _check(self, name: str, data: bytes) -> bytes | None:
+        """What of part `name` must parse: what `put` was told, while the part is still what it was given."""
+        given, check = self.checks.get(name, (None, None))
+        return check if given is data else None
+
     def save(self, target) -> dict[str, tuple[int, int]]:
         """Write the package to `target`: unchanged parts as their original compressed bytes, the
         others checked to parse as XML first. Returns each rewritten part's (CRC, size)."""
@@ -405,11 +416,12 @@ class Package:
                 if info.filename in self.removed:
                     continue
                 if info.filename in self.changed:
-                    written[info.filename] = _write(out, info.filename, self.changed[info.filename], info)
+                    written[info.filename] = _write(out, info.filename, self.changed[info.filename], info,
+                                                    self._check(info.filename, self.changed[info.filename]))
                 else:
                     _copy_raw(self._zip.fp, info, out)
             for name, data in self.added.items():
-                written[name] = _write(out, name, data)
+                written[name] = _write(out, name, data, check=self._check(name, data))
         return written
 
 
@@ -457,11 +469,13 @@ def _insert_before_close(xml: bytes, element: bytes, insert: bytes) -> bytes:
     return xml[:empty.start()] + b"<" + name + empty.group(2) + b">" + insert + b"</" + name + b">" + xml[empty.end():]
 
 
-def _write(out: zipfile.ZipFile, name: str, data: bytes, like: zipfile.ZipInfo | None = None) -> tuple[int, int]:
-    """Add a part written anew, after checking that it parses; returns its (CRC, size)."""
+def _write(out: zipfile.ZipFile, name: str, data: bytes, like: zipfile.ZipInfo | None = None,
+           check: bytes | None = None) -> tuple[int, int]:
+    """Add a part written anew, after checking that it parses (or that `check`, what of it is new,
+    does); returns its (CRC, size)."""
     if name.endswith((".xml", ".rels")):
         try:
-            expat.ParserCreate().Parse(data, True)
+            expat.ParserCreate().Parse(data if check is None else check, True)
         except expat.ExpatError as error:
             raise WriteRefused(f"{name} would not parse ({error})") from None
     info = zipfile.ZipInfo(name, like.date_time if like else (1980, 1, 1, 0, 0, 0))

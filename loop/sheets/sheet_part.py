@@ -27,9 +27,8 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left
-from dataclasses import dataclass
 from html import unescape
-from typing import Callable, Iterator
+from typing import Callable, Iterator, NamedTuple
 from xml.sax.saxutils import escape, quoteattr
 
 from ..values import normalize_header
@@ -49,8 +48,7 @@ _SI_TAG = re.compile(rb"<(?:\w+:)?si[\s/>]")  # a shared-strings item's start ta
 _SHARED = re.compile(rb"""t=(?:"s"|'s')[^>]*>\s*<(?:\w+:)?v>\s*(\d+)""")  # a shared-string cell's index
 
 
-@dataclass
-class _Row:
+class _Row(NamedTuple):
     number: int
     start: int  # offset of "<row"
     tag_end: int  # offset just past the start tag
@@ -88,6 +86,7 @@ class SheetPart:
         if self.data_end < self.data_start:
             raise PackageError("a worksheet's sheetData is not closed")
         self._row_tag = re.compile(rb"<" + p + rb"row\b([^>]*?)(/?)>")
+        self._numbered_row_tag = re.compile(rb"<" + p + rb"row\b(?=[^>]*?\sr\s*=\s*[\"'](\d+))?[^>]*?(/?)>")
         self._row_number = re.compile(rb"<" + p + rb"row\b(?:[^>]*?\sr\s*=\s*[\"'](\d+))?")
         self._cell_tag = re.compile(rb"<" + p + rb"c\b([^>]*?)/?>")
         self._cell_refs = re.compile(rb"<" + p + rb"c\b(?:[^>]*?\sr\s*=\s*[\"']([A-Z]+)\d+)?")  # b"" without one
@@ -99,6 +98,7 @@ class SheetPart:
         self._bisects = 0
         self.writes: dict[int, dict[int, object]] = {}
         self.heights: dict[int, int] = {}  # row -> lines, for rows appended with wrapped text
+        self.written = b""  # set by render
         self.deleted: set[int] = set()
         self.appended: list[int] = []  # rows given to appends (free_rows)
         self.added_columns: list[int] = []  # columns whose header this write adds
@@ -167,9 +167,8 @@ class SheetPart:
         """Every row, from one scan of the row tags (rows without a number counted from the one above)."""
         if self._rows is None:
             rows, number = [], 0
-            for found in self._row_tag.finditer(self.xml, self.data_start, self.data_end):
-                r = _R.search(found.group(1))
-                number = int(r.group(2)) if r else number + 1
+            for found in self._numbered_row_tag.finditer(self.xml, self.data_start, self.data_end):
+                number = int(found.group(1)) if found.group(1) else number + 1
                 rows.append(_Row(number, found.start(), found.end(), bool(found.group(2))))
             self._rows = rows
             self._numbers = [row.number for row in rows]
@@ -239,6 +238,16 @@ class SheetPart:
             return raw
 
     def _cell_value(self, row: _Row, column: int):
+        if not row.closed:  # the cell by its reference, found in one search; else one pass over the row's cells
+            end = self._row_end(row)
+            ref = f' r="{column_letter(column)}{row.number}"'.encode()
+            at = self.xml.find(ref, row.tag_end, end)
+            start = self.xml.rfind(b"<" + self.prefix + b"c", row.tag_end, at) if at >= 0 else -1
+            tag = self._cell_tag.match(self.xml, start) if start >= 0 else None
+            if tag and tag.end() > at and self.xml.find(ref, start, tag.end()) == at:
+                following = self._cell_tag.search(self.xml, tag.end(), end)
+                close = len(b"</" + self.prefix + b"row>")
+                return self._value(tag.group(1), self.xml[start:following.start() if following else end - close])
         for found, attributes, element in self._cells(self._row_xml(row)):
             if found == column:  # not "past it": a writer may store a row's cells out of order
                 return self._value(attributes, element)
@@ -449,13 +458,16 @@ class SheetPart:
     def render(self) -> bytes:
         """The part with every collected write applied, then the deleted rows taken out and the rows
         below moved up, with what refers to them; rows nobody wrote keep their bytes (and, when they
-        move, get their new numbers)."""
+        move, get their new numbers). `written` is then the part less the rows kept as they were (whole
+        rows, cut at their start tags, that changed at most in their numbers): what must parse."""
         if not self.writes and not self.deleted:
+            self.written = self.xml
             return self.xml
         p = self.prefix.decode()
         shift = RowShift(self.deleted)
         head = self._with_dimension(self.xml[:self.data_start])
         pieces, cursor = [moved_refs(head, shift) if shift else head], self.data_start
+        written = [pieces[0]]
         for number in sorted(self.writes):
             if number in self.deleted:
                 continue
@@ -464,6 +476,7 @@ class SheetPart:
                 end = self._row_end(row)
                 edited = self._sized(self._edited_row(self.xml[row.start:end], number, self.writes[number]), number)
                 pieces += [*self._kept(cursor, row.start, shift), self._renumbered(edited, number, shift)]
+                written.append(pieces[-1])
                 cursor = end
             else:
                 at = max(row.start if row is not None else self.data_end, cursor)
@@ -472,9 +485,11 @@ class SheetPart:
                 tall = row_height_attributes(self.heights[number]) if self.heights.get(number, 1) > 1 else ""
                 added = f'<{p}row r="{number}"{tall}>{cells}</{p}row>'.encode("utf-8")
                 pieces += [*self._kept(cursor, at, shift), self._renumbered(added, number, shift)]
+                written.append(pieces[-1])
                 cursor = at
         tail = self.xml[self.data_end:]
         pieces += [*self._kept(cursor, self.data_end, shift), moved_refs(tail, shift) if shift else tail]
+        self.written = b"".join(written + [pieces[-1]])
         return b"".join(pieces)
 
     def _sized(self, row_xml: bytes, number: int) -> bytes:
@@ -534,7 +549,8 @@ class SheetPart:
             start_tag = start_tag[:-2].rstrip() + b">"
         else:
             end -= len(f"</{p}row>")
-        refs = [(len(r), r) for r in self._cell_refs.findall(original, tag.end())]
+        found = list(self._cell_refs.finditer(original, tag.end()))
+        refs = [(len(r), r) for r in (f.group(1) or b"" for f in found)]
         if all(r for _, r in refs) and all(a < b for a, b in zip(refs, refs[1:])):
             last = column_index(refs[-1][1].decode()) if refs else 0
             if last < min(writes):
@@ -544,6 +560,11 @@ class SheetPart:
                                              self._style_for(value, column)).encode("utf-8")
                 first = column_index(refs[0][1].decode()) if refs else min(cells)
                 return self._joined(start_tag, original[tag.end():end], cells, first)
+            if len(writes) == 1:
+                starts = [f.start() for f in found]
+                columns = [column_index(r.decode()) for _, r in refs]
+                return self._spliced(original, start_tag, (tag.end(), end), starts, columns, number,
+                                     *next(iter(writes.items())))
         existing = list(self._cells(original))
         columns = [column for column, _, _ in existing]
         if len(set(columns)) != len(columns):
@@ -565,12 +586,29 @@ class SheetPart:
             cells[column] = cell_xml(p, f"{column_letter(column)}{number}", value, style).encode("utf-8")
         return self._joined(start_tag, b"", cells, first)
 
+    def _spliced(self, original: bytes, start_tag: bytes, span: tuple[int, int], starts: list[int],
+                 columns: list[int], number: int, column: int, value) -> bytes:
+        """One cell written into a row whose cells (starting at `starts`, in `columns`) all carry their
+        references, in order: over the cell it replaces (whose style it keeps, as `_edited_row` does)
+        or where it belongs, every other cell kept as bytes."""
+        begin, end = span
+        at = bisect_left(columns, column)
+        cut_from = starts[at] if at < len(starts) else end
+        cut_to, style = cut_from, None
+        if at < len(starts) and columns[at] == column:
+            cut_to = starts[at + 1] if at + 1 < len(starts) else end
+            found = _S.search(self._cell_tag.match(original, cut_from).group(1))
+            style = found.group(1).decode() if found else None
+        if style is None or number_format_of(value) == DATE_FORMAT:
+            style = self._style_for(value, column) or style
+        cell = cell_xml(self.prefix.decode(), f"{column_letter(column)}{number}", value, style).encode("utf-8")
+        start_tag = _widened(start_tag, min(columns[0], column), max(columns[-1], column)) if columns else start_tag
+        return start_tag + original[begin:cut_from] + cell + original[cut_to:end] + b"</" + self.prefix + b"row>"
+
     def _joined(self, start_tag: bytes, kept: bytes, cells: dict[int, bytes], first: int | None) -> bytes:
         """A row: its start tag (spans widened to its cells), the kept bytes, then `cells` in column order."""
-        spans = re.search(rb'\sspans="[^"]*"', start_tag)
-        if spans and cells:
-            low, high = min(first or min(cells), min(cells)), max(cells)
-            start_tag = start_tag.replace(spans.group(0), f' spans="{low}:{high}"'.encode())
+        if cells:
+            start_tag = _widened(start_tag, min(first or min(cells), min(cells)), max(cells))
         return start_tag + kept + b"".join(cells[c] for c in sorted(cells)) + b"</" + self.prefix + b"row>"
 
     def _end_columns(self, row_xml: bytes) -> tuple[int | None, int | None]:
@@ -632,6 +670,12 @@ _AREA_LIST = re.compile(
 _AREA = re.compile(rb'(\s(?:ref|sqref)="|<(?:\w+:)?sqref>)([^"<]*)')  # an attribute, or x14's <xm:sqref>
 _KEPT_AREA = re.compile(rb'(\s(?:ref|sqref|activeCell|topLeftCell)=")([^"]*)')
 _TAG = re.compile(rb"<(?:\w+:)?(\w+)\b[^>]*>")
+
+
+def _widened(start_tag: bytes, low: int, high: int) -> bytes:
+    """A row's start tag with its `spans` hint (when it has one) set to columns `low` to `high`."""
+    spans = re.search(rb'\sspans="[^"]*"', start_tag)
+    return start_tag.replace(spans.group(0), f' spans="{low}:{high}"'.encode()) if spans else start_tag
 
 
 def moved_refs(xml: bytes, shift: RowShift) -> bytes:

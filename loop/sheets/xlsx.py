@@ -264,7 +264,7 @@ class XlsxWorkbook:
             self._delete(package, sheet(deletion.tab), deletion)
         for title, target in sheets.items():
             if target.writes or target.deleted:
-                package.put(parts[title], target.render())
+                package.put(parts[title], target.render(), check=target.written)
             if target.appended or target.added_columns or target.deleted:
                 for table in package.related(parts[title], "table"):
                     xml = package.read(table)
