@@ -20,8 +20,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("NO_GCE_CHECK", "true")
 
-from loop import approval, config, improver, schema  # noqa: E402
-from loop.values import to_serial  # noqa: E402
+from loop import config, schema
+from loop.cell_values import to_serial  # noqa: E402
+from loop.improver import pipeline  # noqa: E402
+from loop.ship import approval
 from tests.backends import KEY, service_account_key  # noqa: E402
 from tests.fake_openai import FakeOpenAI  # noqa: E402
 from tests.fake_sheets import FakeSheets  # noqa: E402
@@ -45,7 +47,7 @@ def measure(size: int, fake: FakeSheets, settings) -> tuple[int, int, float]:
     fake.add_spreadsheet(KEY, {schema.DRAFTS: drafts(size)})
     fake.requests.clear()
     started = time.perf_counter()
-    report = improver.improve(settings)
+    report = pipeline.improve(settings)
     improve_requests = len(fake.requests)
     fake._sheet(KEY, report.edits_tab)["cells"][(1, 0)] = True  # a reviewer ticks the first edit
     fake.requests.clear()

@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for `loop` an
 
 import openpyxl  # noqa: E402
 
-from loop import config, improver, schema  # noqa: E402
+from loop import config, reviews, schema  # noqa: E402
+from loop.improver import pipeline  # noqa: E402
 from loop.model import ModelClient, estimate_messages  # noqa: E402
 from loop.sheets.xlsx import XlsxWorkbook  # noqa: E402
 from tests.fake_openai import FakeOpenAI  # noqa: E402
@@ -109,7 +110,7 @@ class Phases:
     def install(self) -> None:
         self.reset()
         self.wrap(XlsxWorkbook, "read", "read")
-        self.wrap(improver, "read_drafts", "read")  # improver calls the name it imported
+        self.wrap(reviews, "read_drafts", "read")  # the workspace imports it when it reads
         self.wrap(XlsxWorkbook, "write", "write")
         self.wrap(ModelClient, "ask", "model")
         timed_ask = ModelClient.ask
@@ -131,7 +132,7 @@ def bench(n: int, phases: Phases, workdir: Path) -> str:
     with FakeOpenAI() as server:
         os.environ["OPENAI_BASE_URL"] = server.url
         started = time.perf_counter()
-        report = improver.improve(settings, check=False)  # the replay check has its own benchmark
+        report = pipeline.improve(settings, check=False)  # the replay check has its own benchmark
         requests = len(server.requests)
     s = phases.seconds
     print(f"[{n:,}] {sheet.stat().st_size / 1e6:.1f} MB workbook; improve took {time.perf_counter() - started:.1f}s, "

@@ -16,7 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from loop import config, judge  # noqa: E402
+from loop import config
+from loop.collect import judge  # noqa: E402
 from tests.conftest import draft, write_workbook  # noqa: E402
 from tests.fake_openai import FakeOpenAI  # noqa: E402
 

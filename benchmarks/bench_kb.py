@@ -1,4 +1,4 @@
-"""Benchmark loop.kb on a large synthetic help centre: is the index cheap enough to refresh before
+"""Benchmark loop.collect.knowledge_base on a large synthetic help centre: is the index cheap enough to refresh before
 every agent session, and is a search fast enough to sit inside an agent's tool call?
 
 It writes N Markdown documents (deterministic: a seeded made-up vocabulary drawn with Zipf-like
@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for `loop` without installing
 
-from loop.kb import KnowledgeBase
+from loop.collect.knowledge_base import KnowledgeBase
 
 VOCABULARY_SIZE = 20_000
 

@@ -23,7 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from loop import config, improver  # noqa: E402
+from loop import config
+from loop.improver import pipeline  # noqa: E402
 from tests.conftest import draft, write_workbook  # noqa: E402
 from tests.fake_openai import FakeOpenAI  # noqa: E402
 
@@ -62,7 +63,7 @@ def run(folder: Path, server: FakeOpenAI, count: int, check: bool, concurrency: 
                              for p, name in enumerate(PATTERNS)]}
     server.queue({"json": patterns}, {"json": edits(count)})
     started = time.perf_counter()
-    report = improver.improve(settings, check=check, concurrency=concurrency)
+    report = pipeline.improve(settings, check=check, concurrency=concurrency)
     seconds = time.perf_counter() - started
     assert len(report.proposed) == count, [e.check for e in report.edits]
     return report, seconds

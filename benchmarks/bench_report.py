@@ -24,9 +24,10 @@ os.environ.setdefault("NO_GCE_CHECK", "true")
 import openpyxl  # noqa: E402
 from python_calamine import CalamineWorkbook  # noqa: E402
 
-from loop import config, report, schema  # noqa: E402
+from loop import config, schema
+from loop.cell_values import to_serial  # noqa: E402
+from loop.measure import report  # noqa: E402
 from loop.prompt_store import PromptStore  # noqa: E402
-from loop.values import to_serial  # noqa: E402
 from tests.backends import KEY, service_account_key  # noqa: E402
 from tests.fake_sheets import FakeSheets  # noqa: E402
 

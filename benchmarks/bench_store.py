@@ -149,7 +149,7 @@ def archive_cost(folder: Path) -> tuple[float, float]:
     the drafts and their reviews, as it does once any command has read them."""
     from datetime import datetime, timedelta, timezone
 
-    from loop import archive
+    from loop.collect import archive
     from loop.workspace import Workspace
 
     path = folder / "archive" / "loop.xlsx"

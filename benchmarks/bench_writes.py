@@ -33,9 +33,13 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import openpyxl  # noqa: E402
 from bench_improve import PROMPT, build_workbook  # noqa: E402
 
-from loop import approval, config, improver, judge, schema, status, traces  # noqa: E402
+from loop import config, schema
+from loop.collect import judge, traces
+from loop.improver import pipeline
+from loop.measure import status  # noqa: E402
 from loop.sheets import CellUpdate, WriteBatch  # noqa: E402
 from loop.sheets.xlsx import XlsxWorkbook  # noqa: E402
+from loop.ship import approval
 from tests.fake_openai import FakeOpenAI  # noqa: E402
 
 TARGETS = {"log 1": 0.15, "improve write": 0.10, "apply 1": 0.05, "judge 10": 0.30}
@@ -90,7 +94,7 @@ def improve_write(settings) -> float:
 
     XlsxWorkbook.write = write
     try:
-        improver.improve(settings)
+        pipeline.improve(settings)
     finally:
         XlsxWorkbook.write = original
     return sum(seconds)

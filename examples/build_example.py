@@ -23,7 +23,8 @@ import openpyxl
 import openpyxl.styles
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from loop import schema, template  # noqa: E402
+from loop import schema
+from loop.collect import workbook_template  # noqa: E402
 from loop.prompt_store import PromptStore  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -56,7 +57,7 @@ JUDGE_EVERY, JUDGE_DISAGREES = 2, {3, 11, 17, 30, 41, 58, 72, 88}
 
 
 def build(target: Path = HERE / "loop.xlsx") -> None:
-    template.build(target)
+    workbook_template.build(target)
     book = openpyxl.load_workbook(target)
     sheet = book[schema.DRAFTS]
     current = [json.loads(line) for line in (HERE / "drafts.jsonl").read_text(encoding="utf-8").splitlines()]

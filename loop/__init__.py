@@ -8,8 +8,8 @@ from importlib import import_module
 
 _EXPORTS = {
     "Settings": "config", "resolve": "config", "Workspace": "workspace",
-    "apply": "approval", "rollback": "approval", "improve": "improver",
-    "log_draft": "traces", "log_drafts": "traces", "refresh": "report",
+    "log_draft": "collect.traces", "log_drafts": "collect.traces", "improve": "improver.pipeline",
+    "apply": "ship.approval", "rollback": "ship.approval", "refresh": "measure.report",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -1,5 +1,5 @@
 """`python -m loop`: the same as the `loop` command."""
 
-from .cli import main
+from loop.cli import main
 
 main(prog_name="loop")

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UsageError
+from loop.errors import UsageError
 
 DEFAULT_SHEET = "loop.xlsx"
 DEFAULT_PROMPT = "prompts/support_agent.md"

@@ -12,7 +12,7 @@ class LoopError(Exception):
     exit_code = 1
 
     def __init__(self, *args):
-        from .redact import scrub
+        from loop.redact import scrub
 
         secrets = tuple(os.environ.get(name, "") for name in ("OPENAI_API_KEY", "LOOP_NOTIFY_URL"))
         super().__init__(*(scrub(arg, secrets) if isinstance(arg, str) else arg for arg in args))

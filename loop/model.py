@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ValidationError
 
-from .config import Settings
-from .errors import RunFailure, UsageError
-from .redact import mask_url
-from .values import valid_unicode
+from loop.cell_values import valid_unicode
+from loop.config import Settings
+from loop.errors import RunFailure, UsageError
+from loop.redact import mask_url
 
 # Answers that are not JSON or break the schema are asked again this many extra times.
 FORMAT_RETRIES = 2

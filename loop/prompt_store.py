@@ -36,8 +36,8 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from . import files
-from .errors import UsageError
+from loop import files
+from loop.errors import UsageError
 
 BOM = b"\xef\xbb\xbf"
 _OTHER_BOMS = {b"\xff\xfe\x00\x00": "UTF-32", b"\x00\x00\xfe\xff": "UTF-32", b"\xff\xfe": "UTF-16",

@@ -1,14 +1,15 @@
-"""Drafts rows as reviews: who failed, who succeeded, and which rows could not be read."""
+"""Drafts rows as reviews: who failed, who succeeded, and which rows could not be read; and the
+review window (`select_window`) that `improve` and `check` both count the same way."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
-from .errors import UsageError
-from .schema import DRAFTS, REQUIRED_DRAFT_COLUMNS
-from .sheets import Table
-from .values import DOWN, UP, BadValue, as_text, parse_score, parse_timestamp
+from loop.cell_values import DOWN, UP, BadValue, as_text, parse_score, parse_timestamp
+from loop.errors import UsageError
+from loop.schema import DRAFTS, REQUIRED_DRAFT_COLUMNS
+from loop.sheets import Table
 
 
 @dataclass(frozen=True)
@@ -117,3 +118,28 @@ def _text(value) -> str:
     if type(value) is str:
         return value.strip()
     return as_text(value)
+
+
+@dataclass
+class Window:
+    since: datetime
+    drafts: list[Draft]
+    failures: list[Draft]
+    successes: list[Draft]
+    judge_only: set[str] = field(default_factory=set)
+
+
+def select_window(drafts: list[Draft], since: datetime, include_judge: bool = False) -> Window:
+    """Drafts created since `since`; a person's score wins, the judge's counts only when asked."""
+    in_window = [d for d in drafts if d.created_at >= since]
+    failures, successes, judge_only = [], [], set()
+    for draft in in_window:
+        score = draft.score
+        if score is None and include_judge and draft.judge_score:
+            score = draft.judge_score
+            judge_only.add(draft.trace_id)
+        if score == DOWN:
+            failures.append(draft)
+        elif score == UP:
+            successes.append(draft)
+    return Window(since, in_window, failures, successes, judge_only)

@@ -41,7 +41,7 @@ REQUIRED_DRAFT_COLUMNS = [name for name, required, *_ in DRAFT_COLUMNS if requir
 def draft_lines(values: dict) -> int | None:
     """How many lines a Drafts row holding `values` needs (its wrapped text at the template's widths,
     at most DRAFT_LINES); None when one line does."""
-    from .sheets.base import text_lines
+    from loop.sheets.base import text_lines
 
     widths = {name: width for name, _, width, _ in DRAFT_COLUMNS}
     lines = text_lines(values, widths, set(DRAFT_WRAPPED), DRAFT_LINES)

@@ -8,14 +8,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .config import Settings, resolve
-from .prompt_store import PromptStore
+from loop.config import Settings, resolve
+from loop.prompt_store import PromptStore
 
 if TYPE_CHECKING:
-    from .model import ModelClient
-    from .reviews import Draft, SkippedRow
-    from .sheets import Workbook, WriteBatch
-    from .store import Store, WorkbookStore
+    from loop.model import ModelClient
+    from loop.reviews import Draft, SkippedRow
+    from loop.sheets import Workbook, WriteBatch
+    from loop.store import Store, WorkbookStore
 
 
 class Workspace:
@@ -31,7 +31,7 @@ class Workspace:
 
     @cached_property
     def workbook(self) -> Workbook:
-        from .sheets import open_workbook
+        from loop.sheets import open_workbook
 
         return open_workbook(self.settings.sheet, credentials=self.settings.credentials)
 
@@ -45,22 +45,22 @@ class Workspace:
 
     @cached_property
     def model(self) -> ModelClient:
-        from .model import ModelClient
+        from loop.model import ModelClient
 
         return ModelClient(self.settings)
 
     @cached_property
     def store(self) -> Store:
-        from .sheets import is_google
-        from .store import Store, default_url
+        from loop.sheets.base import is_google
+        from loop.store import Store, default_url
 
         return Store(self.settings.store or default_url(self.settings.sheet, is_google(self.settings.sheet)))
 
     @cached_property
     def traces(self) -> WorkbookStore:
         """This workbook's drafts in the store; an archive folder of an earlier release is imported first."""
-        from .store import identity_of
-        from .store.legacy import import_folder
+        from loop.store import identity_of
+        from loop.store.legacy import import_folder
 
         key = self.google_key
         outbox = self.store.workbook(identity_of(self.settings.sheet, key, self.store.url), self.settings.sheet)
@@ -71,11 +71,11 @@ class Workspace:
 
     @cached_property
     def google_key(self) -> str | None:
-        from .sheets import is_google
+        from loop.sheets.base import is_google
 
         if not is_google(self.settings.sheet):
             return None
-        from .sheets.google import spreadsheet_key
+        from loop.sheets.google import spreadsheet_key
 
         return spreadsheet_key(self.settings.sheet)
 
@@ -90,15 +90,15 @@ class Workspace:
               fresh: frozenset[str] = frozenset(), mine: frozenset[str] = frozenset()) -> int:
         """Write `batch`, and every draft waiting in the store for this workbook, at once; returns the
         drafts delivered."""
-        from .store.outbox import deliver
+        from loop.store.outbox import deliver
 
         return deliver(self.traces, self.workbook, batch, wait, fresh, mine)
 
     def drafts(self, table) -> tuple[list[Draft], list[SkippedRow]]:
         """The Drafts tab's reviews, recorded in the store, with the drafts only the store still holds
         (archived, or deleted from the sheet), every cut field made whole."""
-        from .reviews import read_drafts
-        from .store.history import with_history
+        from loop.reviews import read_drafts
+        from loop.store.history import with_history
 
         drafts, skipped = read_drafts(table)
         return with_history(self.traces, drafts), skipped

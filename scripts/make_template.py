@@ -2,6 +2,6 @@
 
 import sys
 
-from loop.template import build
+from loop.collect.workbook_template import build
 
 build(sys.argv[1] if len(sys.argv) > 1 else "sheets_template.xlsx")

@@ -14,7 +14,7 @@ from pathlib import Path
 import openpyxl
 
 from loop import schema
-from loop.values import to_serial
+from loop.cell_values import to_serial
 from tests.conftest import read_tab, write_workbook
 
 KEY = "1LoopTestSpreadsheetKey0123456789abcdef"

@@ -13,8 +13,8 @@ from datetime import datetime
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
+from loop.cell_values import to_serial
 from loop.sheets.ooxml import column_index, column_letter
-from loop.values import to_serial
 
 MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"

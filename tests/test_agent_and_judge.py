@@ -4,8 +4,9 @@ import json
 
 import pytest
 
-from loop import agent, config, schema
-from loop.kb import KnowledgeBase
+from loop import config, schema
+from loop.collect import support_agent
+from loop.collect.knowledge_base import KnowledgeBase
 from loop.model import ModelClient
 from tests.conftest import draft, read_tab, write_workbook
 
@@ -26,8 +27,8 @@ def kb(tmp_path):
 
 
 def test_the_agent_searches_reads_and_answers_from_the_docs(workspace, model, kb):
-    ticket = agent.Ticket("How do I make the week start on Monday in timesheets?", "TH-1")
-    reply = agent.draft_reply(ModelClient(config.resolve()), kb, "You are a support agent.", ticket)
+    ticket = support_agent.Ticket("How do I make the week start on Monday in timesheets?", "TH-1")
+    reply = support_agent.draft_reply(ModelClient(config.resolve()), kb, "You are a support agent.", ticket)
     assert reply.sources == ["timesheets/week-start.md"] and reply.tool_calls == 2
     assert "Settings → Workspace → General" in reply.draft
     requests = model.requests
@@ -41,13 +42,13 @@ def test_the_agent_searches_reads_and_answers_from_the_docs(workspace, model, kb
 def test_a_long_thread_keeps_its_newest_messages_whole_and_trims_the_oldest():
     messages = [f"Customer (Nov {d}): message number {d} " + "words " * 300 + "\n" for d in range(1, 41)]
     thread = "".join(messages)
-    fitted = agent.fit_thread(thread, limit=12_000)
+    fitted = support_agent.fit_thread(thread, limit=12_000)
     assert len(fitted) <= 12_000
     assert fitted.endswith(messages[-1]) and messages[-2] in fitted
     assert "message number 1 " not in fitted.split("]", 1)[1]
     assert fitted.startswith("[") and "earlier message(s) left out" in fitted
     assert "The conversation began: Customer (Nov 1): message number 1" in fitted
-    assert agent.fit_thread("short thread") == "short thread"
+    assert support_agent.fit_thread("short thread") == "short thread"
 
 
 def test_draft_logs_every_ticket_with_sources_and_prompt_version(workspace, model, kb, cli):
@@ -66,7 +67,7 @@ def test_draft_logs_every_ticket_with_sources_and_prompt_version(workspace, mode
 def test_tickets_come_from_csv_too(tmp_path):
     path = tmp_path / "t.csv"
     path.write_text("ticket_id,ticket,thread\nTH-9,\"Hello, help\",\n")
-    assert agent.load_tickets(path) == [agent.Ticket("Hello, help", "TH-9", "")]
+    assert support_agent.load_tickets(path) == [support_agent.Ticket("Hello, help", "TH-9", "")]
 
 
 def test_replay_drafts_a_logged_trace_again_with_a_candidate_prompt(workspace, model, kb, cli):
@@ -122,7 +123,7 @@ def test_judge_limit_and_the_judge_counts_in_improve_only_when_asked(workspace, 
 def test_a_person_who_scores_while_the_judge_runs_wins(workspace, model, cli, monkeypatch):
     judge_rubric(workspace)
     path = write_workbook(workspace / "loop.xlsx", [draft(trace_id="x", score=None, comment=None)])
-    from loop import judge as judge_module
+    from loop.collect import judge as judge_module
 
     original = judge_module.JudgeVerdict
 
@@ -145,7 +146,7 @@ def test_the_judge_reads_drafts_once_and_its_verdicts_follow_rows_a_reviewer_sor
             draft(trace_id="b", score=None, comment=None),
             draft(trace_id="c", score="👎", comment="reviewed")]
     path = write_workbook(workspace / "loop.xlsx", rows)
-    from loop import judge as judge_module
+    from loop.collect import judge as judge_module
     from loop.sheets.xlsx import XlsxWorkbook
 
     reads = []

@@ -19,11 +19,11 @@ from hypothesis import strategies as st
 from jinja2 import meta, nodes
 
 from loop import schema
-from loop.agents import agent_timeout
+from loop.collect.knowledge_base import KnowledgeBase
 from loop.errors import UsageError
-from loop.kb import KnowledgeBase
+from loop.improver.agent_seam import agent_timeout
 from loop.model import dumps_data
-from loop.templates import _environment, data, names, render
+from loop.prompt_templates import _environment, data, names, render
 from tests.conftest import draft, edits_tab, read_tab, write_workbook
 
 DOCS = {

@@ -5,16 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from loop.edits import (
-    PROPOSED,
-    REJECTED,
-    Edit,
-    NotLocated,
-    apply_one,
-    change_size,
-    locate,
-    validate,
-)
+from loop.improver.edits import PROPOSED, REJECTED, Edit, NotLocated, apply_one, change_size, locate, validate
 from tests.conftest import PROMPT
 
 FAILURES = {"f1", "f2", "f3", "f4"}

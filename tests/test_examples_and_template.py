@@ -7,7 +7,8 @@ from pathlib import Path
 
 import openpyxl
 
-from loop import schema, template
+from loop import schema
+from loop.collect import workbook_template
 from tests.conftest import read_tab
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,7 +29,7 @@ def structure(path: Path) -> dict:
 
 
 def test_the_committed_template_matches_what_the_code_builds(tmp_path):
-    template.build(tmp_path / "fresh.xlsx")
+    workbook_template.build(tmp_path / "fresh.xlsx")
     committed = structure(ROOT / "sheets_template.xlsx")
     assert committed == structure(tmp_path / "fresh.xlsx"), "run `make template` and commit the result"
     assert list(committed) == [schema.DRAFTS, schema.RUNS, "About"]

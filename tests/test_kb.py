@@ -1,4 +1,4 @@
-"""Promises of loop.kb, the knowledge-base search the support agent calls, and of the example KB."""
+"""Promises of loop.collect.knowledge_base, the knowledge-base search the support agent calls, and of the example KB."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from loop.collect.knowledge_base import Document, Hit, KnowledgeBase
 from loop.errors import UsageError
-from loop.kb import Document, Hit, KnowledgeBase
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_KB = ROOT / "examples" / "kb"
@@ -201,7 +201,7 @@ def test_threads_can_search_and_read_one_instance_at_the_same_time(tmp_path):
 def test_two_processes_refreshing_the_same_index_agree(tmp_path):
     folder = tmp_path / "kb"
     shutil.copytree(EXAMPLE_KB, folder)
-    script = "import json,sys; from loop.kb import KnowledgeBase; print(json.dumps(KnowledgeBase(sys.argv[1]).refresh()))"
+    script = "import json,sys; from loop.collect.knowledge_base import KnowledgeBase; print(json.dumps(KnowledgeBase(sys.argv[1]).refresh()))"
     procs = [subprocess.Popen([sys.executable, "-c", script, str(folder)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
              for _ in range(2)]
     counts = [json.loads(p.communicate(timeout=60)[0]) for p in procs]

@@ -14,8 +14,8 @@ import openpyxl
 import pytest
 
 from loop import schema
+from loop.measure.report import DASHBOARD, VERSION_HEADERS
 from loop.prompt_store import PromptStore
-from loop.report import DASHBOARD, VERSION_HEADERS
 from tests.backends import KEY
 from tests.conftest import PROMPT, draft, write_workbook
 from tests.test_report import create, dashboard_rows, history, known_drafts, section
@@ -249,7 +249,7 @@ def test_the_dashboard_opens_with_a_headline_for_a_known_workbook(sheet, workspa
     figures = json.loads(cli("report", "--json").stdout)
     rows = dashboard_rows(sheet)
     day = PromptStore(workspace / "prompts" / "support_agent.md").periods()[3][0][0]
-    from loop.report import _day
+    from loop.measure.report import _day
 
     expected = (f"Now v3, since {_day(day)}: 25% 👍 (17–35%) of 80 reviews; -40 points on v2, worse (p < 0.001); "
                 "its edit: helped")
@@ -390,11 +390,11 @@ def test_approve_is_an_excel_checkbox_that_every_reader_reads_as_true_or_false(w
 
 
 def test_a_feature_property_bag_of_another_shape_is_left_alone_and_approve_stays_plain(tmp_path):
-    from loop import template
+    from loop.collect import workbook_template
     from loop.sheets.package import FEATURE_BAG_CONTENT, FEATURE_BAG_TYPE, Package
 
     path = tmp_path / "book.xlsx"
-    template.build(path)
+    workbook_template.build(path)
     theirs = (b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<FeaturePropertyBags '
               b'xmlns="http://schemas.microsoft.com/office/spreadsheetml/2022/featurepropertybag"><bag type="Other"/>'
               b"</FeaturePropertyBags>")

@@ -12,12 +12,12 @@ from hypothesis import strategies as st
 from openpyxl.styles import Font
 from python_calamine import CalamineWorkbook
 
+from loop.cell_values import normalize_header, xml_safe
 from loop.sheets import Append, CellUpdate, WriteBatch
 from loop.sheets.ooxml import column_index, column_letter
 from loop.sheets.package import Package
 from loop.sheets.sheet_part import SheetPart
 from loop.sheets.xlsx import XlsxWorkbook
-from loop.values import normalize_header, xml_safe
 
 HEADERS = ["trace_id", "ticket", "score", "notes"]
 VALUES = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6),

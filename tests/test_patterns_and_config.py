@@ -4,7 +4,7 @@ import pytest
 
 from loop import config
 from loop.errors import UsageError
-from loop.patterns import UNASSIGNED, PatternAnswer, _assign, _by_name
+from loop.improver.patterns import UNASSIGNED, PatternAnswer, _assign, _by_name
 
 
 def test_invented_trace_ids_are_dropped_and_left_out_failures_are_gathered():

@@ -8,7 +8,8 @@ from datetime import datetime, timezone
 
 import openpyxl
 
-from loop import config, files, improver, schema
+from loop import config, files, schema
+from loop.improver import pipeline
 from loop.prompt_store import PromptStore
 from tests.conftest import PROMPT, draft, edits_tab, read_tab, tick, write_workbook
 
@@ -87,7 +88,7 @@ def test_a_hand_edit_after_an_interrupted_apply_is_kept_as_a_version(workspace, 
 def test_two_runs_in_the_same_second_get_distinct_ids_and_tabs(workspace, model, cli):
     path = write_workbook(workspace / "loop.xlsx", [draft(), draft(comment="wrong menu path")])
     now = datetime(2026, 11, 23, 15, 30, 7, tzinfo=timezone.utc)
-    reports = [improver.improve(config.resolve(), since="3000d", now=now, force=True) for _ in range(2)]
+    reports = [pipeline.improve(config.resolve(), since="3000d", now=now, force=True) for _ in range(2)]
     assert reports[0].run_id != reports[1].run_id
     assert reports[0].edits_tab == "Edits 2026-11-23 1530" and reports[1].edits_tab == "Edits 2026-11-23 1530 (2)"
     ids = [e["edit_id"] for r in reports for e in read_tab(path, r.edits_tab)]
@@ -113,7 +114,7 @@ def test_a_tab_title_taken_by_another_run_meanwhile_is_chosen_again(workspace, m
     book.save(path)
     titles = XlsxWorkbook.titles
     monkeypatch.setattr(XlsxWorkbook, "titles", lambda self: [t for t in titles(self) if not t.startswith("Edits")])
-    report = improver.improve(config.resolve(), now=now)
+    report = pipeline.improve(config.resolve(), now=now)
     monkeypatch.undo()
     assert report.edits_tab == f"Edits {now:%Y-%m-%d %H%M} (2)"
     assert read_tab(path, "Runs")[0]["edits_tab"] == report.edits_tab

@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from loop import schema
-from loop.replay import Figures, PairwiseVerdict, verdict
+from loop.improver.replay import Figures, PairwiseVerdict, verdict
 from tests.conftest import PROMPT, draft, edits_tab, read_tab, write_workbook
 
 

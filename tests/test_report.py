@@ -10,9 +10,10 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from loop import schema, stats
+from loop import schema
+from loop.measure import proportions
+from loop.measure.report import DASHBOARD, EDIT_HEADERS, JUDGE_HEADERS, VERSION_HEADERS
 from loop.prompt_store import PromptStore
-from loop.report import DASHBOARD, EDIT_HEADERS, JUDGE_HEADERS, VERSION_HEADERS
 from tests.backends import KEY
 from tests.conftest import PROMPT, draft
 from tests.local_server import LocalServer
@@ -102,7 +103,7 @@ def test_figures_match_known_outcomes_on_both_backends(sheet, workspace, cli):
         v = versions[label]
         assert (v["up"], v["reviewed"]) == (up, reviewed)
         assert v["rate"] == pytest.approx(up / reviewed)
-        assert (v["low"], v["high"]) == pytest.approx(stats.wilson(up, reviewed))
+        assert (v["low"], v["high"]) == pytest.approx(proportions.wilson(up, reviewed))
         assert v["current_from"]
     assert versions["v3"]["drafts"] == 84 and versions["v3"]["judged"] == 4 and versions["v3"]["judge_rate"] == 1.0
     assert versions["v3"]["current_until"] == "now" and versions["v1"]["current_until"] != "now"
@@ -232,7 +233,7 @@ def test_small_samples_say_too_few_to_tell(sheet, workspace, cli):
     figures = json.loads(cli("report", "--json").stdout)
     v2 = figures["versions"][1]
     assert (v2["reviewed"], v2["verdict"], v2["p_value"]) == (1, "too few to tell", None)
-    assert v2["low"] == 0 and v2["high"] == pytest.approx(stats.wilson(0, 1)[1])
+    assert v2["low"] == 0 and v2["high"] == pytest.approx(proportions.wilson(0, 1)[1])
     assert figures["warning"] == ""
 
 
@@ -319,9 +320,9 @@ def test_a_dead_webhook_only_warns(workspace, cli, monkeypatch, status):
 
 
 def test_digest_text_from_reviewers_and_the_model_cannot_mention_or_link():
-    from loop import notify
+    from loop.measure import digest
 
-    assert notify.escape("<!channel> & <https://evil|click>") == "&lt;!channel&gt; &amp; &lt;https://evil|click&gt;"
+    assert digest.escape("<!channel> & <https://evil|click>") == "&lt;!channel&gt; &amp; &lt;https://evil|click&gt;"
 
 
 @pytest.mark.parametrize("title", ["Dashboard", "dashboard"])

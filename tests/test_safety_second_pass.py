@@ -20,7 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from loop import schema
-from loop.cli import main, shown
+from loop.cell_values import shown
+from loop.cli import main
 from loop.prompt_store import PromptStore
 from loop.redact import scrub, webhook_host
 from tests.backends import KEY, GoogleSheet
@@ -324,9 +325,9 @@ class Trickle(LocalServer):
 
 @pytest.mark.parametrize("headers", [True, False])
 def test_a_webhook_that_trickles_its_answer_cannot_hold_the_run(workspace, cli, monkeypatch, headers):
-    from loop import notify
+    from loop.measure import digest
 
-    monkeypatch.setattr(notify, "TIMEOUT", 1.5)  # the total deadline; a byte comes every 0.2 s
+    monkeypatch.setattr(digest, "TIMEOUT", 1.5)  # the total deadline; a byte comes every 0.2 s
     write_workbook(workspace / "loop.xlsx", [draft(score="👍", prompt_version="v1")])
     with Trickle(headers) as hook:
         started = time.monotonic()

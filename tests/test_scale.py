@@ -4,7 +4,8 @@ passes LOOP_MAX_INPUT_TOKENS."""
 import json
 import re
 
-from loop import config, improver
+from loop import config
+from loop.improver import pipeline
 from loop.model import estimate_messages
 from tests.conftest import draft, write_workbook
 
@@ -25,7 +26,7 @@ def test_twenty_thousand_rows_with_three_thousand_failures(workspace, model, mon
             rows.append(draft(trace_id=f"u{i}", score=None, comment="", days_ago=(i % 13) + 0.5))
     write_workbook(workspace / "loop.xlsx", rows)
 
-    report = improver.improve(config.resolve(), check=False)
+    report = pipeline.improve(config.resolve(), check=False)
 
     assert len(report.window.failures) == 3000
     sent = []

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from loop.errors import UsageError
-from loop.schedule import WORKFLOW, Schedule, crontab_line, github_workflow, systemd_units, write_workflow
+from loop.measure.schedule import WORKFLOW, Schedule, crontab_line, github_workflow, systemd_units, write_workflow
 
 SECRET = re.compile(r"\$\{\{\s*secrets\.(\w+)\s*\}\}")
 

@@ -1,10 +1,10 @@
-"""loop/stats.py against published values."""
+"""loop/measure/proportions.py against published values."""
 
 from __future__ import annotations
 
 import pytest
 
-from loop.stats import agreement, compare, wilson
+from loop.measure.proportions import agreement, compare, wilson
 
 
 @pytest.mark.parametrize("k, n, low, high", [

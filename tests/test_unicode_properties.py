@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from python_calamine import CalamineWorkbook
 
 from loop import schema
+from loop.cell_values import xml_safe
 from loop.cli import main
-from loop.values import xml_safe
 from loop.workspace import Workspace
 from tests.conftest import PROMPT, _literal, draft, edits_tab, write_workbook
 
@@ -118,7 +118,7 @@ def test_any_model_answer_goes_through_improve_and_apply_safely(workspace, model
 def test_any_pattern_name_reaches_the_dashboard_as_plain_text(tmp_path_factory, pattern, label):
     """Pattern names come from a model and edit ids from a sheet anyone can type in (as a workbook
     can hold them): the Dashboard shows them as text, never a formula, and the workbook opens again."""
-    from loop import report
+    from loop.measure import report
     from loop.config import resolve
 
     folder = tmp_path_factory.mktemp("dash")

@@ -8,17 +8,8 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
-from loop.values import (
-    DOWN,
-    UP,
-    BadValue,
-    cell_text,
-    is_ticked,
-    normalize_header,
-    parse_score,
-    parse_since,
-    parse_timestamp,
-)
+from loop.cell_values import (DOWN, UP, BadValue, cell_text, is_ticked, normalize_header, parse_score, parse_since,
+                              parse_timestamp)
 
 UTC = timezone.utc
 

@@ -6,7 +6,7 @@ a merged block, an Excel Table — and any run of commands on it: `log` (through
 store included), a judge's keyed cell updates and an archive's row deletion.
 
 After each command every cell that held a value still holds it (or moved up exactly as a deletion
-moves it), the new cells hold what was logged, where the rules of README's "Where a new draft goes"
+moves it), the new cells hold what was logged, where the rules of docs/workbook.md's "Where a new draft goes"
 put them, nothing else changed, and openpyxl and python-calamine read the same cells. LibreOffice,
 where installed, reads them too, on a few examples (it is slow)."""
 
@@ -26,12 +26,12 @@ from hypothesis import strategies as st
 from python_calamine import CalamineWorkbook
 
 from loop import config, schema
+from loop.cell_values import normalize_header
+from loop.collect.traces import log_drafts
 from loop.errors import UsageError
 from loop.sheets import CellUpdate, DeleteRows, WriteBatch
 from loop.sheets.ooxml import EXCEL_MAX_ROWS, column_letter
 from loop.sheets.xlsx import XlsxWorkbook
-from loop.traces import log_drafts
-from loop.values import normalize_header
 from tests.conftest import PROMPT
 from tests.hand_built import FLAVOURS, Formula, Tab, build, headers
 

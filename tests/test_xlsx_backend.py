@@ -265,7 +265,7 @@ def test_columns_the_tool_does_not_know_are_left_untouched(book_path):
     assert (sheet.cell(3, extra).data_type, sheet.cell(3, extra).value) == ("f", "=LEN(A3)")
     assert sheet.cell(4, extra).value == datetime(2026, 1, 2, 3, 4)
     # row 4 holds a value only in a column loop does not know: it is free for the draft, and that
-    # value stays where it was (README: which rows count as taken)
+    # value stays where it was (docs/workbook.md: which rows count as taken)
     trace_id, ticket = (schema.DRAFT_HEADERS.index(name) + 1 for name in ("trace_id", "ticket"))
     assert sheet.cell(4, trace_id).value == "t-3" and sheet.cell(4, ticket).value == "hi"
     assert sheet.cell(5, trace_id).value is None

@@ -6,10 +6,11 @@ A command reads what it needs once (`read`), works on plain data, then hands the
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ..values import normalize_header
+from loop.cell_values import normalize_header
 
 
 @dataclass
@@ -263,3 +264,14 @@ class Workbook(Protocol):
         """Apply every change of `batch`, or none of them; wait at most `wait` seconds for other writers.
 
         Raises TitleTaken, before writing anything, if a new tab's title is in use."""
+
+
+_KEY = re.compile(r"^[A-Za-z0-9_-]{25,}$")  # a spreadsheet key, as in /spreadsheets/d/<key>/edit
+
+
+def is_google(location: str) -> bool:
+    """A Sheets URL or a bare spreadsheet key (not a local path): decided without importing gspread,
+    which a local workbook never needs."""
+    if location.startswith(("http://", "https://")):
+        return True
+    return _KEY.match(location) is not None and not location.lower().endswith((".xlsx", ".xlsm"))

@@ -7,7 +7,7 @@ import io
 import re
 import zipfile
 
-from .base import Grid
+from loop.sheets.base import Grid
 
 
 def chart_parts(grid: Grid) -> tuple[bytes, bytes]:

@@ -23,12 +23,13 @@ from gspread.exceptions import APIError
 from gspread.utils import absolute_range_name, extract_id_from_url
 from requests.adapters import HTTPAdapter
 
-from ..errors import LoopError, RunFailure, TitleTaken, UsageError
-from ..values import as_text, cell_text, normalize_header
-from . import google_cells, is_google
-from .base import Append, CellUpdate, DeleteRows, NewTab, Table, WriteBatch, unstyled
-from .google_auth import account_email, load_credentials
-from .google_cells import CELL_FIELDS, GOOGLE_CELL_LIMIT, new_tab_requests
+from loop.cell_values import as_text, cell_text, normalize_header
+from loop.errors import LoopError, RunFailure, TitleTaken, UsageError
+from loop.sheets import google_cells
+from loop.sheets.base import Append, CellUpdate, DeleteRows, NewTab, Table, WriteBatch, unstyled
+from loop.sheets.base import is_google
+from loop.sheets.google_auth import account_email, load_credentials
+from loop.sheets.google_cells import CELL_FIELDS, GOOGLE_CELL_LIMIT, new_tab_requests
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ import json
 import os
 from pathlib import Path
 
-from .. import files
-from ..errors import UsageError
+from loop import files
+from loop.errors import UsageError
 
 SCOPES = ["https://www.googleapis.com/auth/spreadsheets"]
 

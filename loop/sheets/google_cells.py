@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from datetime import date, datetime, timezone
 
-from ..values import cell_text, to_serial
-from .base import Grid, NewTab, RichText, Styled
-from .tab_xml import SECTION_FILL
+from loop.cell_values import cell_text, to_serial
+from loop.sheets.base import Grid, NewTab, RichText, Styled
+from loop.sheets.tab_xml import SECTION_FILL
 
 GOOGLE_CELL_LIMIT = 50_000
 ROW_PIXELS = 21

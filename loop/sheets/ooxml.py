@@ -11,8 +11,8 @@ from functools import lru_cache
 from html import unescape
 from xml.sax.saxutils import escape, quoteattr
 
-from ..values import cell_text, to_serial
-from .base import RichText
+from loop.cell_values import cell_text, to_serial
+from loop.sheets.base import RichText
 
 MAIN_NS = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 REL_NS = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"

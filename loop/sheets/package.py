@@ -33,11 +33,11 @@ try:  # Intel's ISA-L: the same deflate format, two to four times faster than zl
 except ImportError:  # pragma: no cover -- a platform without its wheels
     import zlib
 
-from .base import NewTab
-from .ooxml import BOOLEAN_FORMAT, MAIN_NS, REL_NS, PackageError, attributes_of, formula_naming
-from .sheet_part import SharedStrings, SheetPart
-from .tab_xml import new_sheet_xml
-from .styles import Styles
+from loop.sheets.base import NewTab
+from loop.sheets.ooxml import BOOLEAN_FORMAT, MAIN_NS, REL_NS, PackageError, attributes_of, formula_naming
+from loop.sheets.sheet_part import SharedStrings, SheetPart
+from loop.sheets.styles import Styles
+from loop.sheets.tab_xml import new_sheet_xml
 
 WORKSHEET_TYPE = REL_NS + "/worksheet"
 SHARED_STRINGS_TYPE = REL_NS + "/sharedStrings"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from xml.sax.saxutils import quoteattr
 
-from .ooxml import attributes_of
+from loop.sheets.ooxml import attributes_of
 
 # Excel 365's in-cell checkbox: a cell format whose extension points at a feature property bag.
 FEATURE_BAG_NS = b"http://schemas.microsoft.com/office/spreadsheetml/2022/featurepropertybag"

@@ -15,10 +15,10 @@ from __future__ import annotations
 from typing import Callable
 from xml.sax.saxutils import escape, quoteattr
 
-from ..values import cell_text
-from .base import Grid, NewTab, RichText, Styled
-from .ooxml import (CELL_LIMIT, EXCEL_MAX_ROWS, MAIN_NS, REL_NS, cell_xml, column_letter, number_format_of,
-                    ooxml_text)
+from loop.cell_values import cell_text
+from loop.sheets.base import Grid, NewTab, RichText, Styled
+from loop.sheets.ooxml import (CELL_LIMIT, EXCEL_MAX_ROWS, MAIN_NS, REL_NS, cell_xml, column_letter,
+                               number_format_of, ooxml_text)
 
 # What a writer asks for a cell format: bold=, color=, wrap=, number_format=, fill=, align= → its index.
 Formats = Callable[..., "int | None"]

@@ -29,14 +29,14 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 from python_calamine import CalamineError, CalamineWorkbook
 
-from .. import files
-from ..errors import RunFailure, TitleTaken, UsageError, WorkbookBusy
-from ..values import as_text
-from .base import Append, CellUpdate, DeleteRows, NewTab, Table, WriteBatch
-from .charts import chart_parts
-from .ooxml import EXCEL_MAX_ROWS, DamagedPart, PackageError, RowShift, column_letter
-from .package import Package, PartTooLarge, WriteRefused
-from .sheet_part import SheetPart, grid_sheet_xml, grown_table, moved_table, totals_rows
+from loop import files
+from loop.cell_values import as_text
+from loop.errors import RunFailure, TitleTaken, UsageError, WorkbookBusy
+from loop.sheets.base import Append, CellUpdate, DeleteRows, NewTab, Table, WriteBatch
+from loop.sheets.charts import chart_parts
+from loop.sheets.ooxml import EXCEL_MAX_ROWS, DamagedPart, PackageError, RowShift, column_letter
+from loop.sheets.package import Package, PartTooLarge, WriteRefused
+from loop.sheets.sheet_part import SheetPart, grid_sheet_xml, grown_table, moved_table, totals_rows
 
 log = logging.getLogger(__name__)
 EXCEL_CELL_LIMIT = 32_767

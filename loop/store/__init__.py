@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .db import Database, connect, sqlite_path
+from loop.store.db import Database, connect, sqlite_path
 
 PENDING, SENT, DELIVERED, ARCHIVED = "pending", "sent", "delivered", "archived"
 FIELDS = ("ticket", "draft", "ticket_id", "thread", "kb_sources", "prompt_version")

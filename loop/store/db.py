@@ -16,8 +16,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import RunFailure, UsageError
-from ..redact import mask_url, scrub
+from loop.errors import RunFailure, UsageError
+from loop.redact import mask_url, scrub
 
 # Each step is run once, in order, and recorded in `migrations`; a later release appends steps.
 # `{serial}` is the dialect's auto-numbered key: the order drafts were logged in.
@@ -239,7 +239,7 @@ class Database:
                     yield False
                     return
                 if time.monotonic() >= deadline:
-                    from ..errors import WorkbookBusy
+                    from loop.errors import WorkbookBusy
 
                     raise WorkbookBusy("Another loop command is writing to the sheet; try again in a moment.")
                 time.sleep(0.02)

@@ -4,10 +4,9 @@ records the reviews it read in the store, and gets back the drafts the sheet no 
 
 from __future__ import annotations
 
-from ..reviews import Draft
-from ..values import BadValue, parse_timestamp
-from . import ARCHIVED, DELIVERED, REVIEW_FIELDS, WorkbookStore, utc_text, with_fields
-from ..traces import restore
+from loop.cell_values import TRUNCATION_MARKER, BadValue, parse_timestamp
+from loop.reviews import Draft
+from loop.store import ARCHIVED, DELIVERED, REVIEW_FIELDS, WorkbookStore, utc_text, with_fields
 
 
 def review_of(draft: Draft) -> dict:
@@ -55,3 +54,15 @@ def _draft(held: dict, record: dict) -> Draft | None:
                   kb_sources=record.get("kb_sources") or "", prompt_version=record.get("prompt_version") or "",
                   ticket_id=record.get("ticket_id") or "", **fields)
     return with_fields(draft, record)
+
+
+_CUT_SIGN = TRUNCATION_MARKER.split("{")[0]
+
+
+def restore(drafts: list[Draft], outbox) -> list[Draft]:
+    """Drafts whose fields the sheet cut, made whole again from the store when it has them."""
+    cut = {d.trace_id for d in drafts if any(_CUT_SIGN in getattr(d, f) for f in ("ticket", "draft", "thread"))}
+    if not cut:
+        return drafts
+    whole = outbox.whole(cut)
+    return [with_fields(d, whole[d.trace_id]) if d.trace_id in whole else d for d in drafts]

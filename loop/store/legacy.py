@@ -13,7 +13,7 @@ import json
 import logging
 from pathlib import Path
 
-from . import DELIVERED, SENT, WorkbookStore
+from loop.store import DELIVERED, SENT, WorkbookStore
 
 log = logging.getLogger("loop.store")
 _FIELDS = ("trace_id", "created_at", "ticket", "draft", "ticket_id", "thread", "kb_sources", "prompt_version")

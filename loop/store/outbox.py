@@ -12,11 +12,11 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
-from .. import schema
-from ..errors import WorkbookBusy
-from ..sheets import Append, WriteBatch
-from ..values import BadValue, parse_timestamp
-from . import DELIVERED, PENDING, SENT, WorkbookStore
+from loop import schema
+from loop.cell_values import BadValue, parse_timestamp
+from loop.errors import WorkbookBusy
+from loop.sheets import Append, WriteBatch
+from loop.store import DELIVERED, PENDING, SENT, WorkbookStore
 
 log = logging.getLogger("loop.store")
 DEFAULT_WAIT = 60.0
@@ -68,7 +68,7 @@ def deliver(outbox: WorkbookStore, workbook, batch: WriteBatch | None = None, wa
 
 def sync(workspace) -> int:
     """Deliver every draft waiting for the workspace's workbook, a batch at a time; returns how many."""
-    from . import DELIVERY_BATCH
+    from loop.store import DELIVERY_BATCH
 
     total = 0
     while True:
@@ -84,7 +84,7 @@ def watch(workspace, seconds: float, rounds: int | None = None) -> None:
     import signal
     import time
 
-    from ..errors import LoopError
+    from loop.errors import LoopError
 
     def stop(signum, frame):
         raise KeyboardInterrupt

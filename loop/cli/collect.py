@@ -1,0 +1,156 @@
+"""The commands that collect drafts: `init`, `auth`, `log`, `sync`, `archive`, `draft`, `judge`."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from loop.cell_values import shown
+from loop.cli.edge import SHOW_SKIPPED, run_at_edge, common, plural, progress
+
+
+@click.command(short_help="Create the workbook, a starter prompt and a judge rubric.")
+@click.option("--force", is_flag=True, help="Replace an existing local workbook.")
+@common
+def init(workspace, force):
+    """Create the workbook (or add the Drafts and Runs tabs to a Google Sheet), and a starter prompt
+    and judge rubric where there are none."""
+    from loop.collect import workbook_setup
+
+    for line in workbook_setup.init(workspace, force=force):
+        click.echo(line)
+
+
+@click.command(short_help="Sign in with your own Google account.")
+@click.option("--client-secret", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="The OAuth client file (Desktop app) downloaded from Google Cloud.")
+@click.option("--debug", is_flag=True, help="Show a traceback on errors.")
+def auth(client_secret, debug):
+    """Sign in with your own Google account, for sheets shared with you rather than a service account."""
+    from loop.sheets import google_auth
+
+    token = run_at_edge(google_auth.authorize, debug, client_secret)
+    click.echo(f"Signed in; the token is kept in {token}. Set LOOP_SHEET to your sheet's URL and run `loop init`.")
+
+
+@click.command(short_help="Log drafts (JSON lines on stdin, or flags); prints trace ids.")
+@click.option("--ticket", help="The customer's message (instead of JSON on stdin).")
+@click.option("--draft", "draft_text", help="The reply your agent drafted.")
+@click.option("--ticket-id", default="", help="Your ticket system's id for the ticket.")
+@click.option("--thread", default="", help="The earlier messages of the conversation, oldest first.")
+@click.option("--kb-sources", default="", help="Knowledge-base documents used, comma-separated.")
+@click.option("--prompt-version", default="", help="Defaults to the managed prompt's current version.")
+@common
+def log(workspace, ticket, draft_text, ticket_id, thread, kb_sources, prompt_version):
+    """Log drafts: JSON objects on stdin, one a line (or --ticket and --draft); prints the trace ids."""
+    from loop.collect import traces
+
+    if ticket or draft_text:
+        records = [{"ticket": ticket, "draft": draft_text, "ticket_id": ticket_id, "thread": thread,
+                    "kb_sources": kb_sources, "prompt_version": prompt_version}]
+    else:
+        records = traces.read_json_lines(_stdin_lines())
+    for trace_id in traces.log_drafts(records, workspace):
+        click.echo(trace_id)
+
+
+def _stdin_lines():
+    """Standard input as text lines; bytes that are not UTF-8 are a usage error, not a traceback."""
+    from loop.errors import UsageError
+
+    for number, raw in enumerate(sys.stdin.buffer, start=1):
+        try:
+            yield raw.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError as error:
+            raise UsageError(f"line {number} is not UTF-8 (byte {error.start}); send UTF-8 text.") from None
+
+
+@click.command(short_help="Deliver logged drafts still waiting for their sheet.")
+@click.option("--watch", type=click.FloatRange(min=0.1), metavar="SECONDS",
+              help="Keep delivering, every SECONDS, until stopped (one service for a fleet of agent hosts).")
+@common
+def sync(workspace, watch):
+    """Write to the sheet every logged draft that is still waiting for it (the workbook was open in
+    Excel, locked, or unreachable when it was logged). With --watch, go on until stopped."""
+    from loop.store import outbox
+
+    if watch is None:
+        delivered = outbox.sync(workspace)
+        click.echo(f"Wrote {plural(delivered, 'pending draft')} to {workspace.settings.sheet}." if delivered
+                   else "No pending drafts: the sheet has every logged draft.")
+        return
+    click.echo(f"Delivering drafts from {workspace.store.shown} to {workspace.settings.sheet} every {watch:g} s; "
+               "Ctrl-C stops.", err=True)
+    outbox.watch(workspace, watch)
+
+
+@click.command(short_help="Take old reviewed drafts out of the Drafts tab; the store keeps them.")
+@click.option("--older-than", "older_than", required=True, help="Age of the drafts to take out: 90d, 12w, or a date.")
+@common
+def archive(workspace, older_than):
+    """Take reviewed drafts created before the cut-off out of the Drafts tab, in one write, once the
+    store holds each with the review the sheet shows. Unreviewed drafts stay. `loop report` and
+    `loop improve --since` still count them."""
+    from loop.collect.archive import archive as archive_drafts
+
+    result = archive_drafts(workspace, older_than)
+    click.echo(f"Archived {plural(result.archived, 'reviewed draft')} created before {result.cutoff:%Y-%m-%d}; "
+               f"the {workspace.settings.sheet} Drafts tab now holds {plural(result.left, 'draft')} "
+               f"and the store {plural(result.in_store, 'archived draft')}.")
+    if result.unreviewed:
+        click.echo(f"Kept {plural(result.unreviewed, 'unreviewed draft')} older than that: they wait for a review.")
+    for trace_id in result.mismatched[:SHOW_SKIPPED]:
+        click.echo(f"kept {shown(trace_id)}: the store does not hold it with the review the sheet shows", err=True)
+
+
+@click.command(short_help="Run the bundled support agent over tickets; log its drafts.")
+@click.option("--tickets", type=click.Path(dir_okay=False),
+              help="Tickets to answer: a .jsonl or .csv file. [default: the workbook's Tickets tab]")
+@click.option("--kb", "kb_folder", help="Knowledge-base folder (.md/.txt files); one that is missing is an error. "
+              "[env LOOP_KB; default kb, drafting without one (and saying so) when there is no kb/]")
+@click.option("--concurrency", default=4, show_default=True, type=click.IntRange(1, 32), help="Tickets drafted at once.")
+@click.option("--limit", type=click.IntRange(min=1), help="Draft at most this many tickets.")
+@click.option("--replay", "replay_id", help="Draft a logged trace again and print it, without logging.")
+@click.option("--candidate", type=click.Path(exists=True, dir_okay=False),
+              help="With --replay: a candidate prompt file to draft with instead of the managed prompt.")
+@click.option("--model", help="Model to call. [env LOOP_MODEL]")
+@common
+def draft(workspace, tickets, kb_folder, concurrency, limit, replay_id, candidate):
+    """Run the bundled support agent over tickets and log its drafts."""
+    from loop.collect import support_agent
+    from loop.prompt_store import PromptStore
+
+    if replay_id:
+        prompt = PromptStore(candidate, setting="--candidate").read() if candidate else workspace.prompt.read()
+        reply = support_agent.replay(workspace, replay_id, prompt, support_agent.bundled_kb(workspace.settings, kb_folder))
+        click.echo(shown(reply.draft))
+        return
+    with progress("Drafting") as (start, done):
+        drafted = support_agent.draft_tickets(workspace, tickets, kb_folder, concurrency=concurrency, limit=limit,
+                                      on_start=start, on_done=done)
+    click.echo(f"Logged {plural(len(drafted.trace_ids), 'draft')} to {workspace.settings.sheet}; "
+               f"{plural(workspace.model.usage.calls, 'model call')}. Reviewers can score them now (or run `loop judge`).")
+    if drafted.failed:  # the others are logged; the exit code says a ticket failed
+        click.echo(f"error: {shown(drafted.failure_text())}", err=True)
+        sys.exit(1)
+
+
+@click.command(short_help="Pre-score unreviewed drafts with an LLM judge.")
+@click.option("--limit", type=click.IntRange(min=1), help="Judge at most this many drafts.")
+@click.option("--concurrency", default=4, show_default=True, type=click.IntRange(1, 32), help="Drafts judged at once.")
+@click.option("--model", help="Model to call. [env LOOP_MODEL]")
+@common
+def judge(workspace, limit, concurrency):
+    """Pre-score drafts nobody has reviewed into judge_score and judge_comment (prompts/judge.md)."""
+    from loop.collect import judge as judge_module
+
+    with progress("Judging") as (start, done):
+        report = judge_module.judge(workspace, limit=limit, concurrency=concurrency, on_start=start, on_done=done)
+    if not report.verdicts:
+        click.echo("No unreviewed drafts to judge.")
+        return
+    downs = sum(v.score == "down" for v in report.verdicts.values())
+    click.echo(f"Judged {len(report.verdicts)} of {plural(report.waiting, 'unreviewed draft')} with rubric "
+               f"{report.rubric_version}: {len(report.verdicts) - downs} up, {downs} down. "
+               "A person's score still wins; `loop improve --include-judge` counts these.")

@@ -1,0 +1,147 @@
+"""Logging drafts: `log_draft` / `loop log` commit every draft whole to the store (CONTRACT §7a),
+then deliver it to the Drafts tab.
+
+A draft is logged when its row is committed, in one transaction with the rest of its call's drafts:
+the trace id is returned (printed) if and only if that commit happened. Every check that can refuse
+(bad input, a Drafts tab that cannot be found or written, a store that cannot be written) comes
+before it, so a refusal keeps nothing. After it nothing fails: a sheet that cannot take the drafts
+now (open in Excel, locked, unreachable) leaves them pending, with one warning, and the next
+command that writes, `loop sync` or a running `loop sync --watch` delivers them, once and in order.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from datetime import datetime, timezone
+
+from loop import schema
+from loop.cell_values import lone_surrogate
+from loop.errors import LoopError, RunFailure, UsageError, WorkbookBusy
+
+log = logging.getLogger(__name__)
+
+FIELDS = ("ticket", "draft", "ticket_id", "thread", "kb_sources", "prompt_version")
+# How long `loop log` waits for another writer before leaving its drafts pending.
+LOG_WAIT_SECONDS = 5.0
+
+
+def normalize(record: dict, line: int | None = None) -> dict:
+    """A draft record with text fields, or a UsageError naming what is wrong and where."""
+    where = f"line {line}: " if line else ""
+    if not isinstance(record, dict):
+        raise UsageError(f"{where}expected a JSON object with ticket and draft.")
+    unknown = sorted(set(record) - set(FIELDS))
+    if unknown:
+        raise UsageError(f"{where}unknown field(s) {', '.join(unknown)}; use {', '.join(FIELDS)}.")
+    clean = {}
+    for key, value in record.items():
+        text = _as_field(key, value)
+        position = lone_surrogate(text)
+        if position is not None:
+            raise UsageError(f"{where}{key} holds a lone surrogate (\\u{ord(text[position]):04x}) at character "
+                             f"{position}, which no file can store; send valid UTF-8 text.")
+        clean[key] = text
+    for required in ("ticket", "draft"):
+        if not clean.get(required, "").strip():
+            raise UsageError(f"{where}{required} is missing or empty; every draft needs a ticket and a draft.")
+    return clean
+
+
+def _as_field(key: str, value) -> str:
+    """A field as text: a thread given as a list is one message a line, other lists are comma-separated."""
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):
+        if key == "thread":
+            return "\n".join(_message(item) for item in value)
+        return ", ".join(str(item) for item in value)
+    return str(value)
+
+
+def _message(item) -> str:
+    if isinstance(item, dict):
+        who = item.get("role") or item.get("author") or item.get("from") or ""
+        text = item.get("content") or item.get("text") or item.get("body") or ""
+        return f"{str(who).capitalize()}: {text}" if who else str(text)
+    return str(item)
+
+
+def read_json_lines(lines) -> list[dict]:
+    """Draft records from JSON objects, one a line; every line is checked before anything is written."""
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(normalize(json.loads(line), number))
+        except json.JSONDecodeError as error:
+            raise UsageError(f"line {number} is not JSON ({error.msg}); send one object per line.") from None
+    return records
+
+
+def log_drafts(records: list[dict], settings=None, wait: bool = True) -> list[str]:
+    """Log drafts; returns their new trace ids in order. They are committed to the store when this
+    returns, and in the Drafts tab too unless the sheet could not take them now (then they wait as
+    pending, with a warning). With `wait=False` the sheet is not touched: the next command that
+    writes, `loop sync` or `loop sync --watch` delivers them."""
+    from loop.workspace import Workspace
+
+    workspace = Workspace.of(settings)
+    records = [normalize(r) for r in records]
+    if not records:
+        return []
+    if wait:
+        _check_sheet(workspace, len(records))
+    version = workspace.prompt_version() if any(not r.get("prompt_version") for r in records) else ""
+    created_at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    rows = [{"trace_id": str(uuid.uuid4()), "created_at": created_at, **r,
+             "prompt_version": r.get("prompt_version") or version} for r in records]
+    ids = [row["trace_id"] for row in rows]
+    workspace.traces.add(rows)  # the commit point: from here on the drafts are logged, whatever happens
+    if wait:
+        try:
+            workspace.write(wait=LOG_WAIT_SECONDS, fresh=frozenset(ids), mine=frozenset(ids))
+        except (LoopError, OSError) as reason:
+            waits = "1 draft waits" if len(ids) == 1 else f"{len(ids)} drafts wait"
+            log.warning("%s %s in the store (%s) and reach%s the sheet with the next command that writes, or "
+                        "`loop sync`.", _reason(reason), waits, workspace.store.shown, "es" if len(ids) == 1 else "")
+    return ids
+
+
+def _reason(error: Exception) -> str:
+    text = str(error) if isinstance(error, LoopError) else f"{error.strerror or error} ({error.filename or 'a file'})."
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def _check_sheet(workspace, count: int) -> None:
+    """Refusals that will not pass by themselves, before anything is committed: a workbook that is
+    missing or damaged, a Drafts tab under another capitalisation, a full tab. A sheet that cannot be
+    reached now is no refusal: the drafts wait for it."""
+    try:
+        workbook = workspace.workbook
+        titles = workbook.titles()
+    except (WorkbookBusy, RunFailure):
+        return
+    if schema.DRAFTS not in titles:
+        near = [t for t in titles if t.strip().casefold() == schema.DRAFTS.casefold()]
+        if near:
+            raise UsageError(f"The workbook's drafts tab is named {near[0]!r}; rename it {schema.DRAFTS!r} and log "
+                             "again. Nothing was logged.")
+    if hasattr(workbook, "ensure_readable"):  # a local workbook: the write's own checks of its Drafts part
+        workbook.ensure_readable(schema.DRAFTS, schema.DRAFT_HEADERS)
+    left = workbook.rows_left(schema.DRAFTS)
+    if left is not None and left < count:
+        raise UsageError(f"The {schema.DRAFTS} tab of {workspace.settings.sheet} is full; take older drafts out with "
+                         "`loop archive --older-than 90d` and log again. Nothing was logged.")
+
+
+def log_draft(ticket: str, draft: str, *, ticket_id: str = "", thread="", kb_sources="",
+              prompt_version: str = "", settings=None, wait: bool = True) -> str:
+    """Log one draft your agent wrote; returns its trace id. Configuration comes from LOOP_* variables."""
+    record = {"ticket": ticket, "draft": draft, "ticket_id": ticket_id, "thread": thread,
+              "kb_sources": kb_sources, "prompt_version": prompt_version}
+    return log_drafts([record], settings, wait=wait)[0]
+
+

@@ -1,0 +1,65 @@
+"""`loop status`: what is pending, read in one pass over the workbook."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from loop import schema
+from loop.cell_values import window_start
+from loop.config import Settings
+from loop.improver.edits import APPLIED, PROPOSED, ROLLED_BACK
+from loop.improver.edits import edit_rows, edit_titles
+from loop.prompt_store import Version
+from loop.reviews import Draft, SkippedRow, read_drafts
+from loop.workspace import Workspace
+
+APPROVED = "approved, not yet applied"
+
+
+@dataclass
+class Status:
+    since: datetime
+    drafts: list[Draft]
+    recent: list[Draft]
+    skipped: list[SkippedRow]
+    edit_tabs: list[str]
+    edits: Counter = field(default_factory=Counter)
+    version: Version | None = None
+    hand_edited: bool = False
+    prompt_exists: bool = True
+    pending_drafts: int = 0  # logged, waiting in the store for the sheet
+    archived_drafts: int = 0  # taken out of the sheet by `loop archive`, kept in the store
+    store: str = ""  # its URL, password masked
+    elsewhere: list = field(default_factory=list)  # other workbooks of the store with drafts waiting
+
+
+def status(where: Settings | Workspace, since: str = "14d", now: datetime | None = None) -> Status:
+    workspace = Workspace.of(where)
+    start = window_start(since, now)
+    workbook = workspace.workbook
+    edit_tabs = edit_titles(workbook)
+    tables = workbook.read([schema.DRAFTS, *edit_tabs])
+    drafts, skipped = read_drafts(tables.get(schema.DRAFTS))
+    result = Status(start, drafts, [d for d in drafts if d.created_at >= start], skipped, edit_tabs)
+    store = workspace.prompt
+    in_prompt = {v.label for v in store.lineage()}
+    for row in edit_rows({title: tables[title] for title in edit_tabs}):
+        state = row.edit.status or "?"
+        if state in (PROPOSED, ROLLED_BACK) and row.ticked:
+            state = APPROVED
+        elif state == APPLIED and row.edit.applied_version not in in_prompt:
+            state = ROLLED_BACK  # its version was rolled back; the next apply or rollback marks the row
+        result.edits[state] += 1
+    result.prompt_exists = store.exists()
+    result.version = store.current()
+    result.hand_edited = store.hand_edited()
+    outbox = workspace.traces
+    result.store = workspace.store.shown
+    for count in workspace.store.counts():
+        if count.identity == outbox.identity:
+            result.pending_drafts, result.archived_drafts = count.pending, count.archived
+        elif count.pending:
+            result.elsewhere.append(count)
+    return result
