@@ -14,7 +14,7 @@ import pytest
 
 from loop import schema
 from loop.errors import UsageError
-from loop.sheets import Append, CellUpdate, NewTab, Table, WriteBatch, open_workbook
+from loop.sheets import Append, CellUpdate, NewTab, RichText, Run, Table, WriteBatch, open_workbook
 from loop.sheets.xlsx import EXCEL_CELL_LIMIT, XlsxWorkbook
 from tests.conftest import add_chart, draft, write_workbook
 
@@ -306,3 +306,17 @@ def test_an_empty_batch_writes_nothing(book_path):
     (book_path.parent / "~$loop.xlsx").write_bytes(b"owner file")
     XlsxWorkbook(book_path).write(WriteBatch())
     assert book_path.read_bytes() == before
+
+
+def test_rich_text_written_into_an_existing_tab_keeps_each_run_s_look(tmp_path):
+    """Bold, struck and coloured runs land as they do in a new tab (and on Google), each in the workbook's font."""
+    path = write_workbook(tmp_path / "loop.xlsx", [draft(trace_id="t-1")])
+    text = RichText((Run("kept "), Run("old", strike=True, color="C00000"), Run(" new", bold=True)))
+    XlsxWorkbook(path).write(WriteBatch(updates=[CellUpdate(schema.DRAFTS, 2, "comment", text)]))
+    sheet = openpyxl.load_workbook(path, rich_text=True)[schema.DRAFTS]
+    column = next(c.column for c in sheet[1] if c.value == "comment")
+    runs = [(str(part), getattr(part, "font", None)) for part in sheet.cell(2, column).value]
+    assert "".join(text for text, _ in runs) == "kept old new"
+    looks = {text: (bool(font.b), bool(font.strike), font.color.rgb if font.color else None)
+             for text, font in runs if font}
+    assert looks == {"old": (False, True, "FFC00000"), " new": (True, False, None)}

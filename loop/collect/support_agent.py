@@ -111,7 +111,7 @@ def load_tickets(path: str | Path) -> list[Ticket]:
         for name in ("ticket", "ticket_id", "thread"):
             value = record.get(name)
             if name == "thread" and isinstance(value, list):  # the thread as its messages, oldest first
-                value = "\n".join(_message_line(m) for m in value)
+                value = "\n".join(traces.message_line(m) for m in value)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (str, int, float))):
                 raise UsageError(f"{path} line {line}: `{name}` is {type(value).__name__}, not text; "
                                  "give it as a string.")
@@ -120,15 +120,6 @@ def load_tickets(path: str | Path) -> list[Ticket]:
             raise UsageError(f"{path} line {line}: the ticket has no `ticket` text.")
         tickets.append(Ticket(fields["ticket"].strip(), fields["ticket_id"], fields["thread"]))
     return tickets
-
-
-def _message_line(message) -> str:
-    """One message of a thread given as a list: `Customer: text` from {"role", "content"}, or the text."""
-    if isinstance(message, dict):
-        who = message.get("role") or message.get("author") or message.get("from") or ""
-        text = message.get("content") or message.get("text") or message.get("body") or ""
-        return f"{str(who).capitalize()}: {text}" if who else str(text)
-    return str(message)
 
 
 def _csv_records(path: Path, text: str) -> list[tuple[int, dict]]:

@@ -55,12 +55,13 @@ def _as_field(key: str, value) -> str:
         return ""
     if isinstance(value, (list, tuple)):
         if key == "thread":
-            return "\n".join(_message(item) for item in value)
+            return "\n".join(message_line(item) for item in value)
         return ", ".join(str(item) for item in value)
     return str(value)
 
 
-def _message(item) -> str:
+def message_line(item) -> str:
+    """One message of a thread given as a list: `Customer: text` from {"role", "content"}, or the text."""
     if isinstance(item, dict):
         who = item.get("role") or item.get("author") or item.get("from") or ""
         text = item.get("content") or item.get("text") or item.get("body") or ""

@@ -74,18 +74,22 @@ def batches(failures: list[Draft], budget_tokens: int, known: list[str] = ()) ->
     room = data_room("find_patterns.j2", budget_tokens, count=0, failures="", known=dumps_data(list(known)))
     if room < 400:
         raise UsageError(f"LOOP_MAX_INPUT_TOKENS={budget_tokens} leaves no room for a single failure; raise it.")
-    packed, current, used = [], [], 0
-    for draft in failures:
-        item = review_records.record(draft, room)
-        cost = review_records.size(item)
-        if current and used + cost > room:
-            packed.append(current)
+    items = [review_records.record(draft, room) for draft in failures]
+    return _packed(items, [review_records.size(item) for item in items], room)
+
+
+def _packed(items: list, sizes: list[int], room: int) -> list[list]:
+    """The items in order, in groups whose sizes add up to at most `room` (an item larger alone)."""
+    groups, current, used = [], [], 0
+    for item, size in zip(items, sizes):
+        if current and used + size > room:
+            groups.append(current)
             current, used = [], 0
         current.append(item)
-        used += cost
+        used += size
     if current:
-        packed.append(current)
-    return packed
+        groups.append(current)
+    return groups
 
 
 def find_patterns(model: ModelClient, failures: list[Draft], known: list[str] = ()) -> list[Pattern]:
@@ -162,17 +166,8 @@ def _merge_item(key: str, pattern: Pattern) -> dict:
 
 def _merge_groups(patterns: list[Pattern], budget_tokens: int, known: list[str] = ()) -> list[list[Pattern]]:
     room = data_room("merge_patterns.j2", budget_tokens, patterns="", known=dumps_data(list(known)))
-    groups, current, used = [], [], 0
-    for index, pattern in enumerate(patterns):
-        cost = review_records.size(_merge_item(f"P{index + 1}", pattern))
-        if current and used + cost > room:
-            groups.append(current)
-            current, used = [], 0
-        current.append(pattern)
-        used += cost
-    if current:
-        groups.append(current)
-    return groups
+    sizes = [review_records.size(_merge_item(f"P{index + 1}", pattern)) for index, pattern in enumerate(patterns)]
+    return _packed(patterns, sizes, room)
 
 
 def _merge_group(model: ModelClient, group: list[Pattern], known: list[str] = ()) -> list[Pattern]:

@@ -46,8 +46,8 @@ class Table:
 
 @dataclass(frozen=True)
 class Run:
-    """A stretch of a cell's text with a look of its own: struck through, coloured ("RRGGBB"), bold
-    (in new tabs and tabs written whole), or linking to a row of another tab (`link` = (tab, row))."""
+    """A stretch of a cell's text with a look of its own: struck through, coloured ("RRGGBB"), bold,
+    or linking to a row of another tab (`link` = (tab, row))."""
 
     text: str
     strike: bool = False

@@ -26,13 +26,7 @@ def cell(value, limit: int = GOOGLE_CELL_LIMIT, sheet_ids: dict[str, int] | None
     if isinstance(value, Styled):
         data = cell(value.value, limit, sheet_ids)
         look = data.setdefault("userEnteredFormat", {})
-        text = {}
-        if value.bold:
-            text["bold"] = True
-        if value.italic:
-            text["italic"] = True
-        if value.color:
-            text["foregroundColorStyle"] = {"rgbColor": _rgb(value.color)}
+        text = _text_format(bold=value.bold, italic=value.italic, color=value.color)
         if text:
             look["textFormat"] = text
         if value.fill:
@@ -68,13 +62,7 @@ def _rich(value: RichText, limit: int, sheet_ids: dict[str, int]) -> dict:
         piece = run.text[:max(limit - len(text), 0)]
         if not piece:
             break
-        look = {}
-        if run.bold:
-            look["bold"] = True
-        if run.strike:
-            look["strikethrough"] = True
-        if run.color:
-            look["foregroundColorStyle"] = {"rgbColor": _rgb(run.color)}
+        look = _text_format(bold=run.bold, strike=run.strike, color=run.color)
         if run.link and run.link[0] in sheet_ids:
             look["link"] = {"uri": f"#gid={sheet_ids[run.link[0]]}&range=A{run.link[1]}"}
         runs.append({"startIndex": len(text.encode("utf-16-le")) // 2, "format": look})
@@ -83,6 +71,20 @@ def _rich(value: RichText, limit: int, sheet_ids: dict[str, int]) -> dict:
     if any(r["format"] for r in runs):
         data["textFormatRuns"] = runs
     return data
+
+
+def _text_format(bold: bool = False, italic: bool = False, strike: bool = False, color: str | None = None) -> dict:
+    """A TextFormat with only what is asked for set, so the rest of the cell's look is left alone."""
+    look = {}
+    if bold:
+        look["bold"] = True
+    if italic:
+        look["italic"] = True
+    if strike:
+        look["strikethrough"] = True
+    if color:
+        look["foregroundColorStyle"] = {"rgbColor": _rgb(color)}
+    return look
 
 
 def _rgb(hex_color: str) -> dict:

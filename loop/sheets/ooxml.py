@@ -164,23 +164,30 @@ def cell_xml(prefix: str, ref: str, value, style: str | None = None, font: tuple
     if isinstance(value, (int, float)) and math.isfinite(value):
         return f'<{p}c r="{ref}"{s}><{p}v>{value!r}</{p}v></{p}c>'
     if isinstance(value, RichText):
-        return f'<{p}c r="{ref}"{s} t="inlineStr"><{p}is>{_runs(p, value, font)}</{p}is></{p}c>'
+        return f'<{p}c r="{ref}"{s} t="inlineStr"><{p}is>{rich_runs(value, font, p=p)}</{p}is></{p}c>'
     text = escape(ooxml_text(cell_text(value, CELL_LIMIT)))
     return f'<{p}c r="{ref}"{s} t="inlineStr"><{p}is><{p}t xml:space="preserve">{text}</{p}t></{p}is></{p}c>'
 
 
-def _runs(p: str, value: RichText, font: tuple[str, str] | None) -> str:
+def rich_runs(value: RichText, font: tuple[str, str] | None, look: dict | None = None, p: str = "") -> str:
     """Rich text runs, cut (like plain text) to the cell limit. A run with a look of its own names the
-    workbook's font too, else a reader draws it in some fallback face."""
+    workbook's font too (else a reader draws it in some fallback face), and keeps the cell's bold and
+    grey unless it sets its own. `p`: the part's namespace prefix ("x:"), if it has one."""
     name, size = font or ("Calibri", "11")
+    look = look or {}
     room, runs = CELL_LIMIT, []
     for run in value.runs:
         text = cell_text(run.text, CELL_LIMIT)[:room]
         if not text:
             break
         room -= len(text)
-        look = ("<" + p + "strike/>" if run.strike else "") + (f'<{p}color rgb="FF{run.color}"/>' if run.color else "")
-        face = f'<{p}rFont val={quoteattr(name)}/>'
-        props = f'<{p}rPr>{face}{look}<{p}sz val={quoteattr(size)}/></{p}rPr>' if look else ""
+        color = run.color or look.get("color")
+        own = run.strike or run.color or run.bold
+        props = ""
+        if own:
+            bold = f"<{p}b/>" if run.bold or look.get("bold") else ""
+            strike = f"<{p}strike/>" if run.strike else ""
+            tint = f'<{p}color rgb="FF{color}"/>' if color else ""
+            props = f"<{p}rPr><{p}rFont val={quoteattr(name)}/>{bold}{strike}{tint}<{p}sz val={quoteattr(size)}/></{p}rPr>"
         runs.append(f'<{p}r>{props}<{p}t xml:space="preserve">{escape(ooxml_text(text))}</{p}t></{p}r>')
     return "".join(runs)

@@ -15,10 +15,8 @@ from __future__ import annotations
 from typing import Callable
 from xml.sax.saxutils import escape, quoteattr
 
-from loop.cell_values import cell_text
 from loop.sheets.base import Grid, NewTab, RichText, Styled
-from loop.sheets.ooxml import (CELL_LIMIT, EXCEL_MAX_ROWS, MAIN_NS, REL_NS, cell_xml, column_letter,
-                               number_format_of, ooxml_text)
+from loop.sheets.ooxml import EXCEL_MAX_ROWS, MAIN_NS, REL_NS, cell_xml, column_letter, number_format_of, rich_runs
 
 # What a writer asks for a cell format: bold=, color=, wrap=, number_format=, fill=, align= → its index.
 Formats = Callable[..., "int | None"]
@@ -148,30 +146,6 @@ def styled_cell(ref: str, value, look: dict, style: Callable[..., str | None], f
         s = f' s="{chosen}"' if chosen is not None else ""
         return f'<c r="{ref}"{s} t="inlineStr"><is>{rich_runs(value, font, look)}</is></c>'
     return cell_xml("", ref, value, chosen, font)
-
-
-def rich_runs(value: RichText, font: tuple[str, str] | None, look: dict | None = None) -> str:
-    """Rich text runs, cut (like plain text) to the cell limit. A run with a look of its own names the
-    workbook's font too (else a reader draws it in some fallback face), and keeps the cell's bold and
-    grey unless it sets its own."""
-    name, size = font or ("Calibri", "11")
-    look = look or {}
-    room, runs = CELL_LIMIT, []
-    for run in value.runs:
-        text = cell_text(run.text, CELL_LIMIT)[:room]
-        if not text:
-            break
-        room -= len(text)
-        color = run.color or look.get("color")
-        own = run.strike or run.color or run.bold
-        props = ""
-        if own:
-            bold = "<b/>" if run.bold or look.get("bold") else ""
-            strike = "<strike/>" if run.strike else ""
-            tint = f'<color rgb="FF{color}"/>' if color else ""
-            props = f"<rPr><rFont val={quoteattr(name)}/>{bold}{strike}{tint}<sz val={quoteattr(size)}/></rPr>"
-        runs.append(f'<r>{props}<t xml:space="preserve">{escape(ooxml_text(text))}</t></r>')
-    return "".join(runs)
 
 
 def location(tab: str, row: int) -> str:
