@@ -29,13 +29,13 @@ import re
 from bisect import bisect_left
 from html import unescape
 from typing import Callable, Iterator, NamedTuple
-from xml.sax.saxutils import escape, quoteattr
+from xml.sax.saxutils import quoteattr
 
 from loop.cell_values import normalize_header
-from loop.sheets.base import Grid, NewTab, RichText
-from loop.sheets.ooxml import (CELL_REF, DATE_FORMAT, EXCEL_MAX_ROWS, MAIN_NS, REL_NS, DamagedPart, PackageError,
-                               RowShift, attributes_of, cell_xml, column_index, column_letter, formula_naming,
-                               number_format_of, plain_text, text_of)
+from loop.sheets.ooxml import (CELL_REF, DATE_FORMAT, EXCEL_MAX_ROWS, DamagedPart, PackageError, RowShift,
+                               attributes_of, cell_xml, column_index, column_letter, formula_naming, number_format_of,
+                               plain_text, text_of)
+from loop.sheets.tab_xml import row_height_attributes
 
 # What a writer asks for a cell format: bold=, color=, wrap=, number_format= → the style index, or None.
 Formats = Callable[..., "int | None"]
@@ -860,6 +860,3 @@ class SharedStrings:
 
 
 # --- a new worksheet, and a tab written whole: made in tab_xml.py ----------------------------------
-
-from loop.sheets.tab_xml import (HEADER_HEIGHT, grid_sheet_xml, location as _location, new_sheet_xml,
-                                 row_height_attributes)

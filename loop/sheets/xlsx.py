@@ -36,7 +36,8 @@ from loop.sheets.base import Append, CellUpdate, DeleteRows, NewTab, Table, Writ
 from loop.sheets.charts import chart_parts
 from loop.sheets.ooxml import EXCEL_MAX_ROWS, DamagedPart, PackageError, RowShift, column_letter
 from loop.sheets.package import Package, PartTooLarge, WriteRefused
-from loop.sheets.sheet_part import SheetPart, grid_sheet_xml, grown_table, moved_table, totals_rows
+from loop.sheets.sheet_part import SheetPart, grown_table, moved_table, totals_rows
+from loop.sheets.tab_xml import grid_sheet_xml
 
 log = logging.getLogger(__name__)
 EXCEL_CELL_LIMIT = 32_767
