@@ -161,8 +161,9 @@ class KnowledgeBase:
         is an article only when its target is a regular file inside the folder too (a link to
         /etc/passwd, or one that climbs out with `..`, is skipped).
 
-        Plain os.walk/os.stat with string paths: pathlib objects made this scan, which every new
-        instance pays before its first search, several times slower on large folders.
+        Plain os.walk/os.lstat with string paths, and a link resolved only where there is one:
+        pathlib objects, or resolving every path, made this scan (which every new instance pays
+        before its first search) several times slower on large folders.
         """
         if not self.folder.is_dir():
             raise UsageError(f"Knowledge-base folder {self.folder} has disappeared: restore it or point to another folder.")
@@ -175,11 +176,14 @@ class KnowledgeBase:
             for name in files:
                 if name.startswith(".") or os.path.splitext(name)[1].lower() not in EXTENSIONS:
                     continue
-                path = _inside(root, os.path.join(here, name))
-                if path is None:
-                    continue
+                path = os.path.join(here, name)  # real already: the walk starts at the real root, enters no link
                 try:
-                    st = os.stat(path)
+                    st = os.lstat(path)
+                    if stat.S_ISLNK(st.st_mode):  # an article only when it leads to a file inside the folder
+                        path = _inside(root, path)
+                        if path is None:
+                            continue
+                        st = os.stat(path)
                 except OSError:
                     continue
                 if stat.S_ISREG(st.st_mode):
