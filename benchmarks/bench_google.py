@@ -70,6 +70,7 @@ def main() -> None:
         for size in sizes:
             prompt = folder / f"prompt-{size}.md"
             prompt.write_text("# Support agent\nRead the whole thread before you answer.\nNever invent UI paths.\n")
+            os.environ["LOOP_STORE"] = str(folder / f"loop-{size}.db")  # a store of its own, never the current folder's
             settings = config.resolve(sheet=KEY, prompt=str(prompt))
             improve_requests, apply_requests, seconds = measure(size, fake, settings)
             print(f"| {size:,} | {improve_requests} | {apply_requests} | {seconds:.1f} |", flush=True)

@@ -117,6 +117,7 @@ def main() -> None:
             prompt_history(prompt)
             path = folder / f"loop-{size}.xlsx"
             xlsx_workbook(path, rows)
+            os.environ["LOOP_STORE"] = str(folder / f"loop-{size}.db")  # a store of its own, never the current folder's
             settings = config.resolve(sheet=str(path), prompt=str(prompt))
             floor = best(lambda: bare_read(path))
             local = best(lambda: report.refresh(settings))
