@@ -108,6 +108,20 @@ def test_no_two_module_names_differ_by_one_letter():
     assert [(a, b) for a, b in itertools.combinations(sorted(names), 2) if one_letter_apart(a, b)] == []
 
 
+def test_the_public_names_are_importable_from_loop_even_once_every_module_is_loaded():
+    """A subpackage named like a public function would shadow it once imported (`loop.improve`)."""
+    import importlib
+
+    import loop
+
+    for name in MODULES:
+        if name != "loop.__main__":
+            importlib.import_module(name)
+    for name in loop.__all__:
+        found = getattr(loop, name)
+        assert callable(found) and found.__name__ == name, name
+
+
 def test_the_walk_sees_the_imports_it_is_meant_to_check():
     """The checks above pass on an empty graph too: this one fails if the walk stops seeing imports."""
     assert "loop.improver.replay" in GRAPH["loop.improver.pipeline"]  # a top-level import
