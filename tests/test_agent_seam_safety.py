@@ -52,6 +52,11 @@ def verbose(i: int, **fields) -> dict:
     return draft(trace_id=f"v{i}", comment="too long, two sentences would do", days_ago=1 + i / 10, **fields)
 
 
+def odd_one_workbook(workspace: Path) -> Path:
+    """Three failures to replay, the second the ticket a misbehaving agent trips on ("odd one")."""
+    return write_workbook(workspace / "loop.xlsx", [verbose(0), verbose(1, ticket="Export, the odd one"), verbose(2)])
+
+
 def replay_rows(path: Path) -> list[dict]:
     import openpyxl
 
@@ -283,7 +288,7 @@ def test_a_user_agent_that_exits_raises_or_returns_nonsense_is_one_failed_case_i
     statement, reason = BEHAVIOURS[behaviour]
     module = user_agent(workspace, monkeypatch, statement)
     monkeypatch.setenv("LOOP_AGENT", f"{module}:draft")
-    path = write_workbook(workspace / "loop.xlsx", [verbose(0), verbose(1, ticket="Export, the odd one"), verbose(2)])
+    path = odd_one_workbook(workspace)
 
     result = cli("improve")
 
@@ -352,7 +357,7 @@ def test_a_hanging_agent_command_is_killed_with_its_process_group_after_the_time
     script.write_text(HANGING_COMMAND)
     monkeypatch.setenv("LOOP_AGENT", f"{sys.executable} {script} {pids}")
     monkeypatch.setenv("LOOP_AGENT_TIMEOUT", "1.5")
-    path = write_workbook(workspace / "loop.xlsx", [verbose(0), verbose(1, ticket="Export, the odd one"), verbose(2)])
+    path = odd_one_workbook(workspace)
 
     started = time.monotonic()
     cli("improve")
@@ -374,7 +379,7 @@ def test_a_hanging_agent_function_is_given_up_after_the_timeout(workspace, model
     module = user_agent(workspace, monkeypatch, "time.sleep(20)")
     monkeypatch.setenv("LOOP_AGENT", f"{module}:draft")
     monkeypatch.setenv("LOOP_AGENT_TIMEOUT", "1")
-    path = write_workbook(workspace / "loop.xlsx", [verbose(0), verbose(1, ticket="Export, the odd one"), verbose(2)])
+    path = odd_one_workbook(workspace)
     started = time.monotonic()
     cli("improve")
     assert time.monotonic() - started < 15

@@ -155,13 +155,12 @@ class SheetPart:
 
     def _row_from(self, offset: int) -> _Row | None:
         """The first row whose start tag begins at or after `offset`."""
-        found = self._row_tag.search(self.xml, offset, self.data_end)
+        found = self._numbered_row_tag.search(self.xml, offset, self.data_end)
         if not found:
             return None
-        number = _R.search(found.group(1))
-        if not number:
+        if not found.group(1):
             raise _Unnumbered()
-        return _Row(int(number.group(2)), found.start(), found.end(), bool(found.group(2)))
+        return _Row(int(found.group(1)), found.start(), found.end(), bool(found.group(2)))
 
     def _all_rows(self) -> list[_Row]:
         """Every row, from one scan of the row tags (rows without a number counted from the one above)."""

@@ -21,8 +21,7 @@ class Styles:
         self.xml = xml
         found = re.search(rb"<(\w+:)?styleSheet\b", xml)
         self.prefix = (found.group(1) or b"") if found else b""
-        self._known: dict[tuple, int | None] = {}  # formats found, valid while the part's bytes are these
-        self._known_for = xml
+        self._known: dict[tuple, int | None] = {}  # formats found; this class only appends, so indexes hold
 
     def _block(self, name: bytes) -> re.Match | None:
         p = self.prefix
@@ -41,11 +40,8 @@ class Styles:
         formats to extend. A format carrying extension data (a user's checkbox) is never reused for
         another look."""
         asked = (bold, color, wrap, number_format, top, fill, align, italic, checkbox)
-        if self._known_for is not self.xml:
-            self._known, self._known_for = {}, self.xml
         if asked not in self._known:
             self._known[asked] = self._format(*asked)
-            self._known_for = self.xml
         return self._known[asked]
 
     def _format(self, bold, color, wrap, number_format, top, fill, align, italic, checkbox) -> int | None:
