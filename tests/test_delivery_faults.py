@@ -214,6 +214,11 @@ def test_a_sheet_no_delivery_could_reach_is_refused_before_anything_is_committed
 
 def test_an_append_google_applies_after_the_client_gave_up_reaches_the_sheet_once(
         workspace, google, short_timeouts, monkeypatch):
+    from loop.collect import traces
+    from loop.sheets.google import GoogleWorkbook
+
+    monkeypatch.setattr(traces, "LOG_WAIT_SECONDS", 3.0)
+    monkeypatch.setattr(GoogleWorkbook, "landing_grace", 1.5)  # such a write lands within 4 s: past log's wait
     monkeypatch.setenv("LOOP_SHEET", KEY)
     sheet = GoogleSheet(google)
     sheet.create([draft(trace_id="reviewed")])
@@ -223,12 +228,15 @@ def test_an_append_google_applies_after_the_client_gave_up_reaches_the_sheet_onc
     assert code == 0 and trace_id and "did not confirm" in err and "1 draft waits" in err
     assert stored(f"sqlite:///{workspace / 'loop.db'}", "SELECT state FROM drafts WHERE trace_id = ?",
                   (trace_id,)) == [("sent",)]
+    code, out, err = run("log", "--ticket", "next", "--draft", "d")  # behind a write that may still land
+    following = out.strip()
+    assert code == 0 and following and "may still land" in err and "1 draft waits" in err
     wait_for(lambda: trace_id in drafts_rows(sheet))
-    code, out, err = run("sync")
+    code, out, err = run("sync")  # waits until that write can no longer land, then asks the sheet
     assert code == 0, err
     after = log_draft(ticket="after", draft="d")
-    assert drafts_rows(sheet) == ["reviewed", trace_id, after]
-    assert len([r for r in google.requests if r["path"].endswith(":batchUpdate")]) == 2  # never sent twice
+    assert drafts_rows(sheet) == ["reviewed", trace_id, following, after]
+    assert len([r for r in google.requests if r["path"].endswith(":batchUpdate")]) == 3  # none sent twice
 
 
 def test_loop_log_against_a_slow_sheets_api_ends_within_its_wait(workspace, google, monkeypatch):

@@ -7,10 +7,9 @@ once more just before the write; after it, they are `delivered`. A write that su
 them back to `pending`. A crash, a lost lease or a lost answer leaves them `sent`: no one writes them
 (or any draft after them) until that write can no longer land, and then the delivery asks the sheet
 which of them it already has (by trace id) before writing the rest, so nothing is doubled or lost.
-The sheet is asked the same whenever the store may be behind it (a local workbook: always, it costs
-a pass over the key column being written; a Google Sheet: unless every draft was logged by this very
-call, or this process's own lease was the last one), so a store put back to an older copy never
-writes a draft twice.
+The sheet is asked the same whenever the store may be behind it (unless every draft was logged by
+this very call, or this process's own lease was the last one), so a store put back to an older copy
+never writes a draft twice.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ from datetime import datetime, timedelta, timezone
 from loop import schema
 from loop.cell_values import BadValue, parse_timestamp
 from loop.errors import DeliveryHeld, LeaseLost, LoopError, UnconfirmedWrite
-from loop.sheets import Append, WriteBatch, is_google
+from loop.sheets import Append, WriteBatch
 from loop.store import DELIVERY_BATCH, PENDING, SENT, WorkbookStore
 from loop.store.lease import delivery_lease
 
@@ -60,6 +59,8 @@ def deliver(outbox: WorkbookStore, workbook, batch: WriteBatch | None = None, wa
             return 0
         while True:
             held = _settled(lease, deadline)
+            if held and not batch:
+                raise DeliveryHeld(_held_message(held))
             pending = [] if held else outbox.pending()
             if not pending and not batch:
                 break
@@ -68,7 +69,7 @@ def deliver(outbox: WorkbookStore, workbook, batch: WriteBatch | None = None, wa
                 appends = [Append(schema.DRAFTS, schema.DRAFT_HEADERS, sheet_row(row), key="trace_id",
                                   lines=schema.draft_lines(sheet_row(row))) for row in pending]
                 step = replace(batch, appends=batch.appends + appends,
-                               recheck=batch.recheck or _may_be_there(workbook, lease, pending, fresh))
+                               recheck=batch.recheck or _may_be_there(lease, pending, fresh))
                 lease.mark_sent(pending)
             try:
                 workbook.write(step, None if wait is None else max(0.0, deadline - time.monotonic()),
@@ -84,9 +85,7 @@ def deliver(outbox: WorkbookStore, workbook, batch: WriteBatch | None = None, wa
             lease.mark_delivered(pending)
             delivered += len(pending)
             waited += sum(row["trace_id"] not in fresh for row in pending)
-            if held and not batch:
-                raise DeliveryHeld(_held_message(held))
-            if held:
+            if held:  # the command's own write went out; the drafts wait
                 log.warning("%s", _held_message(held))
             batch = WriteBatch()
             if not mine or len(pending) < DELIVERY_BATCH or done() or time.monotonic() >= deadline:
@@ -106,9 +105,11 @@ def _settled(lease, deadline: float) -> float:
     return left
 
 
-def _may_be_there(workbook, lease, pending: list[dict], fresh: frozenset[str]) -> bool:
-    """Whether the sheet may already hold some of these drafts, so the write must look first."""
-    if not is_google(workbook.location) or any(row["state"] == SENT for row in pending):
+def _may_be_there(lease, pending: list[dict], fresh: frozenset[str]) -> bool:
+    """Whether the sheet may already hold some of these drafts, so the write must look first: a write
+    may have carried them, or the store may be behind the sheet (another copy of it, put back) and they
+    were not logged by this very call (a new trace id cannot be in any sheet)."""
+    if any(row["state"] == SENT for row in pending):
         return True
     return not lease.continuous and any(row["trace_id"] not in fresh for row in pending)
 
