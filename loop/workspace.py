@@ -58,16 +58,42 @@ class Workspace:
 
     @cached_property
     def traces(self) -> WorkbookStore:
-        """This workbook's drafts in the store; an archive folder of an earlier release is imported first."""
-        from loop.store import identity_of
+        """This workbook's drafts in the store; an archive folder of an earlier release (beside the
+        workbook, or where LOOP_TRACES named it) is imported first."""
+        from loop.store import former_identities, identity_of, location_of
         from loop.store.legacy import import_folder
 
-        key = self.google_key
-        outbox = self.store.workbook(identity_of(self.settings.sheet, key, self.store.url), self.settings.sheet)
-        sheet = Path(self.settings.sheet)
-        folder = Path(f"{key}.traces") if key else sheet.with_name(sheet.stem + ".traces")
-        import_folder(outbox, folder)
+        key, sheet, url = self.google_key, self.settings.sheet, self.store.url
+        outbox = self.store.workbook(identity_of(sheet, key, url), location_of(sheet, bool(key), self.store.db.postgres),
+                                     former_identities(sheet, key, url))
+        path = Path(sheet)
+        folders = [Path(f"{key}.traces") if key else path.with_name(path.stem + ".traces")]
+        if self.settings.legacy_traces and self.settings.legacy_traces.resolve() != folders[0].resolve():
+            folders.append(self.settings.legacy_traces)
+        for folder in folders:
+            import_folder(outbox, folder)
         return outbox
+
+    def stored_workbook(self, number: int, sheet: str | None = None) -> Workspace:
+        """A workspace that delivers the drafts the store holds for its workbook `number` (as `loop status`
+        names it): to where that workbook is, whatever folder or host name this runs with, or to `sheet`."""
+        from dataclasses import replace
+
+        from loop.errors import UsageError
+
+        outbox = self.store.stored(number)
+        if outbox is None:
+            raise UsageError(f"The store {self.store.shown} has no workbook {number}; `loop status` lists the "
+                             "workbooks with drafts waiting, each with its number.")
+        target = sheet or self.store.place(outbox.identity)
+        if target is None:
+            raise UsageError(f"Workbook {number} of the store is {outbox.location}, on another machine; run this "
+                             "there, or name its file here with --sheet.")
+        other = Workspace(replace(self.settings, sheet=target, store=self.store.url))
+        other.store, other.traces = self.store, outbox
+        if "model" in self.__dict__:
+            other.model = self.model
+        return other
 
     @cached_property
     def google_key(self) -> str | None:
