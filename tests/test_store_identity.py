@@ -52,7 +52,6 @@ def test_another_projects_store_moved_beside_a_workbook_is_refused_with_one_line
         folder.mkdir()
         write_workbook(folder / "loop.xlsx", [])
         assert run("log", "--sheet", str(folder / "loop.xlsx"), "--ticket", f"{folder.name} first", "--draft", "d")[0] == 0
-    assert workbook_id(ours / "loop.xlsx") != workbook_id(theirs / "loop.xlsx")
     (theirs / "~$loop.xlsx").write_bytes(b"Excel")
     assert run("log", "--sheet", str(theirs / "loop.xlsx"), "--ticket", "theirs waits", "--draft", "d")[0] == 0
     as_if_a_new_process()
@@ -72,6 +71,7 @@ def test_another_projects_store_moved_beside_a_workbook_is_refused_with_one_line
     assert run("sync", "--sheet", str(theirs / "loop.xlsx"))[0] == 0
     assert tickets(theirs / "loop.xlsx") == ["theirs first", "theirs waits", "ours"]
     assert tickets(ours / "loop.xlsx") == ["ours first"]
+    assert workbook_id(ours / "loop.xlsx") != workbook_id(theirs / "loop.xlsx")
 
 
 def test_a_workbook_without_an_id_is_adopted_keeping_its_other_properties(workspace):
@@ -282,16 +282,18 @@ def test_a_workbook_reached_through_a_link_shares_the_files_store(workspace, mon
     assert (linked / "loop.xlsx").is_symlink()
 
 
-def test_a_workbook_in_another_folder_of_the_store_is_named_by_number(workspace):
-    """`loop status --sheet desk/loop.xlsm` names the drafts of desk/loop.xlsx; the command it prints,
-    run from the folder status ran in, writes them there."""
+def test_a_workbook_logged_for_from_another_folder_is_named_by_number(workspace, monkeypatch):
+    """Drafts logged in desk/ for loop.xlsx; `loop status --sheet desk/loop.xlsm` from the folder above
+    names them, and the command it prints, run there, writes them to desk/loop.xlsx."""
     desk = workspace / "desk"
     desk.mkdir()
     write_workbook(desk / "loop.xlsx", [])
     write_workbook(desk / "loop.xlsm", [])
     (desk / "~$loop.xlsx").write_bytes(b"Excel")
-    assert run("log", "--sheet", "desk/loop.xlsx", "--ticket", "for xlsx", "--draft", "d")[0] == 0
+    monkeypatch.chdir(desk)
+    assert run("log", "--sheet", "loop.xlsx", "--ticket", "for xlsx", "--draft", "d")[0] == 0
     (desk / "~$loop.xlsx").unlink()
+    monkeypatch.chdir(workspace)
     code, out, _ = run("status", "--sheet", "desk/loop.xlsm")
     assert "Pending for desk/loop.xlsx: 1 draft" in out and "--workbook 1" in out and "--store" in out
     code, out, _ = run_printed_command(out)
