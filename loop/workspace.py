@@ -4,6 +4,7 @@ delivers the drafts waiting in the store for this workbook."""
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -85,7 +86,7 @@ class Workspace:
         if outbox is None:
             raise UsageError(f"The store {self.store.shown} has no workbook {number}; `loop status` lists the "
                              "workbooks with drafts waiting, each with its number.")
-        target = sheet or self.store.place(outbox.identity)
+        target = sheet or self.place_of(outbox)
         if target is None:
             raise UsageError(f"Workbook {number} of the store is {outbox.location}, on another machine; run this "
                              "there, or name its file here with --sheet.")
@@ -94,6 +95,25 @@ class Workspace:
         if "model" in self.__dict__:
             other.model = self.model
         return other
+
+    def place_of(self, outbox: WorkbookStore) -> str | None:
+        """Where a workbook of the store is, from here (`Store.place`); a local workbook named by another
+        machine (a host renamed where there is no machine id) is here too when the file at its path
+        carries the id the store recorded for it."""
+        place = self.store.place(outbox.identity)
+        if place is not None or not outbox.identity.startswith("file://"):
+            return place
+        path = "/" + outbox.identity[len("file://"):].partition("/")[2]
+        recorded = outbox.recorded_workbook_id()
+        if not recorded or not os.path.isfile(path):
+            return None
+        from loop.errors import LoopError
+        from loop.sheets.xlsx import XlsxWorkbook
+
+        try:
+            return path if XlsxWorkbook(path).workbook_id() == recorded else None
+        except (LoopError, OSError):
+            return None
 
     @cached_property
     def google_key(self) -> str | None:

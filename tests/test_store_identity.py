@@ -62,14 +62,15 @@ def test_another_projects_store_moved_beside_a_workbook_is_refused_with_one_line
     assert code == 2 and "another workbook than the one the drafts in" in err and "put the store back" in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert (ours / "loop.xlsx").read_bytes() == before
-    code, _, err = run("log", "--sheet", str(ours / "loop.xlsx"), "--ticket", "ours", "--draft", "d")
-    assert "another workbook" in err and tickets(ours / "loop.xlsx") == ["ours first"]
+    code, out, err = run("log", "--sheet", str(ours / "loop.xlsx"), "--ticket", "ours", "--draft", "d")
+    assert code == 2 and out == "" and "another workbook" in err and tickets(ours / "loop.xlsx") == ["ours first"]
+    assert stored(f"sqlite:///{ours / 'loop.db'}", "SELECT COUNT(*) FROM drafts WHERE ticket = 'ours'") == [(0,)]
     # back beside its own workbook, the store delivers there, and only there
     as_if_a_new_process()
     shutil.move(ours / "loop.db", theirs / "loop.db")
     (theirs / "~$loop.xlsx").unlink()
     assert run("sync", "--sheet", str(theirs / "loop.xlsx"))[0] == 0
-    assert tickets(theirs / "loop.xlsx") == ["theirs first", "theirs waits", "ours"]
+    assert tickets(theirs / "loop.xlsx") == ["theirs first", "theirs waits"]
     assert tickets(ours / "loop.xlsx") == ["ours first"]
     assert workbook_id(ours / "loop.xlsx") != workbook_id(theirs / "loop.xlsx")
 
@@ -348,3 +349,30 @@ def test_a_renamed_host_delivers_its_pending_drafts_by_the_command_status_prints
     synced = _renamed("desk-after", commands[0], workspace, env)
     assert synced.returncode == 0 and "Wrote 1 pending draft" in synced.stdout, synced.stdout + synced.stderr
     assert tickets(path) == ["logged before the rename"]
+
+
+def test_a_workbook_named_by_another_host_name_is_found_here_by_the_id_it_carries(workspace, postgres_url,
+                                                                                   monkeypatch):
+    """A host renamed where there is no machine id: the file at the path carries the id the store
+    recorded, so it is the same workbook and the command status prints delivers to it; a file that
+    carries another id is another machine's."""
+    monkeypatch.setenv("LOOP_STORE", postgres_url)
+    path = write_workbook(workspace / "loop.xlsx", [])
+    assert run("log", "--ticket", "first", "--draft", "d")[0] == 0
+    stamp = workbook_id(path)
+    for host, recorded in (("renamed-host", stamp), ("another-host", "f" * 32)):
+        identity = f"file://{host}{os.path.realpath(path)}"
+        stored(postgres_url, "INSERT INTO workbooks (identity, location) VALUES (?, ?)", (identity, f"{host}:{path}"))
+        number = stored(postgres_url, "SELECT id FROM workbooks WHERE identity = ?", (identity,))[0][0]
+        stored(postgres_url, "INSERT INTO workbook_ids (workbook_id, stamp) VALUES (?, ?)", (number, recorded))
+        stored(postgres_url, "INSERT INTO drafts (workbook_id, trace_id, created_at, ticket, draft, state) VALUES "
+               "(?, ?, '2026-11-20T10:00:00Z', ?, 'd', 'pending')", (number, f"t-{host}", f"logged on {host}"))
+    code, out, _ = run("status")
+    assert "Pending for loop.xlsx: 1 draft" in out
+    assert f"Pending for another-host:{path} on another machine: 1 draft" in out and "run there" in out
+    here = [c for c in printed_commands(out) if "--workbook" in c][0]
+    assert run(*here)[0] == 0
+    assert tickets(path) == ["first", "logged on renamed-host"]
+    other = printed_commands(out)[1]
+    code, _, err = run(*other)
+    assert code == 2 and "on another machine" in err and tickets(path) == ["first", "logged on renamed-host"]

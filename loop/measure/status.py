@@ -75,7 +75,7 @@ def status(where: Settings | Workspace, since: str = "14d", now: datetime | None
         if count.identity == outbox.identity:
             result.pending_drafts, result.archived_drafts = count.pending, count.archived
         elif count.pending:
-            place = workspace.store.place(count.identity)
+            place = workspace.place_of(workspace.store.stored(count.number))
             result.elsewhere.append(Waiting(_shown_path(place) if place else count.location, count.pending,
                                             sync_command(workspace, count.number), place is None))
     return result

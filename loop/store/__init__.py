@@ -212,19 +212,31 @@ class WorkbookStore:
         read = getattr(workbook, "workbook_id", None)
         if read is None:
             return None
-        found = read()
-        recorded = self.db.execute("SELECT stamp FROM workbook_ids WHERE workbook_id = ?", (self.id,))
-        if not recorded:
+        found = self.check_workbook_id(workbook, read())
+        if self.recorded_workbook_id() is None:
             with self.db.transaction() as db:
                 db.execute("INSERT INTO workbook_ids (workbook_id, stamp) VALUES (?, ?) ON CONFLICT (workbook_id) "
                            "DO NOTHING", (self.id, found or uuid.uuid4().hex))
-                recorded = db.execute("SELECT stamp FROM workbook_ids WHERE workbook_id = ?", (self.id,))
-        expected = recorded[0][0]
-        if found is not None and found != expected:
+            self.check_workbook_id(workbook, found)  # another command may have recorded another meanwhile
+        return self.recorded_workbook_id()
+
+    def recorded_workbook_id(self) -> str | None:
+        """The id of the workbook this store delivered to, None before the first delivery."""
+        rows = self.db.execute("SELECT stamp FROM workbook_ids WHERE workbook_id = ?", (self.id,))
+        return rows[0][0] if rows else None
+
+    def check_workbook_id(self, workbook, found: str | None = None) -> str | None:
+        """Raise WrongWorkbook if `workbook` carries another id than the one recorded; returns the one it
+        carries (read when not given). A command that logs calls it before its commit."""
+        if found is None:
+            read = getattr(workbook, "workbook_id", None)
+            found = read() if read else None
+        expected = self.recorded_workbook_id() if found else None
+        if expected is not None and found != expected:
             from loop.errors import WrongWorkbook
 
             raise WrongWorkbook(workbook.location, found, expected, self.store.shown)
-        return expected
+        return found
 
     def pending(self, limit: int | None = DELIVERY_BATCH) -> list[dict]:
         """The drafts waiting for this workbook, oldest first, with whether a write may have carried them."""
