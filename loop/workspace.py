@@ -73,7 +73,26 @@ class Workspace:
             folders.append(self.settings.legacy_traces)
         for folder in folders:
             import_folder(outbox, folder)
+        if not key and self.settings.store is None and path.is_symlink():
+            self._store_beside_the_link(path)
         return outbox
+
+    def _store_beside_the_link(self, link: Path) -> None:
+        """Say once if a `loop.db` beside a link to the workbook holds drafts waiting: an earlier release
+        kept the store there, where this one keeps it beside the file the link points to."""
+        from loop.store import PENDING, SENT
+        from loop.store.db import connect
+
+        beside = link.parent / "loop.db"
+        if not beside.is_file() or os.path.realpath(beside) == os.path.realpath(self.store.db.path):
+            return
+        waiting = connect(str(beside)).execute("SELECT COUNT(*) FROM drafts WHERE state IN (?, ?)", (PENDING, SENT))
+        if waiting[0][0]:
+            import logging
+
+            logging.getLogger("loop.store").warning(
+                "%s, beside the link %s, holds %d drafts waiting (the store is now beside the file it points to); "
+                "`loop sync --sheet %s --store %s` writes them.", beside, link, waiting[0][0], link, beside)
 
     def stored_workbook(self, number: int, sheet: str | None = None) -> Workspace:
         """A workspace that delivers the drafts the store holds for its workbook `number` (as `loop status`

@@ -376,3 +376,22 @@ def test_a_workbook_named_by_another_host_name_is_found_here_by_the_id_it_carrie
     other = printed_commands(out)[1]
     code, _, err = run(*other)
     assert code == 2 and "on another machine" in err and tickets(path) == ["first", "logged on renamed-host"]
+
+
+def test_a_store_an_earlier_release_kept_beside_a_link_is_named_with_the_command_that_empties_it(workspace,
+                                                                                                monkeypatch):
+    real, linked = workspace / "real", workspace / "linked"
+    real.mkdir()
+    linked.mkdir()
+    write_workbook(real / "loop.xlsx", [])
+    (linked / "loop.xlsx").symlink_to(real / "loop.xlsx")
+    (real / "~$loop.xlsx").write_bytes(b"Excel")
+    monkeypatch.chdir(linked)
+    assert run("log", "--store", "loop.db", "--ticket", "in the old store", "--draft", "d")[0] == 0  # as before
+    (real / "~$loop.xlsx").unlink()
+    code, _, err = run("status")
+    assert code == 0 and err.count("beside the link") == 1
+    command = re.search(r"`(loop sync[^`]*)`", err).group(1)
+    assert run(*shlex.split(command)[1:])[0] == 0
+    assert tickets(real / "loop.xlsx") == ["in the old store"]
+    assert "beside the link" not in run("status")[2]

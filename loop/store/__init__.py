@@ -12,6 +12,7 @@ carries it has started, so it may have landed: the next delivery looks before re
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import uuid
@@ -44,6 +45,7 @@ def default_url(sheet: str, google: bool) -> str:
     return str(path.parent / "loop.db")
 
 
+@functools.cache
 def machine() -> str:
     """This machine, as a name that survives a change of host name: /etc/machine-id where there is
     one (systemd and dbus keep it), else the host name."""
