@@ -80,16 +80,21 @@ class Workspace:
     def _store_beside_the_link(self, link: Path) -> None:
         """Say once if a `loop.db` beside a link to the workbook holds drafts waiting: an earlier release
         kept the store there, where this one keeps it beside the file the link points to."""
+        import logging
+
+        from loop.errors import LoopError
         from loop.store import PENDING, SENT
         from loop.store.db import connect
 
         beside = link.parent / "loop.db"
         if not beside.is_file() or os.path.realpath(beside) == os.path.realpath(self.store.db.path):
             return
-        waiting = connect(str(beside)).execute("SELECT COUNT(*) FROM drafts WHERE state IN (?, ?)", (PENDING, SENT))
+        try:
+            waiting = connect(str(beside)).execute("SELECT COUNT(*) FROM drafts WHERE state IN (?, ?)",
+                                                   (PENDING, SENT))
+        except LoopError:
+            return  # not a store loop can read: nothing of it to deliver
         if waiting[0][0]:
-            import logging
-
             logging.getLogger("loop.store").warning(
                 "%s, beside the link %s, holds %d drafts waiting (the store is now beside the file it points to); "
                 "`loop sync --sheet %s --store %s` writes them.", beside, link, waiting[0][0], link, beside)
@@ -111,8 +116,6 @@ class Workspace:
                              "there, or name its file here with --sheet.")
         other = Workspace(replace(self.settings, sheet=target, store=self.store.url))
         other.store, other.traces = self.store, outbox
-        if "model" in self.__dict__:
-            other.model = self.model
         return other
 
     def place_of(self, outbox: WorkbookStore) -> str | None:

@@ -127,11 +127,13 @@ def _rename(folder: Path) -> Path:
             return target
         except FileNotFoundError:
             return target  # renamed by another command meanwhile
-        except OSError:
+        except OSError as error:
             if not folder.exists():
                 return target
-            if not target.exists():
-                raise
+            if not target.exists():  # a read-only folder: the drafts are in the store, so go on, and say so
+                log.warning("%s is imported but cannot be renamed (%s); move it away so that commands stop "
+                            "reading it.", folder, error.strerror or error)
+                return folder
             # taken meanwhile: try the next name
 
 
