@@ -191,14 +191,20 @@ def test_every_line_of_an_old_archive_is_imported_or_set_aside_never_a_traceback
         assert "could not be imported" not in err and len(tickets(path)) == 4
         assert stored(store_url, "SELECT ticket FROM drafts WHERE trace_id = 'old-n'") == [("nul \x00 here",)]
         return
-    assert err.count("could not be imported") == 1 and "line 2:" in err and "set-aside.jsonl" in err
+    assert err.count("could not be imported") == 1 and "line 2:" in err and "set-aside/traces.jsonl" in err
     assert tickets(path) == ["old 0", "old 1", "new"]
-    kept = (workspace / "loop.traces.imported" / "set-aside.jsonl").read_text()
-    assert kept == BAD_LINES[kind] + "\n"
+    kept = workspace / "loop.traces.imported" / "set-aside"
+    assert (kept / "traces.jsonl").read_text() == BAD_LINES[kind] + "\n"
     assert (workspace / "loop.traces.imported" / "traces.jsonl").read_text().count("\n") == 3
     for command in (["sync"], ["status"], ["log", "--ticket", "later", "--draft", "d"]):
         code, _, err = run(*command)
         assert code == 0 and "could not be imported" not in err and "Traceback" not in err
+    # fixed where it is kept and moved back, as the warning says, the line is imported and delivered
+    fixed = {"trace_id": "old-fixed", "created_at": "2026-11-20T10:00:00Z", "ticket": "fixed by hand", "draft": "d"}
+    (kept / "traces.jsonl").write_text(json.dumps(fixed) + "\n")
+    shutil.move(kept, workspace / "loop.traces")
+    assert run("sync")[0] == 0
+    assert tickets(path) == ["old 0", "old 1", "new", "later", "fixed by hand"]
 
 
 def test_a_withdrawn_draft_named_by_a_malformed_line_stays_out(workspace):

@@ -10,8 +10,8 @@ advisory lock on PostgreSQL), so two commands started together import once and b
 
 A line that cannot be imported (not JSON, not a draft, a field that is not text, text the store
 cannot hold: a lone surrogate, or a NUL on PostgreSQL) is set aside, never lost and never a
-traceback: it stays in the archive, is copied to `set-aside.jsonl` in the renamed folder, and one
-warning names the lines and what to do.
+traceback: it stays in the archive, is copied to an archive of its own, `set-aside/` in the renamed
+folder (which imports like any other once fixed and moved back), and one warning names the lines.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from loop.store import DELIVERED, SENT, WorkbookStore
 
 log = logging.getLogger("loop.store")
 _FIELDS = ("trace_id", "created_at", "ticket", "draft", "ticket_id", "thread", "kb_sources", "prompt_version")
-SET_ASIDE = "set-aside.jsonl"
+SET_ASIDE = "set-aside"
 IMPORT_WAIT = 120.0  # another command importing a large archive: how long to wait for it
 _ADVISORY_KEY = 7162535  # one importer at a time on a PostgreSQL store
 
@@ -48,18 +48,21 @@ def import_folder(outbox: WorkbookStore, folder: Path) -> int:
         delivered = [r for start, r in records if r["trace_id"] not in withdrawn and offset is not None and start < offset]
         waiting = [r for start, r in records if r["trace_id"] not in withdrawn and (offset is None or start >= offset)]
         outbox.add_many([(delivered, DELIVERED), (waiting, SENT)], skip_known=True)
+        kept = Path(SET_ASIDE, lines.name)
         if rejected:
-            (folder / SET_ASIDE).write_bytes(b"".join(raw if raw.endswith(b"\n") else raw + b"\n"
-                                                      for _, raw, _ in rejected))
+            try:
+                _set_aside(folder / SET_ASIDE, [raw for _, raw, _ in rejected])
+            except OSError:
+                kept = Path(lines.name)  # they are in the archive itself still
         target = _rename(folder)
     log.info("Imported %d drafts from %s into the store (%d still to reach the sheet); the folder is now %s.",
              len(delivered) + len(waiting), folder, len(waiting), target.name)
     if rejected:
         reasons = "; ".join(f"line {number}: {reason}" for number, _, reason in rejected[:3])
         more = f"; and {len(rejected) - 3} more" if len(rejected) > 3 else ""
-        log.warning("%d line%s of %s could not be imported (%s%s). They are kept in %s: fix them, copy the "
-                    "file to %s and run any loop command to import them.", len(rejected),
-                    "" if len(rejected) == 1 else "s", lines, reasons, more, target / SET_ASIDE, lines)
+        log.warning("%d line%s of %s could not be imported (%s%s). They are kept in %s: fix them there and "
+                    "move its folder to %s; the next command imports them.", len(rejected),
+                    "" if len(rejected) == 1 else "s", lines, reasons, more, target / kept, folder)
     return len(delivered) + len(waiting)
 
 
@@ -109,6 +112,14 @@ def _problem(record, postgres: bool) -> str | None:
         if postgres and "\x00" in text:
             return f"{key} holds a NUL character, which PostgreSQL cannot store"
     return None
+
+
+def _set_aside(where: Path, lines: list[bytes]) -> None:
+    """The lines set aside, as an archive of their own that imports once fixed: nothing in it counts
+    as delivered, so each draft's delivery asks the sheet first."""
+    where.mkdir(exist_ok=True)
+    (where / "traces.jsonl").write_bytes(b"".join(line if line.endswith(b"\n") else line + b"\n" for line in lines))
+    (where / "delivered.json").write_text(json.dumps({"offset": 0}), encoding="utf-8")
 
 
 def _text(value) -> str:
