@@ -47,8 +47,11 @@ def default_url(sheet: str, google: bool) -> str:
 
 @functools.cache
 def machine() -> str:
-    """This machine, as a name that survives a change of host name: /etc/machine-id where there is
-    one (systemd and dbus keep it), else the host name."""
+    """This machine, as a name that survives a change of host name: LOOP_MACHINE when set (a container
+    without a machine id of its own), else /etc/machine-id (systemd and dbus keep it), else the host name."""
+    named = os.environ.get("LOOP_MACHINE", "").strip()
+    if named:
+        return named.replace("/", "_")
     for name in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
         try:
             text = Path(name).read_text(encoding="ascii").strip()
