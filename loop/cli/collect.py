@@ -69,16 +69,30 @@ def _stdin_lines():
 @click.command(short_help="Deliver logged drafts still waiting for their sheet.")
 @click.option("--watch", type=click.FloatRange(min=0.1), metavar="SECONDS",
               help="Keep delivering, every SECONDS, until stopped (one service for a fleet of agent hosts).")
+@click.option("--workbook", "number", type=click.IntRange(min=1), metavar="NUMBER",
+              help="Deliver the drafts waiting for the store's workbook NUMBER (`loop status` names it), wherever "
+                   "this runs; with --sheet, to that file.")
 @common
-def sync(workspace, watch):
+def sync(workspace, watch, number):
     """Write to the sheet every logged draft that is still waiting for it (the workbook was open in
     Excel, locked, or unreachable when it was logged). With --watch, go on until stopped."""
+    from click.core import ParameterSource
+
     from loop.store import outbox
 
+    if number is not None:
+        named = click.get_current_context().get_parameter_source("sheet") == ParameterSource.COMMANDLINE
+        workspace = workspace.stored_workbook(number, workspace.settings.sheet if named else None)
     if watch is None:
         delivered = outbox.sync(workspace)
-        click.echo(f"Wrote {plural(delivered, 'pending draft')} to {workspace.settings.sheet}." if delivered
-                   else "No pending drafts: the sheet has every logged draft.")
+        if delivered:
+            click.echo(f"Wrote {plural(delivered, 'pending draft')} to {workspace.settings.sheet}.")
+            return
+        click.echo("No pending drafts: the sheet has every logged draft.")
+        others = sum(c.pending for c in workspace.store.counts() if c.identity != workspace.traces.identity)
+        if others:
+            click.echo(f"{plural(others, 'draft')} in the store {'waits' if others == 1 else 'wait'} for other "
+                       "workbooks; `loop status` names them, with the command that writes them.")
         return
     click.echo(f"Delivering drafts from {workspace.store.shown} to {workspace.settings.sheet} every {watch:g} s; "
                "Ctrl-C stops.", err=True)

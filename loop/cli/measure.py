@@ -144,10 +144,12 @@ def status(workspace, since):
     click.echo(f"Store: {state.store}" + (f", {plural(state.archived_drafts, 'archived draft')}."
                                            if state.archived_drafts else "."))
     if state.pending_drafts:
-        click.echo(f"Pending: {plural(state.pending_drafts, 'logged draft')} not in the sheet yet; `loop sync` writes them.")
+        click.echo(f"Pending: {plural(state.pending_drafts, 'logged draft')} not in the sheet yet; "
+                   f"`{state.sync_command}` writes them.")
     for other in state.elsewhere:
-        click.echo(f"Pending for {other.location}: {plural(other.pending, 'draft')} (`loop sync --sheet "
-                   f"{other.location}` writes them).")
+        there = " on another machine" if other.elsewhere else ""
+        click.echo(f"Pending for {shown(other.where)}{there}: {plural(other.pending, 'draft')} "
+                   f"(`{shown(other.command)}`{' run there' if there else ''} writes them).")
     if state.skipped:
         click.echo(f"Unreadable rows: {len(state.skipped)} (first: {shown(state.skipped[0])})")
     summary = ", ".join(f"{count} {name}" for name, count in sorted(state.edits.items())) or "none"

@@ -132,6 +132,7 @@ def _check_sheet(workspace, count: int) -> None:
                              "again. Nothing was logged.")
     if hasattr(workbook, "ensure_readable"):  # a local workbook: the write's own checks of its Drafts part
         workbook.ensure_readable(schema.DRAFTS, schema.DRAFT_HEADERS)
+    workspace.traces.check_workbook_id(workbook)  # another project's workbook: its drafts could never arrive
     left = workbook.rows_left(schema.DRAFTS)
     if left is not None and left < count:
         raise UsageError(f"The {schema.DRAFTS} tab of {workspace.settings.sheet} is full; take older drafts out with "

@@ -237,6 +237,8 @@ class WriteBatch:
     # an earlier attempt at these appends may have landed: skip each whose key is already in its tab
     recheck: bool = False
     deletions: list[DeleteRows] = field(default_factory=list)
+    # the id a local workbook must carry (given it when it has none); a write that delivers drafts sets it
+    workbook_id: str | None = None
 
     def __bool__(self) -> bool:
         return bool(self.new_tabs or self.appends or self.updates or self.grids or self.deletions)

@@ -31,13 +31,14 @@ from python_calamine import CalamineError, CalamineWorkbook
 
 from loop import files
 from loop.cell_values import as_text
-from loop.errors import RunFailure, TitleTaken, UsageError, WorkbookBusy
+from loop.errors import RunFailure, TitleTaken, UsageError, WorkbookBusy, WrongWorkbook
 from loop.sheets.base import Append, CellUpdate, DeleteRows, NewTab, Table, WriteBatch
 from loop.sheets.charts import chart_parts
 from loop.sheets.ooxml import EXCEL_MAX_ROWS, DamagedPart, PackageError, RowShift, column_letter
 from loop.sheets.package import Package, PartTooLarge, WriteRefused
 from loop.sheets.sheet_part import SheetPart, grown_table, moved_table, totals_rows
 from loop.sheets.tab_xml import grid_sheet_xml
+from loop.sheets.workbook_id import read_workbook_id, set_workbook_id
 
 log = logging.getLogger(__name__)
 EXCEL_CELL_LIMIT = 32_767
@@ -203,6 +204,7 @@ class XlsxWorkbook:
         if checked and (checked[0] is None or checked[0] != package.signature()):
             checked = None  # another version of the file since it was checked: read and check it again
         try:
+            self._check_workbook_id(package, batch.workbook_id)
             self._splice(package, batch, checked)
             titles = [title for title, _ in package.sheets()]
             written: dict[str, tuple[int, int]] = {}
@@ -218,6 +220,30 @@ class XlsxWorkbook:
             raise _damaged(self.path, error) from None
         finally:
             package.close()
+
+    def workbook_id(self) -> str | None:
+        """The id loop keeps in the workbook itself (`workbook_id.py`); None when it has none."""
+        try:
+            package = Package(str(self.path))
+        except (PackageError, zipfile.BadZipFile, KeyError, OSError, ValueError):
+            return None  # the write names what is wrong
+        try:
+            return read_workbook_id(package)
+        except (PackageError, zipfile.BadZipFile, zlib.error, KeyError, OSError, ValueError):
+            return None
+        finally:
+            package.close()
+
+    def _check_workbook_id(self, package: Package, expected: str | None) -> None:
+        """Refuse a write meant for another workbook, before anything is written; a workbook without an
+        id is given `expected`."""
+        if not expected:
+            return
+        found = read_workbook_id(package)
+        if found is None:
+            set_workbook_id(package, expected)
+        elif found != expected:
+            raise WrongWorkbook(self.path, found, expected)
 
     def _splice(self, package: Package, batch: WriteBatch, checked: tuple | None = None) -> None:
         """Apply the batch to the parts it touches; every other part stays as it is. A part `checked`

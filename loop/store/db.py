@@ -55,6 +55,14 @@ MIGRATIONS = [
     CREATE INDEX drafts_outbox ON drafts (workbook_id, state, seq);
     CREATE INDEX drafts_trace ON drafts (trace_id);
     """,
+    # the id a local workbook carries (its loop.workbook property), recorded on the first delivery to it;
+    # a table of its own, so recording it never waits for the row lock a deliverer holds on `workbooks`
+    """
+    CREATE TABLE workbook_ids (
+        workbook_id BIGINT PRIMARY KEY REFERENCES workbooks (id),
+        stamp TEXT NOT NULL
+    );
+    """,
 ]
 
 

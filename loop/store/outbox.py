@@ -51,7 +51,8 @@ def deliver(outbox: WorkbookStore, workbook, batch: WriteBatch | None = None, wa
             appends = [Append(schema.DRAFTS, schema.DRAFT_HEADERS, sheet_row(row), key="trace_id",
                               lines=schema.draft_lines(sheet_row(row))) for row in pending]
             batch = replace(batch, appends=batch.appends + appends,
-                            recheck=batch.recheck or any(row["state"] == SENT for row in pending))
+                            recheck=batch.recheck or any(row["state"] == SENT for row in pending),
+                            workbook_id=outbox.workbook_id_for(workbook))  # refuses another project's workbook
             outbox.mark(pending, SENT)
         try:
             workbook.write(batch, wait)
