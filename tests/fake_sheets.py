@@ -242,7 +242,9 @@ class FakeSheets(LocalServer):
         """Queue {"status": 429, "headers": {...}, "message": ...} or {"delay": s}, optionally with
         "match": "batchUpdate" | "batchGet" | "metadata" | "values" to wait for a request of that kind.
         With "after": True the request is applied first, then {"delay": s} holds the answer back or
-        {"drop": True} closes the connection without one: a write whose answer was lost."""
+        {"drop": True} closes the connection without one: a write whose answer was lost. {"call": f}
+        runs f() before the request is applied: another person editing the sheet at that moment
+        ({"match": ...} alone lets one such request pass untouched)."""
         with self._lock:
             self._faults.extend(actions)
 
@@ -304,6 +306,8 @@ class FakeSheets(LocalServer):
                 self._faults.remove(action)
         if action and action.get("after"):
             return action
+        if action and action.get("call"):
+            action["call"]()
         if action and action.get("delay"):
             time.sleep(action["delay"])
         if action and "status" in action:

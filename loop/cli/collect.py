@@ -102,6 +102,9 @@ def archive(workspace, older_than):
         click.echo(f"Kept {plural(result.unreviewed, 'unreviewed draft')} older than that: they wait for a review.")
     for trace_id in result.mismatched[:SHOW_SKIPPED]:
         click.echo(f"kept {shown(trace_id)}: the store does not hold it with the review the sheet shows", err=True)
+    for trace_id in result.changed[:SHOW_SKIPPED]:
+        click.echo(f"kept {shown(trace_id)}: it changed in the sheet while it was archived; its new review is in the "
+                   "store, and the next `loop archive` takes it out", err=True)
 
 
 @click.command(short_help="Run the bundled support agent over tickets; log its drafts.")

@@ -324,10 +324,18 @@ class XlsxWorkbook:
         return placed
 
     def _delete(self, package: Package, target: SheetPart, deletion: DeleteRows) -> None:
-        """Mark the rows whose key is one of the deletion's values, read off the key column now. Refused,
-        before anything is written, when formulas compute from the tab: they would point at other rows."""
-        rows = [number for number, value in target.column_values(target.find_column(deletion.key))
-                if as_text(value) in deletion.values]
+        """Mark the rows whose key is one of the deletion's values, read off the key column now, under
+        the lock and in the part about to be written: a row whose cells no longer hold what the deletion
+        expects stays. Refused, before anything is written, when formulas compute from the tab: they
+        would point at other rows."""
+
+        def now(number: int):
+            values = target.row_values(number)
+            return lambda name: values.get(target.find_column(name))
+
+        found = [(number, as_text(value)) for number, value in target.column_values(target.find_column(deletion.key))
+                 if as_text(value) in deletion.values]
+        rows = [number for number, key in found if key not in deletion.expected or deletion.still_as_read(key, now(number))]
         if not rows:
             return
         itself = target.has_formulas(deletion.tab)
