@@ -244,7 +244,8 @@ class FakeSheets(LocalServer):
         With "after": True the request is applied first, then {"delay": s} holds the answer back or
         {"drop": True} closes the connection without one: a write whose answer was lost. {"call": f}
         runs f() before the request is applied: another person editing the sheet at that moment
-        ({"match": ...} alone lets one such request pass untouched)."""
+        ({"match": ...} alone lets one such request pass untouched); with "after": True, once the
+        answer is made and before it is sent."""
         with self._lock:
             self._faults.extend(actions)
 
@@ -279,6 +280,8 @@ class FakeSheets(LocalServer):
             if bad_json or not isinstance(body, (dict, type(None))):
                 raise ApiError(400, "Invalid JSON payload received.")
             payload = self._route(method, path, query, body or {})
+            if after and after.get("call"):  # applied and answered as it stood; then another writer acts
+                after["call"]()
             if after and after.get("drop"):  # applied, then the connection broke before the answer
                 handler.close_connection = True
                 handler.connection.shutdown(2)

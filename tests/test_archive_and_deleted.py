@@ -181,3 +181,129 @@ def test_a_ticket_redacted_in_the_sheet_is_what_the_store_keeps_and_a_cut_thread
     record = held(shared_store)[trace_id]
     assert (record["state"], record["score"], record["ticket"]) == ("archived", "down", "My card [redacted] fails")
     assert record["thread"] == thread
+
+
+# --- 17: rows a person deleted -----------------------------------------------------------------------
+
+
+def recent_rows() -> list[dict]:
+    return [draft(trace_id=f"f{i}", days_ago=i + 1, comment=f"too long {i}", prompt_version="v1") for i in range(4)] + [
+        draft(trace_id=f"s{i}", days_ago=i + 1, score="👍", comment="", prompt_version="v1") for i in range(3)]
+
+
+def delete_by_hand(sheet, *trace_ids: str) -> None:
+    """A person selects rows of the Drafts tab and deletes them (Excel; the Sheets API, as the web app does)."""
+    if sheet.name == "xlsx":
+        book = openpyxl.load_workbook(sheet.path)
+        tab = book[schema.DRAFTS]
+        column = next(c.column for c in tab[1] if c.value == "trace_id")
+        for row in sorted((r for r in range(2, tab.max_row + 1) if tab.cell(r, column).value in trace_ids),
+                          reverse=True):
+            tab.delete_rows(row)
+        book.save(sheet.path)
+        return
+    from loop.sheets import open_workbook
+
+    values = sheet.fake.values(KEY, schema.DRAFTS)
+    column = values[0].index("trace_id")
+    doomed = sorted((i for i, row in enumerate(values) if i and row and row[column] in trace_ids), reverse=True)
+    open_workbook(KEY)._http.batch_update(KEY, {"requests": [
+        {"deleteDimension": {"range": {"sheetId": 0, "dimension": "ROWS", "startIndex": i, "endIndex": i + 1}}}
+        for i in doomed]})
+
+
+def reviewed(sheet, report_json: str) -> tuple[int, int]:
+    """(reviewed, 👍) over every version, from `loop report --json` and from the Dashboard it wrote."""
+    from tests.test_report import VERSION_HEADERS, dashboard_rows, section
+
+    figures = json.loads(report_json)["versions"]
+    on_dashboard = section(dashboard_rows(sheet), VERSION_HEADERS)
+    assert sum(int(v["reviewed"]) for v in on_dashboard) == sum(v["reviewed"] for v in figures)
+    return sum(v["reviewed"] for v in figures), sum(v["up"] for v in figures)
+
+
+def states(store_url: str) -> dict[str, str]:
+    return dict(stored(store_url, "SELECT trace_id, state FROM drafts"))
+
+
+def test_rows_deleted_by_hand_leave_the_figures_and_come_back_with_their_reviews(sheet, shared_store, model, cli):
+    sheet.create(recent_rows())
+    assert reviewed(sheet, run("report", "--json")) == (7, 3)
+    delete_by_hand(sheet, "f1", "s2")
+    assert reviewed(sheet, run("report", "--json")) == (5, 2)  # report and the Dashboard
+    assert {t for t, s in states(shared_store).items() if s == "deleted"} == {"f1", "s2"}
+    assert "2 drafts deleted from the sheet (`loop sync --restore-deleted` puts them back)" in run("status")
+    out = cli("improve", "--since", "30d", "--no-check").output
+    assert "3 failures, 2 successes" in out  # its window
+    assert "f1" not in json.dumps(model.requests)
+
+    out = run("sync", "--restore-deleted", "s2", "nope")
+    assert "Restored 1 deleted draft" in out and "not restored nope" in out
+    assert "Restored 1 deleted draft" in run("sync", "--restore-deleted")
+    assert "Restored 0 deleted drafts" in run("sync", "--restore-deleted")
+    back = {r["trace_id"]: r for r in sheet.tab(schema.DRAFTS)}
+    assert (back["f1"]["score"], back["f1"]["comment"]) == ("👎", "too long 1")
+    assert (back["s2"]["score"], back["s2"]["comment"] or "") == ("👍", "")
+    assert reviewed(sheet, run("report", "--json")) == (7, 3)
+    assert set(states(shared_store).values()) == {"delivered"}
+    assert "deleted from the sheet" not in run("status")
+
+
+def test_a_row_put_back_by_hand_counts_again_and_is_never_written_twice(sheet, shared_store):
+    sheet.create(recent_rows())
+    run("report")
+    delete_by_hand(sheet, "f0", "f1")
+    run("status")
+    assert (states(shared_store)["f0"], states(shared_store)["f1"]) == ("deleted", "deleted")
+    sheet.create(recent_rows())  # an undo in the sheet: the rows are there again
+    assert "Restored 1 deleted draft" in run("sync", "--restore-deleted", "f0")  # before any read saw the undo
+    assert ids(sheet).count("f0") == 1
+    run("status")
+    assert set(states(shared_store).values()) == {"delivered"}
+    assert reviewed(sheet, run("report", "--json")) == (7, 3)
+
+
+def test_only_a_delivered_draft_missing_from_the_whole_tab_counts_as_deleted(sheet, shared_store):
+    from loop import log_draft
+
+    rows = recent_rows()
+    sheet.create(rows + [draft(trace_id="old", days_ago=100)])
+    run("archive", "--older-than", "30d")
+    rows[0]["score"] = "maybe"  # a reviewer's typo: the row is skipped, yet the tab holds its trace id
+    sheet.create(rows)
+    run("report")
+    waiting = log_draft(ticket="t", draft="d", wait=False)  # pending: not in the sheet yet
+    stored(shared_store, "UPDATE drafts SET state = 'sent' WHERE trace_id = 's0'")  # a write that may have landed
+    delete_by_hand(sheet, "s0")
+    assert "deleted from the sheet" not in run("status")
+    assert states(shared_store) == {**{r["trace_id"]: "delivered" for r in rows}, "old": "archived",
+                                    waiting: "pending", "s0": "sent"}
+
+
+def test_a_draft_delivered_while_the_sheet_is_read_is_not_taken_for_deleted(workspace, google, shared_store,
+                                                                          monkeypatch):
+    """A second process delivers a draft right after `loop report` read the tab: the store says
+    delivered, the rows read do not hold it; the second look does."""
+    from loop import log_draft
+
+    sheet = GoogleSheet(google)
+    sheet.create(recent_rows())
+    monkeypatch.setenv("LOOP_SHEET", KEY)
+    waiting = log_draft(ticket="late", draft="d", wait=False)
+
+    def deliver():
+        env = dict(os.environ, LOOP_SHEET=KEY)
+        subprocess.run([sys.executable, "-m", "loop", "sync"], cwd=workspace, env=env, check=True, capture_output=True)
+
+    google.fail({"match": "batchGet", "after": True, "call": deliver})
+    run("report")
+    assert states(shared_store)[waiting] == "delivered" and waiting in ids(sheet)
+
+
+def test_a_drafts_tab_that_cannot_be_read_marks_nothing_deleted(sheet, shared_store):
+    sheet.create(recent_rows())
+    run("report")
+    sheet.create([{"ticket": "t"}], headers=["ticket", "draft", "score", "comment", "created_at"])  # no trace_id
+    run("status", code=2)
+    run("report", code=2)
+    assert set(states(shared_store).values()) == {"delivered"}

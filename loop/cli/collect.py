@@ -69,12 +69,18 @@ def _stdin_lines():
 @click.command(short_help="Deliver logged drafts still waiting for their sheet.")
 @click.option("--watch", type=click.FloatRange(min=0.1), metavar="SECONDS",
               help="Keep delivering, every SECONDS, until stopped (one service for a fleet of agent hosts).")
+@click.option("--restore-deleted", is_flag=True,
+              help="First put back the drafts whose rows a person deleted from the sheet (all, or the TRACE_IDs named).")
+@click.argument("trace_ids", nargs=-1, metavar="[TRACE_ID]...")
 @common
-def sync(workspace, watch):
+def sync(workspace, watch, restore_deleted, trace_ids):
     """Write to the sheet every logged draft that is still waiting for it (the workbook was open in
-    Excel, locked, or unreachable when it was logged). With --watch, go on until stopped."""
+    Excel, locked, or unreachable when it was logged). With --watch, go on until stopped. With
+    --restore-deleted, first put back drafts whose rows a person deleted, with their reviews."""
     from loop.store import outbox
 
+    if restore_deleted or trace_ids:
+        _restore_deleted(workspace, restore_deleted, trace_ids)
     if watch is None:
         delivered = outbox.sync(workspace)
         click.echo(f"Wrote {plural(delivered, 'pending draft')} to {workspace.settings.sheet}." if delivered
@@ -83,6 +89,19 @@ def sync(workspace, watch):
     click.echo(f"Delivering drafts from {workspace.store.shown} to {workspace.settings.sheet} every {watch:g} s; "
                "Ctrl-C stops.", err=True)
     outbox.watch(workspace, watch)
+
+
+def _restore_deleted(workspace, asked: bool, trace_ids) -> None:
+    """Deleted drafts (all, or those named) made to wait for the sheet again; the sync then writes them."""
+    from loop.errors import UsageError
+
+    if not asked:
+        raise UsageError("Trace ids go with --restore-deleted: loop sync --restore-deleted TRACE_ID…")
+    restored = workspace.traces.restore_deleted(list(trace_ids) or None)
+    for trace_id in [t for t in dict.fromkeys(trace_ids) if t not in set(restored)][:SHOW_SKIPPED]:
+        click.echo(f"not restored {shown(trace_id)}: the store holds no deleted draft of this workbook with that id",
+                   err=True)
+    click.echo(f"Restored {plural(len(restored), 'deleted draft')}; they go back to the sheet with their reviews.")
 
 
 @click.command(short_help="Take old reviewed drafts out of the Drafts tab; the store keeps them.")

@@ -18,7 +18,7 @@ from loop.cell_values import as_text, cell_text, window_start
 from loop.reviews import Draft, read_drafts
 from loop.sheets import DeleteRows, WriteBatch
 from loop.store import ARCHIVED, DELIVERED, FIELDS, REVIEW_FIELDS
-from loop.store.history import record_reviews, review_of
+from loop.store.history import record_reviews, review_of, trace_ids
 
 # The cells of a row the store keeps: what the delete checks the row still shows.
 KEPT = (*FIELDS, *REVIEW_FIELDS)
@@ -64,7 +64,7 @@ def archive(workspace, older_than: str, now: datetime | None = None) -> ArchiveR
             outbox.set_state(chosen, DELIVERED, only_from=ARCHIVED)
             raise
         table = _drafts_tab(workbook)
-        report.changed = sorted(plan.chosen & _trace_ids(table))  # a person changed them since the read
+        report.changed = sorted(plan.chosen & trace_ids(table))  # a person changed them since the read
         outbox.set_state(report.changed, DELIVERED, only_from=ARCHIVED)
         report.archived += len(chosen) - len(report.changed)
         if not report.changed:
@@ -146,11 +146,6 @@ def _cells(table, row: list) -> dict[str, str]:
 def _rows_by_id(table) -> dict[str, list]:
     column = table.column("trace_id")
     return {as_text(row[column]): row for row in table.rows if column < len(row)}
-
-
-def _trace_ids(table) -> set[str]:
-    column = table.column("trace_id")
-    return {as_text(row[column]) for row in table.rows if column < len(row)} - {""}
 
 
 def _repeated_ids(table) -> set[str]:

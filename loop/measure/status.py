@@ -1,4 +1,5 @@
-"""`loop status`: what is pending, read in one pass over the workbook."""
+"""`loop status`: what is pending, read in one pass over the workbook (a second only to confirm that
+rows a person deleted are gone), and what the store holds beside the sheet."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from loop.improver.edits import APPLIED, PROPOSED, ROLLED_BACK
 from loop.improver.edits import edit_rows, edit_titles
 from loop.prompt_store import Version
 from loop.reviews import Draft, SkippedRow, read_drafts
+from loop.store.history import note_deletions
 from loop.workspace import Workspace
 
 APPROVED = "approved, not yet applied"
@@ -31,6 +33,7 @@ class Status:
     prompt_exists: bool = True
     pending_drafts: int = 0  # logged, waiting in the store for the sheet
     archived_drafts: int = 0  # taken out of the sheet by `loop archive`, kept in the store
+    deleted_drafts: int = 0  # their rows deleted from the sheet by a person, kept in the store
     store: str = ""  # its URL, password masked
     elsewhere: list = field(default_factory=list)  # other workbooks of the store with drafts waiting
 
@@ -56,10 +59,12 @@ def status(where: Settings | Workspace, since: str = "14d", now: datetime | None
     result.version = store.current()
     result.hand_edited = store.hand_edited()
     outbox = workspace.traces
+    note_deletions(outbox, tables[schema.DRAFTS], workspace.read_drafts_tab)
     result.store = workspace.store.shown
     for count in workspace.store.counts():
         if count.identity == outbox.identity:
             result.pending_drafts, result.archived_drafts = count.pending, count.archived
+            result.deleted_drafts = count.deleted
         elif count.pending:
             result.elsewhere.append(count)
     return result
