@@ -59,7 +59,7 @@ def archive(workspace, older_than: str, now: datetime | None = None) -> ArchiveR
         outbox.set_state(chosen, ARCHIVED)  # first, so a crash after the write still counts them archived
         try:
             workspace.write(WriteBatch(deletions=[DeleteRows(schema.DRAFTS, "trace_id", frozenset(chosen),
-                                                             plan.expected)]))
+                                                             plan.expected, table.version)]))
         except BaseException:
             outbox.set_state(chosen, DELIVERED, only_from=ARCHIVED)
             raise
@@ -98,6 +98,7 @@ def _plan(outbox, table, cutoff: datetime, limit: int, report: ArchiveReport) ->
     held = outbox.reviews()
     repeated = _repeated_ids(table)  # a row copied by hand: its copies are not all known to the store
     rows = _rows_by_id(table)
+    columns = {name: index for name in KEPT for index in [table.column(name)] if index is not None}
     plan = _Plan(len(drafts))
     report.mismatched = []
     for draft in reviewed:
@@ -106,7 +107,7 @@ def _plan(outbox, table, cutoff: datetime, limit: int, report: ArchiveReport) ->
         same_text = all(_same(getattr(draft, name), record.get(name), limit) for name in present)
         if same_review and same_text and draft.trace_id not in repeated:
             plan.chosen.add(draft.trace_id)
-            plan.expected[draft.trace_id] = _cells(table, rows[draft.trace_id])
+            plan.expected[draft.trace_id] = _cells(columns, rows[draft.trace_id])
         else:
             report.mismatched.append(draft.trace_id)
     return plan
@@ -124,19 +125,18 @@ def _edited_text(draft: Draft, record: dict | None, present: list[str], limit: i
 def _same(shown: str, stored: str | None, limit: int) -> bool:
     """Whether the sheet's text is the stored text as a cell of `limit` characters shows it (cut, and
     with what XML cannot hold replaced)."""
+    if shown == stored:
+        return True
     stored = (stored or "").replace("\r\n", "\n")
     shown = shown.replace("\r\n", "\n")
     return shown in (as_text(stored), as_text(cell_text(stored, limit)))
 
 
-def _cells(table, row: list) -> dict[str, str]:
-    """The cells the store keeps of a row, as text; a date or time cell is left unchecked (the two ways a
-    workbook is read give it in different forms)."""
+def _cells(columns: dict[str, int], row: list) -> dict[str, str]:
+    """The cells the store keeps of a row (`columns`: field → its index), as text; a date or time cell is
+    left unchecked (the two ways a workbook is read give it in different forms)."""
     cells = {}
-    for name in KEPT:
-        index = table.column(name)
-        if index is None:
-            continue
+    for name, index in columns.items():
         value = row[index] if index < len(row) else None
         if value is None or isinstance(value, (str, bool, int, float)):
             cells[name] = as_text(value)

@@ -22,6 +22,7 @@ class Table:
     headers: list[str]
     rows: list[list[object]]
     first_row: int = 2
+    version: object = None  # which version of the workbook the rows were read from, where the backend can tell
 
     def column(self, name: str) -> int | None:
         """Index of the column whose header matches `name` (case, spaces, `_` and `-` ignored)."""
@@ -219,12 +220,14 @@ class DeleteRows:
     elsewhere meanwhile is still the one removed; a value no row holds is passed over. With `expected`
     (key value → {column: its text as the caller read it}) a row goes only if those cells still hold
     that text when the write happens: a row a person changed since is passed over, so what the caller
-    kept of it is what the sheet showed when it went."""
+    kept of it is what the sheet showed when it went. A backend that finds the workbook still at the
+    version `read_from` names knows no row changed, and compares none."""
 
     tab: str
     key: str
     values: frozenset[str]
     expected: Mapping[str, Mapping[str, str]] = field(default_factory=dict, hash=False)
+    read_from: object = None  # the `Table.version` they were read from: found unchanged, no row is compared
 
     def still_as_read(self, key_value: str, cell: Callable[[str], object]) -> bool:
         """Whether the row holding `key_value` still shows what the caller read; `cell(column)` is its

@@ -78,6 +78,7 @@ class XlsxWorkbook:
 
     def read(self, titles: list[str]) -> dict[str, Table]:
         self._book = None  # read what is on disk now, not what titles() saw
+        before = _version(self.path)
         book = self._calamine(titles)
         tables = {}
         for title in titles:
@@ -94,6 +95,9 @@ class XlsxWorkbook:
             if any(len(row) > len(headers) for row in body[:1]):
                 body = [row[: len(headers)] for row in body]
             tables[title] = Table(title, headers, body)
+        if before is not None and _version(self.path) == before:  # one version of the file throughout
+            for table in tables.values():
+                table.version = before
         return tables
 
     def _check_sizes(self, titles) -> None:
@@ -335,7 +339,9 @@ class XlsxWorkbook:
 
         found = [(number, as_text(value)) for number, value in target.column_values(target.find_column(deletion.key))
                  if as_text(value) in deletion.values]
-        rows = [number for number, key in found if key not in deletion.expected or deletion.still_as_read(key, now(number))]
+        unchanged = deletion.read_from is not None and deletion.read_from == package.signature()
+        rows = [number for number, key in found
+                if unchanged or key not in deletion.expected or deletion.still_as_read(key, now(number))]
         if not rows:
             return
         itself = target.has_formulas(deletion.tab)
@@ -383,6 +389,15 @@ def verify(path: Path, titles: list[str], written: dict[str, tuple[int, int]]) -
     missing = [title for title in titles if title not in seen]
     if missing:
         raise RunFailure(f"The saved workbook lacks tabs {missing}; {path.name} was left as it was.")
+
+
+def _version(path: Path) -> tuple | None:
+    """The file's version as `Package.signature` names it (inode, size, modification time)."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns
 
 
 def _check_format(path: Path) -> None:
