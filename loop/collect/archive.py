@@ -38,9 +38,10 @@ class ArchiveReport:
 
 @dataclass
 class _Plan:
-    drafts: int = 0
     chosen: set[str] = field(default_factory=set)
-    expected: dict[str, dict[str, str]] = field(default_factory=dict)
+    expected: dict[str, dict[str, str]] = field(default_factory=dict)  # trace id → its cells, as read
+    unreviewed: int = 0
+    mismatched: list[str] = field(default_factory=list)
 
 
 def archive(workspace, older_than: str, now: datetime | None = None) -> ArchiveReport:
@@ -51,8 +52,8 @@ def archive(workspace, older_than: str, now: datetime | None = None) -> ArchiveR
     report = ArchiveReport(cutoff)
     table = _drafts_tab(workbook)
     for _ in range(ATTEMPTS):
-        plan = _plan(outbox, table, cutoff, workbook.cell_limit, report)
-        report.changed = []
+        plan = _plan(outbox, table, cutoff, workbook.cell_limit)
+        report.unreviewed, report.mismatched, report.changed = plan.unreviewed, plan.mismatched, []
         if not plan.chosen:
             break
         chosen = sorted(plan.chosen)
@@ -70,7 +71,7 @@ def archive(workspace, older_than: str, now: datetime | None = None) -> ArchiveR
         if not report.changed:
             break
     if report.changed:  # changed again during the second write: their newest review and text are kept
-        _plan(outbox, table, cutoff, workbook.cell_limit, ArchiveReport(cutoff))
+        _plan(outbox, table, cutoff, workbook.cell_limit)
     report.left = len(read_drafts(table)[0])
     report.in_store = next((c.archived for c in workspace.store.counts() if c.identity == outbox.identity), 0)
     return report
@@ -80,13 +81,13 @@ def _drafts_tab(workbook):
     return workbook.read([schema.DRAFTS]).get(schema.DRAFTS)
 
 
-def _plan(outbox, table, cutoff: datetime, limit: int, report: ArchiveReport) -> _Plan:
+def _plan(outbox, table, cutoff: datetime, limit: int) -> _Plan:
     """Record the sheet's reviews and edited text in the store, then choose the old reviewed drafts the
     store holds exactly as the sheet shows them, each with the cells the delete must still find."""
     drafts, _ = read_drafts(table)
     record_reviews(outbox, drafts)
     old = [d for d in drafts if d.created_at < cutoff]
-    report.unreviewed = sum(d.score is None for d in old)
+    plan = _Plan(unreviewed=sum(d.score is None for d in old))
     reviewed = [d for d in old if d.score is not None]
     present = [name for name in FIELDS if table.column(name) is not None]
     ids = {d.trace_id for d in reviewed}
@@ -99,8 +100,6 @@ def _plan(outbox, table, cutoff: datetime, limit: int, report: ArchiveReport) ->
     repeated = _repeated_ids(table)  # a row copied by hand: its copies are not all known to the store
     rows = _rows_by_id(table)
     columns = {name: index for name in KEPT for index in [table.column(name)] if index is not None}
-    plan = _Plan(len(drafts))
-    report.mismatched = []
     for draft in reviewed:
         stored, record = held.get(draft.trace_id), whole.get(draft.trace_id, {})
         same_review = stored and all((stored.get(k) or None) == (v or None) for k, v in review_of(draft).items())
@@ -109,7 +108,7 @@ def _plan(outbox, table, cutoff: datetime, limit: int, report: ArchiveReport) ->
             plan.chosen.add(draft.trace_id)
             plan.expected[draft.trace_id] = _cells(columns, rows[draft.trace_id])
         else:
-            report.mismatched.append(draft.trace_id)
+            plan.mismatched.append(draft.trace_id)
     return plan
 
 
