@@ -4,7 +4,7 @@ sheet, so history outlives the sheet's rows.
 
 The sheet is where people work: a delivered draft whose row a person deleted is out of the figures.
 The store keeps it as `deleted` (`loop sync --restore-deleted` puts it back), and a row that
-reappears in the sheet (an undo, a paste) is delivered again."""
+reappears in the sheet (an undo, a paste) counts again."""
 
 from __future__ import annotations
 
@@ -55,7 +55,10 @@ def note_deletions(outbox: WorkbookStore, table, read_again=None) -> set[str]:
     (`table`, every row, readable or not) no longer holds, and mark delivered again the deleted ones it
     holds; returns those newly deleted. A draft pending, sent or archived is never counted deleted.
     Before marking any, the tab is read again (`read_again`): a draft delivered by another process
-    while `table` was read is in the sheet by then. Without that second look nothing is marked."""
+    while `table` was read is in the sheet by then. Without that second look, or without a trace_id
+    column in either read, nothing is marked."""
+    if table.column("trace_id") is None:
+        return set()
     present = trace_ids(table)
     back = sorted(outbox.in_state(DELETED) & present)
     if back:
@@ -64,7 +67,7 @@ def note_deletions(outbox: WorkbookStore, table, read_again=None) -> set[str]:
     if not missing or read_again is None:
         return set()
     again = read_again()
-    if again is None:
+    if again is None or again.column("trace_id") is None:
         return set()
     missing -= trace_ids(again)
     outbox.set_state(sorted(missing), DELETED, only_from=DELIVERED)
