@@ -164,9 +164,15 @@ class Workspace:
 
     def drafts(self, table) -> tuple[list[Draft], list[SkippedRow]]:
         """The Drafts tab's reviews, recorded in the store, with the drafts only the store still holds
-        (archived, or deleted from the sheet), every cut field made whole."""
+        (archived; not rows a person deleted), every cut field made whole."""
         from loop.reviews import read_drafts
         from loop.store.history import with_history
 
         drafts, skipped = read_drafts(table)
-        return with_history(self.traces, drafts), skipped
+        return with_history(self.traces, drafts, table, self.read_drafts_tab), skipped
+
+    def read_drafts_tab(self):
+        """The Drafts tab as the workbook holds it now (None when it has none)."""
+        from loop import schema
+
+        return self.workbook.read([schema.DRAFTS]).get(schema.DRAFTS)

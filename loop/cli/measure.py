@@ -141,8 +141,10 @@ def status(workspace, since):
     click.echo(f"Drafts: {len(state.drafts)} in all; since {state.since:%Y-%m-%d}: {len(recent)}, of which "
                f"{sum(d.score is None for d in recent)} unreviewed, {plural(sum(d.is_failure for d in recent), 'failure')}, "
                f"{plural(sum(d.is_success for d in recent), 'success', 'successes')}.")
-    click.echo(f"Store: {state.store}" + (f", {plural(state.archived_drafts, 'archived draft')}."
-                                           if state.archived_drafts else "."))
+    held = [plural(state.archived_drafts, 'archived draft')] if state.archived_drafts else []
+    held += [f"{plural(state.deleted_drafts, 'draft')} deleted from the sheet (`loop sync --restore-deleted` "
+             "puts them back)"] if state.deleted_drafts else []
+    click.echo(f"Store: {state.store}" + (f", {', '.join(held)}." if held else "."))
     if state.pending_drafts:
         click.echo(f"Pending: {plural(state.pending_drafts, 'logged draft')} not in the sheet yet; "
                    f"`{state.sync_command}` writes them.")

@@ -1,4 +1,5 @@
-"""`loop status`: what is pending, read in one pass over the workbook."""
+"""`loop status`: what is pending, read in one pass over the workbook (a second only to confirm that
+rows a person deleted are gone), and what the store holds beside the sheet."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from loop.improver.edits import APPLIED, PROPOSED, ROLLED_BACK
 from loop.improver.edits import edit_rows, edit_titles
 from loop.prompt_store import Version
 from loop.reviews import Draft, SkippedRow, read_drafts
+from loop.store.history import note_deletions
 from loop.workspace import Workspace
 
 APPROVED = "approved, not yet applied"
@@ -33,6 +35,7 @@ class Status:
     prompt_exists: bool = True
     pending_drafts: int = 0  # logged, waiting in the store for the sheet
     archived_drafts: int = 0  # taken out of the sheet by `loop archive`, kept in the store
+    deleted_drafts: int = 0  # their rows deleted from the sheet by a person, kept in the store
     store: str = ""  # its URL, password masked
     elsewhere: list = field(default_factory=list)  # other workbooks of the store with drafts waiting: Waiting
     sync_command: str = "loop sync"  # what delivers this workbook's pending drafts, run where status runs
@@ -69,11 +72,13 @@ def status(where: Settings | Workspace, since: str = "14d", now: datetime | None
     result.version = store.current()
     result.hand_edited = store.hand_edited()
     outbox = workspace.traces
+    note_deletions(outbox, tables[schema.DRAFTS], workspace.read_drafts_tab)
     result.store = workspace.store.shown
     result.sync_command = sync_command(workspace)
     for count in workspace.store.counts():
         if count.identity == outbox.identity:
             result.pending_drafts, result.archived_drafts = count.pending, count.archived
+            result.deleted_drafts = count.deleted
         elif count.pending:
             place = workspace.place_of(workspace.store.stored(count.number))
             result.elsewhere.append(Waiting(_shown_path(place) if place else count.location, count.pending,

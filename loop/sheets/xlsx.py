@@ -79,6 +79,7 @@ class XlsxWorkbook:
 
     def read(self, titles: list[str]) -> dict[str, Table]:
         self._book = None  # read what is on disk now, not what titles() saw
+        before = _version(self.path)
         book = self._calamine(titles)
         tables = {}
         for title in titles:
@@ -95,6 +96,9 @@ class XlsxWorkbook:
             if any(len(row) > len(headers) for row in body[:1]):
                 body = [row[: len(headers)] for row in body]
             tables[title] = Table(title, headers, body)
+        if before is not None and _version(self.path) == before:  # one version of the file throughout
+            for table in tables.values():
+                table.version = before
         return tables
 
     def _check_sizes(self, titles) -> None:
@@ -350,10 +354,20 @@ class XlsxWorkbook:
         return placed
 
     def _delete(self, package: Package, target: SheetPart, deletion: DeleteRows) -> None:
-        """Mark the rows whose key is one of the deletion's values, read off the key column now. Refused,
-        before anything is written, when formulas compute from the tab: they would point at other rows."""
-        rows = [number for number, value in target.column_values(target.find_column(deletion.key))
-                if as_text(value) in deletion.values]
+        """Mark the rows whose key is one of the deletion's values, read off the key column now, under
+        the lock and in the part about to be written: a row whose cells no longer hold what the deletion
+        expects stays. Refused, before anything is written, when formulas compute from the tab: they
+        would point at other rows."""
+
+        def now(number: int):
+            values = target.row_values(number)
+            return lambda name: values.get(target.find_column(name))
+
+        found = [(number, as_text(value)) for number, value in target.column_values(target.find_column(deletion.key))
+                 if as_text(value) in deletion.values]
+        unchanged = deletion.read_from is not None and deletion.read_from == package.signature()
+        rows = [number for number, key in found
+                if unchanged or key not in deletion.expected or deletion.still_as_read(key, now(number))]
         if not rows:
             return
         itself = target.has_formulas(deletion.tab)
@@ -401,6 +415,15 @@ def verify(path: Path, titles: list[str], written: dict[str, tuple[int, int]]) -
     missing = [title for title in titles if title not in seen]
     if missing:
         raise RunFailure(f"The saved workbook lacks tabs {missing}; {path.name} was left as it was.")
+
+
+def _version(path: Path) -> tuple | None:
+    """The file's version as `Package.signature` names it (inode, size, modification time)."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns
 
 
 def _check_format(path: Path) -> None:

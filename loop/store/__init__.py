@@ -7,7 +7,9 @@ the SQL in `db.py` is the same for both.
 
 A draft moves through states: `pending` (committed, not yet in its sheet), `sent` (a write that
 carries it has started, so it may have landed: the next delivery looks before repeating it),
-`delivered`, and `archived` (taken out of the sheet by `loop archive`, kept here).
+`delivered`, and `archived` (taken out of the sheet by `loop archive`, kept here). A delivered
+draft whose row a person deleted from the sheet is `deleted`: out of the figures, kept here, and
+put back by `loop sync --restore-deleted`.
 """
 
 from __future__ import annotations
@@ -23,13 +25,14 @@ from pathlib import Path
 from loop.store.db import Database, connect, sqlite_path
 
 PENDING, SENT, DELIVERED, ARCHIVED = "pending", "sent", "delivered", "archived"
+DELETED = "deleted"  # delivered, then its row deleted from the sheet by a person
 FIELDS = ("ticket", "draft", "ticket_id", "thread", "kb_sources", "prompt_version")
 REVIEW_FIELDS = ("score", "comment", "final_reply", "reviewer", "judge_score", "judge_comment", "judge_version",
                  "pattern")
 # The most drafts one delivery writes; `loop sync` goes on until none wait.
 DELIVERY_BATCH = 2000
 
-__all__ = ["ARCHIVED", "DELIVERED", "PENDING", "SENT", "Store", "WorkbookStore", "default_url", "identity_of",
+__all__ = ["ARCHIVED", "DELETED", "DELIVERED", "PENDING", "SENT", "Store", "WorkbookStore", "default_url", "identity_of",
            "sqlite_path"]
 
 
@@ -117,6 +120,7 @@ class WorkbookCount:
     delivered: int
     archived: int
     number: int = 0  # the store's own number for the workbook: `loop sync --workbook NUMBER`
+    deleted: int = 0
 
 
 class Store:
@@ -154,14 +158,15 @@ class Store:
             "d.workbook_id = w.id AND d.state IN (?, ?)) ORDER BY id", (PENDING, SENT))]
 
     def counts(self) -> list[WorkbookCount]:
-        """Per workbook: drafts waiting for it, in it, and archived out of it."""
+        """Per workbook: drafts waiting for it, in it, archived out of it, and deleted from it by a person."""
         rows = self.db.execute(
             "SELECT w.identity, w.location, "
             "SUM(CASE WHEN d.state IN (?, ?) THEN 1 ELSE 0 END), SUM(CASE WHEN d.state = ? THEN 1 ELSE 0 END), "
-            "SUM(CASE WHEN d.state = ? THEN 1 ELSE 0 END), w.id "
+            "SUM(CASE WHEN d.state = ? THEN 1 ELSE 0 END), w.id, SUM(CASE WHEN d.state = ? THEN 1 ELSE 0 END) "
             "FROM workbooks w JOIN drafts d ON d.workbook_id = w.id GROUP BY w.id, w.identity, w.location ORDER BY w.id",
-            (PENDING, SENT, DELIVERED, ARCHIVED))
-        return [WorkbookCount(i, loc, int(p or 0), int(d or 0), int(a or 0), int(n)) for i, loc, p, d, a, n in rows]
+            (PENDING, SENT, DELIVERED, ARCHIVED, DELETED))
+        return [WorkbookCount(i, loc, int(p or 0), int(d or 0), int(a or 0), int(n), int(x or 0))
+                for i, loc, p, d, a, n, x in rows]
 
     def place(self, identity: str) -> str | None:
         """Where a workbook the store knows is, from this machine: a Google Sheet's key, a local
@@ -245,10 +250,11 @@ class WorkbookStore:
 
     def pending(self, limit: int | None = DELIVERY_BATCH) -> list[dict]:
         """The drafts waiting for this workbook, oldest first, with whether a write may have carried them."""
+        columns = (*_COLUMNS, *REVIEW_FIELDS)  # a restored draft goes back with its review
         rows = self.db.execute(
-            f"SELECT seq, state, {', '.join(_COLUMNS)} FROM drafts WHERE workbook_id = ? AND state IN (?, ?) "
+            f"SELECT seq, state, {', '.join(columns)} FROM drafts WHERE workbook_id = ? AND state IN (?, ?) "
             "ORDER BY seq" + (f" LIMIT {int(limit)}" if limit else ""), (self.id, PENDING, SENT))
-        return [{"seq": seq, "state": state, **dict(zip(_COLUMNS, values))} for seq, state, *values in rows]
+        return [{"seq": seq, "state": state, **dict(zip(columns, values))} for seq, state, *values in rows]
 
     def waiting(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM drafts WHERE workbook_id = ? AND state IN (?, ?)",
@@ -308,6 +314,33 @@ class WorkbookStore:
                 f"VALUES ({', '.join('?' * (len(columns) + 3))}) ON CONFLICT (workbook_id, trace_id) DO NOTHING",
                 [(self.id, DELIVERED, stamp, *(r.get(c) if c in _NULLABLE else r.get(c) or "" for c in columns))
                  for r in adopted])
+
+    def record_text(self, changed: list[dict]) -> None:
+        """Keep the text the sheet shows where a person edited it (a ticket redacted in the sheet): the
+        fields each row names, in one transaction."""
+        with self.db.transaction() as db:
+            for row in changed:
+                names = [name for name in FIELDS if name in row]
+                if names:
+                    db.execute(f"UPDATE drafts SET {', '.join(f'{n} = ?' for n in names)} WHERE workbook_id = ? "
+                               "AND trace_id = ?", (*(row[n] for n in names), self.id, row["trace_id"]))
+
+    def in_state(self, state: str) -> set[str]:
+        """The trace ids of this workbook's drafts in `state`."""
+        return {row[0] for row in self.db.execute("SELECT trace_id FROM drafts WHERE workbook_id = ? AND state = ?",
+                                                  (self.id, state))}
+
+    def restore_deleted(self, trace_ids: list[str] | None = None) -> list[str]:
+        """Drafts whose rows a person deleted (all, or those named), made to wait for the sheet again:
+        as `sent`, so the delivery first looks whether the sheet holds them (put back by hand) and
+        writes only the rest. Returns those it restored."""
+        with self.db.transaction() as db:
+            held = [row[0] for row in db.execute(
+                "SELECT trace_id FROM drafts WHERE workbook_id = ? AND state = ? ORDER BY seq", (self.id, DELETED))]
+            chosen = [t for t in held if trace_ids is None or t in set(trace_ids)]
+            db.executemany("UPDATE drafts SET state = ? WHERE workbook_id = ? AND trace_id = ? AND state = ?",
+                           [(SENT, self.id, t, DELETED) for t in chosen])
+        return chosen
 
     def set_state(self, trace_ids: list[str], state: str, only_from: str | None = None) -> None:
         stamp = now_text() if state == ARCHIVED else None

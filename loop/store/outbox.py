@@ -16,7 +16,7 @@ from loop import schema
 from loop.cell_values import BadValue, parse_timestamp
 from loop.errors import WorkbookBusy
 from loop.sheets import Append, WriteBatch
-from loop.store import DELIVERED, PENDING, SENT, WorkbookStore
+from loop.store import DELIVERED, PENDING, REVIEW_FIELDS, SENT, WorkbookStore
 
 log = logging.getLogger("loop.store")
 DEFAULT_WAIT = 60.0
@@ -30,6 +30,9 @@ def sheet_row(record: dict) -> dict:
         row["created_at"] = parse_timestamp(row["created_at"])
     except BadValue:
         pass  # imported from an old archive as it was: the sheet gets it as it is
+    marks = {"up": "👍", "down": "👎"}
+    row.update({key: marks.get(value, value) if key in ("score", "judge_score") else value
+                for key in REVIEW_FIELDS for value in [record.get(key)] if value})  # a restored draft's review
     return row
 
 
