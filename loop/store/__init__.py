@@ -86,13 +86,8 @@ class Store:
 
     def workbook(self, identity: str, location: str) -> WorkbookStore:
         """The store's drafts of one workbook, registering it the first time (once per connection)."""
-        known = self.db.workbook_ids
-        if identity not in known:
-            with self.db.transaction() as db:
-                db.execute("INSERT INTO workbooks (identity, location) VALUES (?, ?) ON CONFLICT (identity) "
-                           "DO NOTHING", (identity, location))
-                known[identity] = db.execute("SELECT id FROM workbooks WHERE identity = ?", (identity,))[0][0]
-        return WorkbookStore(self, known[identity], identity, location)
+        self.db.workbook_id(identity, location)
+        return WorkbookStore(self, identity, location)
 
     def known_workbooks(self) -> list[tuple[str, str]]:
         """(identity, location) of every workbook with drafts waiting for it."""
@@ -118,9 +113,14 @@ _NULLABLE = ("score", "judge_score")  # no review is NULL, not ""
 class WorkbookStore:
     """The store's drafts of one workbook: its outbox, its history and its cut fields."""
 
-    def __init__(self, store: Store, workbook_id: int, identity: str, location: str):
+    def __init__(self, store: Store, identity: str, location: str):
         self.store, self.db = store, store.db
-        self.id, self.identity, self.location = workbook_id, identity, location
+        self.identity, self.location = identity, location
+
+    @property
+    def id(self) -> int:
+        """The workbook's id in the store as it is now (looked up again once the store was reopened)."""
+        return self.db.workbook_id(self.identity, self.location)
 
     # -- logging ---------------------------------------------------------------------------
 
