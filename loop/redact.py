@@ -33,13 +33,13 @@ def mask_url(url: str) -> str:
     if KEYWORD_FORM.match(url):
         return _KEYWORD_PASSWORD.sub(lambda m: m["key"] + MASK, url)
     scheme, separator, rest = url.partition("://")
+    rest = scrub_parameters(rest)  # first, so an `@` in a query parameter is not taken for the userinfo's
     if not separator:
-        return scrub_parameters(url)
+        return rest
     at = rest.rfind("@")
     if at >= 0 and ":" in rest[:at]:
-        user = rest[:rest.index(":")]
-        rest = f"{user}:{MASK}@{rest[at + 1:]}"
-    return f"{scheme}://{scrub_parameters(rest)}"
+        rest = f"{rest[:rest.index(':')]}:{MASK}@{rest[at + 1:]}"
+    return f"{scheme}://{rest}"
 
 
 def scrub_parameters(text: str) -> str:
@@ -57,14 +57,15 @@ def secrets_of(url: str | None) -> tuple[str, ...]:
         for match in _KEYWORD_PASSWORD.finditer(url):
             value = match["value"]
             if value.startswith("'"):
-                value = re.sub(r"\\(.)", r"\1", value.strip("'"))
+                value = re.sub(r"\\(.)", r"\1", re.match(r"'((?:\\.|[^'\\])*)", value)[1], flags=re.DOTALL)
             found.append(value)
     else:
         rest = url.partition("://")[2]
+        found += [m["value"].strip("'") for m in _PARAMETER.finditer(rest)]
+        rest = scrub_parameters(rest)
         at = rest.rfind("@")
         if at >= 0 and ":" in rest[:at]:
             found.append(rest[rest.index(":") + 1:at])
-        found += [m["value"].strip("'") for m in _PARAMETER.finditer(rest)]
     found += [unquote(value) for value in found]
     return tuple(dict.fromkeys(value for value in found if value))
 

@@ -80,7 +80,12 @@ def sync(workspace, watch):
         click.echo(f"Wrote {plural(delivered, 'pending draft')} to {workspace.settings.sheet}." if delivered
                    else "No pending drafts: the sheet has every logged draft.")
         return
-    click.echo(f"Delivering drafts from {workspace.store.shown} to {workspace.settings.sheet} every {watch:g} s; "
+    from loop.redact import mask_url
+    from loop.sheets.base import is_google
+    from loop.store import default_url
+
+    store = workspace.settings.store or default_url(workspace.settings.sheet, is_google(workspace.settings.sheet))
+    click.echo(f"Delivering drafts from {mask_url(store)} to {workspace.settings.sheet} every {watch:g} s; "
                "Ctrl-C stops.", err=True)
     outbox.watch(workspace, watch)
 

@@ -42,6 +42,9 @@ def normalize(record: dict, line: int | None = None) -> dict:
         if position is not None:
             raise UsageError(f"{where}{key} holds a lone surrogate (\\u{ord(text[position]):04x}) at character "
                              f"{position}, which no file can store; send valid UTF-8 text.")
+        if "\x00" in text:
+            raise UsageError(f"{where}{key} holds a NUL character (\\x00) at character {text.index(chr(0))}, which "
+                             "the store cannot keep; take it out and send it again.")
         clean[key] = text
     for required in ("ticket", "draft"):
         if not clean.get(required, "").strip():

@@ -26,7 +26,7 @@ from loop.redact import KEYWORD_FORM, mask_url, scrub, secrets_of
 DEFAULT_TIMEOUT = 10.0
 MIGRATION_LOCK = 7162534  # the advisory lock one migrating process holds on PostgreSQL
 NUL_REFUSED = ("The text holds a NUL character (\\x00), which the store cannot keep (PostgreSQL text cannot hold "
-               "one); take it out and send the draft again. Nothing was logged.")
+               "one); take it out and run again. Nothing was written.")
 
 # Each step is run once, in order, and recorded in `migrations`; a later release appends steps.
 # `{serial}` is the dialect's auto-numbered key: the order drafts were logged in.
@@ -166,7 +166,10 @@ class Database:
             # A rollback journal, not WAL: there is no -wal or -shm file that deleting could split from
             # the database, and the store is one file between transactions. EXTRA syncs the folder once
             # the journal is deleted, so a printed trace id survives a power cut.
-            conn.execute("PRAGMA journal_mode=DELETE")
+            try:
+                conn.execute("PRAGMA journal_mode=DELETE")
+            except sqlite3.OperationalError:  # a process of an earlier release keeps it in WAL mode for now
+                pass
             conn.execute("PRAGMA synchronous=EXTRA")
             conn.execute("PRAGMA foreign_keys=ON")
         except sqlite3.Error as error:
@@ -242,7 +245,7 @@ class Database:
                 return RunFailure(f"{where} was lost while committing ({said}): what was being written may or may "
                                   "not be kept; `loop status` shows what the store holds. Run again once it answers.")
             if state in ("57P01", "57P02", "57P03"):
-                return RunFailure(f"{where} is restarting or shutting down ({said}); run again in a moment.")
+                return RunFailure(f"{where} ended the connection ({said}); run again in a moment.")
             return RunFailure(f"{where} cannot be reached ({said}); start the server or fix the host and port in "
                               "LOOP_STORE, and run again.")
         if state.startswith("28"):
@@ -395,6 +398,9 @@ class Database:
         with self._lock:
             self._usable()
             known = self.workbook_ids.get(identity)
+            if known is None:
+                found = self.execute("SELECT id FROM workbooks WHERE identity = ?", (identity,))
+                known = found[0][0] if found else None
             if known is None:
                 with self.transaction() as db:
                     db.execute("INSERT INTO workbooks (identity, location) VALUES (?, ?) ON CONFLICT (identity) "
@@ -583,7 +589,7 @@ def _sqlite_lock_holder(path: Path) -> str:
             if pid.isdigit() and int(pid) != os.getpid():
                 try:
                     with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-                        command = cmdline.read().replace(b"\0", b" ").decode(errors="replace").strip()[:80]
+                        command = " ".join(cmdline.read().replace(b"\0", b" ").decode(errors="replace").split())[:80]
                 except OSError:
                     command = ""
                 return f"another process (pid {pid}{': ' + command if command else ''})"
