@@ -205,18 +205,25 @@ def test_a_passing_outage_keeps_the_watcher_trying_with_one_warning(workspace):
 
 
 @pytest.mark.parametrize("fault", ["refused credentials", "a newer schema"])
-def test_a_store_that_refuses_to_work_ends_the_watcher_non_zero(postgres_url, workspace, fault):
+def test_a_store_that_refuses_to_work_ends_the_watcher_non_zero(postgres_server, postgres_url, workspace, fault):
+    """Refused credentials from the start; or a newer release upgrades the store and the watcher's
+    connection drops, so the one it makes next finds a schema it does not know."""
     write_workbook(workspace / "loop.xlsx", [])
     url = postgres_url
     if fault == "refused credentials":
         url = postgres_url.replace("loop:loop@", "loop:not-the-password@")
-    else:
-        from loop.store.db import MIGRATIONS
-
-        stored(url, "INSERT INTO migrations (version, applied_at) VALUES (?, 'later')", (len(MIGRATIONS) + 1,))
-        as_if_a_new_process()
     watcher = start_watcher(workspace, url)
     try:
+        if fault == "a newer schema":
+            from loop.store.db import MIGRATIONS
+
+            database = url.rsplit("/", 1)[1]
+            assert wait_for(lambda: backend_pids(postgres_server, database), 20)
+            stored(url, "INSERT INTO migrations (version, applied_at) VALUES (?, 'later')", (len(MIGRATIONS) + 1,))
+            as_if_a_new_process()
+            time.sleep(0.5)
+            assert watcher.poll() is None  # a store it has open goes on working
+            terminate_backends(postgres_server, database)
         code = watcher.wait(timeout=30)
     finally:
         _, err = stop(watcher)

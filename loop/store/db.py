@@ -88,9 +88,9 @@ def sqlite_path(url: str) -> Path | None:
 def _check_postgres_url(url: str) -> None:
     """A URL libpq would read wrongly (a password with an unencoded `/` or space is taken for a host,
     a port or a database, and echoed in its error) is refused before it is used."""
-    rest = url.partition("://")[2]
-    userinfo = rest[:rest.rfind("@")] if "@" in rest else ""
-    if any(c.isspace() for c in url) or ("/" in userinfo and ":" in userinfo.split("/")[0]):
+    head = url.partition("://")[2].split("?", 1)[0]
+    userinfo = head[:head.rfind("@")] if "@" in head else ""
+    if any(c.isspace() for c in url) or "@" in userinfo or ("/" in userinfo and ":" in userinfo.split("/")[0]):
         raise StoreUnusable(f"LOOP_STORE {mask_url(url)} holds a character a URL must percent-encode (a /, a "
                             "space, an @ in the password); write it percent-encoded (%2F, %20, %40) or use the "
                             "keyword form host=… user=… password=… dbname=….")
