@@ -309,6 +309,9 @@ class Database:
 
     def _sqlite_failure(self, error: Exception, reason: str):
         lowered = reason.lower()
+        if self._conn is not None and _inode(self.path) != self.inode:
+            return RunFailure(f"The store {self.path} was replaced or deleted while this wrote to it ({reason}); "
+                              "nothing was kept there; run again.")
         if "locked" in lowered or "busy" in lowered:
             return RunFailure(f"The store {self.path} stayed locked for {self.timeout:g} s by "
                               f"{_sqlite_lock_holder(self.path)}; wait for it or end it, and run again.")
