@@ -121,6 +121,7 @@ def test_a_watcher_reconnects_after_a_postgresql_restart_and_delivers_what_was_l
         assert wait_for(lambda: trace_ids(path) == [first, *later]), watcher.stderr
         assert watcher.poll() is None
     finally:
+        private_postgres.start()  # running again for the next test, whatever happened
         as_if_a_new_process()
         code, err = stop(watcher)
     assert code == 0 and "Traceback" not in err
@@ -157,16 +158,10 @@ def test_a_statement_cut_off_on_the_way_is_reported_and_never_run_again(postgres
     pid = connect(postgres_url)._conn.info.backend_pid
     with psycopg.connect(postgres_url, application_name="lock-holder") as holder:
         holder.execute("LOCK TABLE drafts")
-        started = threading.Event()
-
-        def blocked():
-            started.set()
-            return log_draft(ticket="cut off", draft="d", wait=False)
-
         thread_result = {}
-        thread = threading.Thread(target=lambda: thread_result.update(value=_catch(blocked)))
+        thread = threading.Thread(target=lambda: thread_result.update(
+            value=_catch(lambda: log_draft(ticket="cut off", draft="d", wait=False))))
         thread.start()
-        started.wait()
         assert wait_for(lambda: _waiting(postgres_server, pid), 10)
         with psycopg.connect(postgres_server, autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
