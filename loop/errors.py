@@ -24,6 +24,11 @@ class UsageError(LoopError):
     exit_code = 2
 
 
+class StoreUnusable(UsageError):
+    """The store refuses this configuration (credentials, no such database, a newer schema, read-only,
+    not a database): waiting does not help, so `loop sync --watch` ends on it too."""
+
+
 class WorkbookBusy(UsageError):
     """The workbook cannot take a write right now (open in Excel, locked by another writer); later it can."""
 

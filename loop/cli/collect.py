@@ -100,7 +100,12 @@ def sync(workspace, watch, number, restore_deleted, trace_ids):
             click.echo(f"{plural(others, 'draft')} in the store {'waits' if others == 1 else 'wait'} for other "
                        "workbooks; `loop status` names them, with the command that writes them.")
         return
-    click.echo(f"Delivering drafts from {workspace.store.shown} to {workspace.settings.sheet} every {watch:g} s; "
+    from loop.redact import mask_url
+    from loop.sheets.base import is_google
+    from loop.store import default_url
+
+    store = workspace.settings.store or default_url(workspace.settings.sheet, is_google(workspace.settings.sheet))
+    click.echo(f"Delivering drafts from {mask_url(store)} to {workspace.settings.sheet} every {watch:g} s; "
                "Ctrl-C stops.", err=True)
     outbox.watch(workspace, watch)
 

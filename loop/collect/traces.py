@@ -17,7 +17,7 @@ import uuid
 from datetime import datetime, timezone
 
 from loop import schema
-from loop.cell_values import lone_surrogate
+from loop.cell_values import REPLACEMENT, lone_surrogate
 from loop.errors import LoopError, RunFailure, UsageError, WorkbookBusy
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,8 @@ def normalize(record: dict, line: int | None = None) -> dict:
         if position is not None:
             raise UsageError(f"{where}{key} holds a lone surrogate (\\u{ord(text[position]):04x}) at character "
                              f"{position}, which no file can store; send valid UTF-8 text.")
-        clean[key] = text
+        # PostgreSQL's text cannot hold a NUL: on both stores it becomes the mark the sheet shows for it
+        clean[key] = text.replace("\x00", REPLACEMENT)
     for required in ("ticket", "draft"):
         if not clean.get(required, "").strip():
             raise UsageError(f"{where}{required} is missing or empty; every draft needs a ticket and a draft.")

@@ -135,21 +135,20 @@ class Store:
         """The store's drafts of one workbook, registering it the first time (once per connection). A
         workbook the store knows under a `former` identity (what an earlier release named it) takes the
         new one, drafts and all, unless the new one is registered already."""
-        known = self.db.workbook_ids
-        if identity not in known:
-            with self.db.transaction() as db:
-                for old in former:
-                    db.execute("UPDATE workbooks SET identity = ? WHERE identity = ? AND NOT EXISTS "
-                               "(SELECT 1 FROM workbooks WHERE identity = ?)", (identity, old, identity))
-                db.execute("INSERT INTO workbooks (identity, location) VALUES (?, ?) ON CONFLICT (identity) "
-                           "DO NOTHING", (identity, location))
-                known[identity] = db.execute("SELECT id FROM workbooks WHERE identity = ?", (identity,))[0][0]
-        return WorkbookStore(self, known[identity], identity, location)
+        if former and identity not in self.db.workbook_ids:
+            marks = ", ".join("?" * len(former))
+            if self.db.execute(f"SELECT 1 FROM workbooks WHERE identity IN ({marks})", tuple(former)):
+                with self.db.transaction() as db:
+                    for old in former:
+                        db.execute("UPDATE workbooks SET identity = ? WHERE identity = ? AND NOT EXISTS "
+                                   "(SELECT 1 FROM workbooks WHERE identity = ?)", (identity, old, identity))
+        self.db.workbook_id(identity, location)
+        return WorkbookStore(self, identity, location)
 
     def stored(self, number: int) -> WorkbookStore | None:
         """Workbook `number` as the store holds it (`loop status` names it), wherever this command runs."""
         rows = self.db.execute("SELECT id, identity, location FROM workbooks WHERE id = ?", (number,))
-        return WorkbookStore(self, *rows[0]) if rows else None
+        return WorkbookStore(self, rows[0][1], rows[0][2]) if rows else None
 
     def known_workbooks(self) -> list[tuple[str, str]]:
         """(identity, location) of every workbook with drafts waiting for it."""
@@ -190,9 +189,14 @@ _NULLABLE = ("score", "judge_score")  # no review is NULL, not ""
 class WorkbookStore:
     """The store's drafts of one workbook: its outbox, its history and its cut fields."""
 
-    def __init__(self, store: Store, workbook_id: int, identity: str, location: str):
+    def __init__(self, store: Store, identity: str, location: str):
         self.store, self.db = store, store.db
-        self.id, self.identity, self.location = workbook_id, identity, location
+        self.identity, self.location = identity, location
+
+    @property
+    def id(self) -> int:
+        """The workbook's id in the store as it is now (looked up again once the store was reopened)."""
+        return self.db.workbook_id(self.identity, self.location)
 
     # -- logging ---------------------------------------------------------------------------
 

@@ -83,12 +83,15 @@ def sync(workspace) -> int:
 
 
 def watch(workspace, seconds: float, rounds: int | None = None) -> None:
-    """Deliver every `seconds` until stopped (Ctrl-C or SIGTERM end it quietly). A round that fails
-    is a warning, said once until it changes; the next round tries again."""
+    """Deliver every `seconds` until stopped (Ctrl-C or SIGTERM end it quietly). A round that fails for
+    a reason that may pass (a server restarting, a lock held, a sheet open in Excel) is a warning,
+    said once until it changes, and the next round tries again on a fresh connection where the old
+    one was lost. A store that refuses to work (StoreUnusable: credentials, a newer schema, read-only)
+    ends the watch with its error, so a service manager's Restart=on-failure takes over."""
     import signal
     import time
 
-    from loop.errors import LoopError
+    from loop.errors import LoopError, StoreUnusable
 
     def stop(signum, frame):
         raise KeyboardInterrupt
@@ -100,7 +103,11 @@ def watch(workspace, seconds: float, rounds: int | None = None) -> None:
             started = time.monotonic()
             try:
                 sync(workspace)
+                if last_problem is not None:
+                    log.info("Delivering again: the store and the sheet answer.")
                 last_problem = None
+            except StoreUnusable:
+                raise
             except (LoopError, OSError) as problem:
                 if str(problem) != last_problem:
                     log.warning("%s Trying again every %g s.", problem, seconds)
