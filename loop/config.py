@@ -51,6 +51,8 @@ class Settings:
     # the store's URL (CONTRACT §7a); None means SQLite loop.db beside a local workbook, or in the
     # current folder for a Google Sheet
     store: str | None = None
+    # where an earlier release kept its trace archive (LOOP_TRACES), read only to import what it holds
+    legacy_traces: Path | None = None
     # the replay check: the agent that re-drafts (None: the bundled one), its knowledge base, the cases
     # tried per edit, and the most model calls a replay may make
     agent: str | None = None
@@ -93,6 +95,7 @@ def resolve(
                                                      kind=float, maximum=1),
         judge_prompt=Path(env.get("LOOP_JUDGE_PROMPT") or DEFAULT_JUDGE_PROMPT),
         store=store or env.get("LOOP_STORE") or None,
+        legacy_traces=Path(env["LOOP_TRACES"]) if env.get("LOOP_TRACES", "").strip() else None,
         agent=env.get("LOOP_AGENT") or None,
         kb=Path(env.get("LOOP_KB") or DEFAULT_KB),
         kb_named=bool(env.get("LOOP_KB")),

@@ -24,8 +24,24 @@ class UsageError(LoopError):
     exit_code = 2
 
 
+class StoreUnusable(UsageError):
+    """The store refuses this configuration (credentials, no such database, a newer schema, read-only,
+    not a database): waiting does not help, so `loop sync --watch` ends on it too."""
+
+
 class WorkbookBusy(UsageError):
     """The workbook cannot take a write right now (open in Excel, locked by another writer); later it can."""
+
+
+class WrongWorkbook(UsageError):
+    """The workbook at a draft's path is not the one the store delivered to before (its loop.workbook id
+    differs): another project's store was moved beside it, or another workbook took its place."""
+
+    def __init__(self, path, found: str, expected: str, store: str = "this store"):
+        super().__init__(f"{path} is another workbook than the one the drafts in {store} were logged for (its "
+                         f"loop.workbook id is {found}, the store's {expected}): put the store back beside its own "
+                         "workbook, or give this one a store of its own (--store or LOOP_STORE). Nothing was written.")
+        self.found, self.expected = found, expected
 
 
 class RunFailure(LoopError):

@@ -234,3 +234,60 @@ def store_url(request, tmp_path):
 def pytest_terminal_summary(terminalreporter):
     if _postgres_skipped:
         terminalreporter.write_line(f"PostgreSQL tests skipped, {POSTGRES_HINT}")
+
+
+class PrivateServer:
+    """A PostgreSQL cluster of the tests' own, for the tests that restart a server: the shared one
+    in LOOP_TEST_POSTGRES is never stopped or reconfigured."""
+
+    def __init__(self, folder: str, port: int, url: str):
+        self.folder, self.port, self.url = folder, port, url
+
+    def _script(self, *args: str) -> str:
+        import subprocess
+
+        script = Path(__file__).resolve().parents[1] / "scripts" / "postgres.sh"
+        done = subprocess.run(["bash", str(script), *args], capture_output=True, text=True, timeout=120)
+        if done.returncode:
+            raise RuntimeError(f"scripts/postgres.sh {' '.join(args)}: {done.stderr.strip()}")
+        return done.stdout.strip()
+
+    def start(self) -> None:
+        self._script("start", self.folder, str(self.port))
+
+    def stop(self) -> None:
+        self._script("stop", self.folder)
+
+    def database(self) -> str:
+        """A fresh database on this server."""
+        import psycopg
+
+        name = f"loop_test_{uuid.uuid4().hex}"
+        with psycopg.connect(self.url, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        return self.url.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(scope="session")
+def private_postgres(postgres_server):
+    """A private cluster on the first free port of 54340-54349, started once, stopped at the end."""
+    import glob
+    import shutil
+    import socket
+    import tempfile
+
+    if not glob.glob("/usr/lib/postgresql/*/bin/initdb"):
+        _no_postgres("no PostgreSQL binaries for a private cluster (apt-get install postgresql)")
+    for port in range(54340, 54350):
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)):
+                break
+    folder = tempfile.mkdtemp(dir="/tmp", prefix="loop-private-pg-")
+    os.chmod(folder, 0o755)
+    server = PrivateServer(folder, port, f"postgresql://loop:loop@127.0.0.1:{port}/postgres")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)

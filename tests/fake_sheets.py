@@ -242,7 +242,10 @@ class FakeSheets(LocalServer):
         """Queue {"status": 429, "headers": {...}, "message": ...} or {"delay": s}, optionally with
         "match": "batchUpdate" | "batchGet" | "metadata" | "values" to wait for a request of that kind.
         With "after": True the request is applied first, then {"delay": s} holds the answer back or
-        {"drop": True} closes the connection without one: a write whose answer was lost."""
+        {"drop": True} closes the connection without one: a write whose answer was lost. {"call": f}
+        runs f() before the request is applied: another person editing the sheet at that moment
+        ({"match": ...} alone lets one such request pass untouched); with "after": True, once the
+        answer is made and before it is sent."""
         with self._lock:
             self._faults.extend(actions)
 
@@ -277,6 +280,8 @@ class FakeSheets(LocalServer):
             if bad_json or not isinstance(body, (dict, type(None))):
                 raise ApiError(400, "Invalid JSON payload received.")
             payload = self._route(method, path, query, body or {})
+            if after and after.get("call"):  # applied and answered as it stood; then another writer acts
+                after["call"]()
             if after and after.get("drop"):  # applied, then the connection broke before the answer
                 handler.close_connection = True
                 handler.connection.shutdown(2)
@@ -304,6 +309,8 @@ class FakeSheets(LocalServer):
                 self._faults.remove(action)
         if action and action.get("after"):
             return action
+        if action and action.get("call"):
+            action["call"]()
         if action and action.get("delay"):
             time.sleep(action["delay"])
         if action and "status" in action:

@@ -67,9 +67,55 @@ def test_the_change_is_a_diff_with_removed_text_struck_in_red_and_added_text_gre
                 for r, a, b in zip(found, bounds, bounds[1:])]
     added = [t for t, strike, color in runs if color and color.endswith("00B050")]
     removed = [t for t, strike, color in runs if strike and color and color.endswith("C00000")]
-    # a rewrite: the old line struck through in red, the new one beneath it in green, nothing else
+    # a rewrite: the old line struck through in red, the new one beneath it in green, each after its label
     assert removed == [LINE] and added == ["Be brief, friendly and professional in every reply."]
-    assert "".join(t for t, strike, color in runs) == LINE + "\n" + added[0]
+    assert "".join(t for t, strike, color in runs) == "Before: " + LINE + "\nAfter: " + added[0]
+    assert [t for t, strike, color in runs if not strike and not color] == ["Before: ", "\n", "After: "]
+
+
+def test_the_change_says_which_line_is_old_in_a_workbook_saved_without_rich_text(improved, tmp_path):
+    """A script that loads and saves the workbook with openpyxl keeps cell values, not their runs;
+    a CSV round trip keeps less. The labels still tell the old passage from the new."""
+    import csv
+
+    sheet, title = improved
+    if sheet.name == "xlsx":
+        openpyxl.load_workbook(sheet.path).save(tmp_path / "resaved.xlsx")
+        tab = openpyxl.load_workbook(tmp_path / "resaved.xlsx", rich_text=True)[title]
+        assert type(tab.cell(2, COLUMN["change"] + 1).value) is str  # the runs, strike and colours are gone
+        values = [[c.value for c in row] for row in tab.iter_rows()]
+    else:
+        values = sheet.fake.values(KEY, title)
+    with open(tmp_path / "edits.csv", "w", newline="", encoding="utf-8") as out:
+        csv.writer(out).writerows(values)
+    with open(tmp_path / "edits.csv", newline="", encoding="utf-8") as back:
+        change = list(csv.reader(back))[1][COLUMN["change"]]
+    assert change == f"Before: {LINE}\nAfter: Be brief, friendly and professional in every reply."
+
+
+@pytest.mark.parametrize("find, replace, shown", [
+    ("Be kind.", "Be kind.\nSign with your name.", "Add: Sign with your name."),
+    ("Be kind.\nBe quick.", "", "Remove: Be kind.\nRemove: Be quick."),  # every line labelled
+    ("- Be kind.\n- Be quick.\n- Escalate.", "- Be kind.\n- Be brief.\n- Escalate.",
+     "- Be kind.\nBefore: - Be quick.\nAfter: - Be brief.\n- Escalate."),  # line by line: kept lines bare
+    ("Read the ticket and search the knowledge base before you answer, and copy the menu path exactly as the "
+     "article gives it, word for word.",
+     "Read the whole ticket and search the knowledge base before you answer, and copy the menu path exactly as "
+     "the article gives it, word for word.",
+     "Before: Read the ticket and search the knowledge base before you answer, and copy the menu path exactly as "
+     "the article gives it, word for word.\nAfter: Read the whole ticket and search the knowledge base before you answer, and "
+     "copy the menu path exactly as the article gives it, word for word."),  # a long line changed in a word: both, words marked
+])
+def test_every_form_of_change_labels_its_old_and_new_lines_in_the_text(find, replace, shown):
+    from loop.improver.review_tabs import ADDED, REMOVED, diff
+
+    change = diff(find, replace)
+    assert str(change) == shown
+    marked = [(run.text, run.strike, run.color) for run in change.runs if run.color]
+    assert all(strike for _, strike, color in marked if color == REMOVED)
+    assert all(not strike for _, strike, color in marked if color == ADDED)
+    if "whole" in replace:
+        assert [text for text, _, color in marked] == [" whole"]  # only the word the edit adds
 
 
 def _hex(rgb: dict | None) -> str | None:

@@ -109,7 +109,7 @@ def test_the_edits_tab_reads_in_the_order_a_reviewer_decides_with_its_first_colu
     assert frozen(sheet, title) == (1, 2)  # the header row, approve and pattern
     rows = sheet.tab(title)
     assert rows[0]["pattern"] == "Too verbose" and rows[0]["failures"] == 4
-    assert rows[0]["change"] == "- Guard against too verbose: check before sending."  # an addition: the new line only
+    assert rows[0]["change"] == "Add: - Guard against too verbose: check before sending."  # an addition: the new line only
     assert rows[1]["change"].startswith("not shown: rejected — ")  # a rejected edit: why, no diff
     if sheet.name == "xlsx":  # no header is cut: every column is at least as wide as its header
         tab = openpyxl.load_workbook(sheet.path)[title]

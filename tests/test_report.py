@@ -138,7 +138,7 @@ def test_figures_match_known_outcomes_on_both_backends(sheet, workspace, cli):
     assert [r["compared with"] for r in shown] == [None, "v1", "v2"] and shown[2]["p"] == "< 0.001"
     assert shown[2]["verdict"] == "worse" and shown[2]["judge only"] == 4
     assert [(r["change"], r["edit_id"], r["share before %"], r["share after %"], r["verdict"])
-            for r in section(rows, EDIT_HEADERS)] == [("x\ny", "e-short", 60, 17.6, "helped"), ("x\ny", "e-cite", 82.4, 33.3, "helped")]
+            for r in section(rows, EDIT_HEADERS)] == [("Before: x\nAfter: y", "e-short", 60, 17.6, "helped"), ("Before: x\nAfter: y", "e-cite", 82.4, 33.3, "helped")]
     assert [(r["rubric"], r["both scored"], r["kappa"]) for r in section(rows, JUDGE_HEADERS)] == [("v2", 12, 0.47)]
 
 

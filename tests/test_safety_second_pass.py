@@ -87,8 +87,10 @@ def test_log_into_a_linked_workbook_keeps_the_link_and_the_target_gets_the_row(w
     assert link.is_symlink() and link.resolve() == shared.resolve()
     rows = read_tab(shared, schema.DRAFTS)
     assert [r["trace_id"] for r in rows] == ["t-old", trace_id]
-    # no temporary file left; the lock sits beside the real file, so every link to it shares one lock
-    assert sorted(p.name for p in shared.parent.iterdir()) == [".book.xlsx.lock", "book.xlsx"]
+    # no temporary file left; the lock, and the store, sit beside the real file, so every link to it shares them
+    assert sorted(p.name for p in shared.parent.iterdir() if not p.name.startswith("loop.db")) == [
+        ".book.xlsx.lock", "book.xlsx"]
+    assert (shared.parent / "loop.db").is_file() and not (workspace / "loop.db").exists()
 
 
 # --- 12. a history line that is JSON but not a record ------------------------------------------------

@@ -150,7 +150,7 @@ def test_an_archive_killed_at_any_commit_or_write_loses_no_review(workspace, sto
         if not died:
             break
         points += 1
-    assert points >= 3 and KILLED
+    assert points >= 2 and KILLED  # every store commit of the command was tried
 
 
 def test_archive_never_takes_out_a_row_copied_by_hand(sheet, shared_store):

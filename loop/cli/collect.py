@@ -76,20 +76,58 @@ def _stdin_lines():
 @click.command(short_help="Deliver logged drafts still waiting for their sheet.")
 @click.option("--watch", type=click.FloatRange(min=0.1), metavar="SECONDS",
               help="Keep delivering, every SECONDS, until stopped (one service for a fleet of agent hosts).")
+@click.option("--workbook", "number", type=click.IntRange(min=1), metavar="NUMBER",
+              help="Deliver the drafts waiting for the store's workbook NUMBER (`loop status` names it), wherever "
+                   "this runs; with --sheet, to that file.")
+@click.option("--restore-deleted", is_flag=True,
+              help="First put back the drafts whose rows a person deleted from the sheet (all, or the TRACE_IDs named).")
+@click.argument("trace_ids", nargs=-1, metavar="[TRACE_ID]...")
 @common
-def sync(workspace, watch):
+def sync(workspace, watch, number, restore_deleted, trace_ids):
     """Write to the sheet every logged draft that is still waiting for it (the workbook was open in
-    Excel, locked, or unreachable when it was logged). With --watch, go on until stopped."""
+    Excel, locked, or unreachable when it was logged). With --watch, go on until stopped. With
+    --restore-deleted, first put back drafts whose rows a person deleted, with their reviews."""
+    from click.core import ParameterSource
+
     from loop.store import outbox
 
+    if number is not None:
+        named = click.get_current_context().get_parameter_source("sheet") == ParameterSource.COMMANDLINE
+        workspace = workspace.stored_workbook(number, workspace.settings.sheet if named else None)
+    if restore_deleted or trace_ids:
+        _restore_deleted(workspace, restore_deleted, trace_ids)
     if watch is None:
         delivered = outbox.sync(workspace)
-        click.echo(f"Wrote {plural(delivered, 'pending draft')} to {workspace.settings.sheet}." if delivered
-                   else "No pending drafts: the sheet has every logged draft.")
+        if delivered:
+            click.echo(f"Wrote {plural(delivered, 'pending draft')} to {workspace.settings.sheet}.")
+            return
+        click.echo("No pending drafts: the sheet has every logged draft.")
+        others = sum(c.pending for c in workspace.store.counts() if c.identity != workspace.traces.identity)
+        if others:
+            click.echo(f"{plural(others, 'draft')} in the store {'waits' if others == 1 else 'wait'} for other "
+                       "workbooks; `loop status` names them, with the command that writes them.")
         return
-    click.echo(f"Delivering drafts from {workspace.store.shown} to {workspace.settings.sheet} every {watch:g} s; "
+    from loop.redact import mask_url
+    from loop.sheets.base import is_google
+    from loop.store import default_url
+
+    store = workspace.settings.store or default_url(workspace.settings.sheet, is_google(workspace.settings.sheet))
+    click.echo(f"Delivering drafts from {mask_url(store)} to {workspace.settings.sheet} every {watch:g} s; "
                "Ctrl-C stops.", err=True)
     outbox.watch(workspace, watch)
+
+
+def _restore_deleted(workspace, asked: bool, trace_ids) -> None:
+    """Deleted drafts (all, or those named) made to wait for the sheet again; the sync then writes them."""
+    from loop.errors import UsageError
+
+    if not asked:
+        raise UsageError("Trace ids go with --restore-deleted: loop sync --restore-deleted TRACE_ID…")
+    restored = workspace.traces.restore_deleted(list(trace_ids) or None)
+    for trace_id in [t for t in dict.fromkeys(trace_ids) if t not in set(restored)][:SHOW_SKIPPED]:
+        click.echo(f"not restored {shown(trace_id)}: the store holds no deleted draft of this workbook with that id",
+                   err=True)
+    click.echo(f"Restored {plural(len(restored), 'deleted draft')}; they go back to the sheet with their reviews.")
 
 
 @click.command(short_help="Take old reviewed drafts out of the Drafts tab; the store keeps them.")
@@ -109,6 +147,9 @@ def archive(workspace, older_than):
         click.echo(f"Kept {plural(result.unreviewed, 'unreviewed draft')} older than that: they wait for a review.")
     for trace_id in result.mismatched[:SHOW_SKIPPED]:
         click.echo(f"kept {shown(trace_id)}: the store does not hold it with the review the sheet shows", err=True)
+    for trace_id in result.changed[:SHOW_SKIPPED]:
+        click.echo(f"kept {shown(trace_id)}: it changed in the sheet while it was archived; its new review is in the "
+                   "store, and the next `loop archive` takes it out", err=True)
 
 
 @click.command(short_help="Run the bundled support agent over tickets; log its drafts.")

@@ -141,13 +141,17 @@ def status(workspace, since):
     click.echo(f"Drafts: {len(state.drafts)} in all; since {state.since:%Y-%m-%d}: {len(recent)}, of which "
                f"{sum(d.score is None for d in recent)} unreviewed, {plural(sum(d.is_failure for d in recent), 'failure')}, "
                f"{plural(sum(d.is_success for d in recent), 'success', 'successes')}.")
-    click.echo(f"Store: {state.store}" + (f", {plural(state.archived_drafts, 'archived draft')}."
-                                           if state.archived_drafts else "."))
+    held = [plural(state.archived_drafts, 'archived draft')] if state.archived_drafts else []
+    held += [f"{plural(state.deleted_drafts, 'draft')} deleted from the sheet (`loop sync --restore-deleted` "
+             "puts them back)"] if state.deleted_drafts else []
+    click.echo(f"Store: {state.store}" + (f", {', '.join(held)}." if held else "."))
     if state.pending_drafts:
-        click.echo(f"Pending: {plural(state.pending_drafts, 'logged draft')} not in the sheet yet; `loop sync` writes them.")
+        click.echo(f"Pending: {plural(state.pending_drafts, 'logged draft')} not in the sheet yet; "
+                   f"`{state.sync_command}` writes them.")
     for other in state.elsewhere:
-        click.echo(f"Pending for {other.location}: {plural(other.pending, 'draft')} (`loop sync --sheet "
-                   f"{other.location}` writes them).")
+        there = " on another machine" if other.elsewhere else ""
+        click.echo(f"Pending for {shown(other.where)}{there}: {plural(other.pending, 'draft')} "
+                   f"(`{shown(other.command)}`{' run there' if there else ''} writes them).")
     if state.skipped:
         click.echo(f"Unreadable rows: {len(state.skipped)} (first: {shown(state.skipped[0])})")
     summary = ", ".join(f"{count} {name}" for name, count in sorted(state.edits.items())) or "none"

@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from loop import schema
-from loop.cell_values import lone_surrogate
+from loop.cell_values import REPLACEMENT, lone_surrogate
 from loop.errors import LoopError, RunFailure, UsageError, WorkbookBusy
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,8 @@ def normalize(record: dict, line: int | None = None) -> dict:
         if position is not None:
             raise UsageError(f"{where}{key} holds a lone surrogate (\\u{ord(text[position]):04x}) at character "
                              f"{position}, which no file can store; send valid UTF-8 text.")
-        clean[key] = text
+        # PostgreSQL's text cannot hold a NUL: on both stores it becomes the mark the sheet shows for it
+        clean[key] = text.replace("\x00", REPLACEMENT)
     for required in ("ticket", "draft"):
         if not clean.get(required, "").strip():
             raise UsageError(f"{where}{required} is missing or empty; every draft needs a ticket and a draft.")
@@ -186,6 +187,7 @@ def _check_sheet(workspace, count: int, deadline: float) -> None:
                              "again. Nothing was logged.")
     if hasattr(workbook, "ensure_readable"):  # a local workbook: the write's own checks of its Drafts part
         workbook.ensure_readable(schema.DRAFTS, schema.DRAFT_HEADERS)
+    workspace.traces.check_workbook_id(workbook)  # another project's workbook: its drafts could never arrive
     left = workbook.rows_left(schema.DRAFTS)
     if left is not None and left < count:
         raise UsageError(f"The {schema.DRAFTS} tab of {workspace.settings.sheet} is full; take older drafts out with "

@@ -6,9 +6,12 @@ rationale, what to look out for (`check`) and the status; `find`, `replace`, `ed
 `applied_version`, which machines need, come after. The tick and the pattern stay in view as the rest
 scrolls. Proposed edits come first; rejected ones follow, greyed, with no checkbox and no diff.
 
-- The change: an addition shows only the new line, in green; a rewrite shows the old passage struck
-  through in red and the new one beneath it in green (a long passage with a small change: a word diff
-  that keeps its spaces); a rejected edit shows why it was rejected, not a diff.
+- The change: an addition shows only the new line, in green, after `Add:`; a rewrite shows the old
+  passage struck through in red after `Before:` and the new one beneath it in green after `After:`
+  (a long passage with a small change: both lines, only the changed words marked); a rejected edit
+  shows why it was rejected, not a diff. The labels say in words what the formatting shows, so a
+  workbook saved by a tool that keeps values but not rich text (a script, a CSV round trip) still
+  tells the old passage from the new.
 - The reviewers' words (`cited_comments`): each cited failure on a line of its own, as its ticket
   id, the ticket's first words and what the reviewer said.
 - A link to each case (`case_1`, `case_2`, …): a local workbook links a whole cell, never a stretch
@@ -46,6 +49,8 @@ COMMENT_CHARS = 120
 COMMENTED = 6  # cited failures quoted in cited_comments; every one has its case link
 TICKET_WORDS = 8
 WORD_DIFF_CHARS = 120  # a one-line passage longer than this, changed in a few words, reads best as a word diff
+# What each line of a change is, in words as well as in its look.
+ADD, REMOVE, BEFORE, AFTER = "Add: ", "Remove: ", "Before: ", "After: "
 
 
 def run_batch(report, settings: Settings, now: datetime) -> WriteBatch:
@@ -202,54 +207,74 @@ def change(edit: Edit) -> RichText:
 
 def diff(find: str, replace: str) -> RichText:
     """`find` turned into `replace`: an addition as its new text only (green), a removal struck (red),
-    a rewrite as the old text struck above the new (line by line when both span lines; word by word,
-    spaces kept, when one long line changes in a few words)."""
+    a rewrite as the old text struck above the new (line by line when both span lines; both lines with
+    only the changed words marked when one long line changes in a few words). Each old or new line
+    starts with a label that says which it is."""
     if replace.startswith(find) and len(replace) > len(find):
-        return RichText((Run(replace[len(find):].strip("\n"), color=ADDED),))
+        return _each_line(ADD, replace[len(find):], color=ADDED)
     if replace.endswith(find) and len(replace) > len(find):
-        return RichText((Run(replace[:len(replace) - len(find)].strip("\n"), color=ADDED),))
+        return _each_line(ADD, replace[:len(replace) - len(find)], color=ADDED)
     if not replace.strip():
-        return RichText((Run(find, strike=True, color=REMOVED),))
+        return _each_line(REMOVE, find, strike=True, color=REMOVED)
     if "\n" in find.strip("\n") or "\n" in replace.strip("\n"):
         return _line_diff(find, replace)
     before, after = _TOKEN.findall(find), _TOKEN.findall(replace)
     matcher = difflib.SequenceMatcher(None, before, after, autojunk=False)
     if len(find) > WORD_DIFF_CHARS and matcher.ratio() >= 0.6:
         return _word_diff(before, after, matcher)
-    return RichText((Run(find.strip("\n"), strike=True, color=REMOVED), Run("\n"),
-                     Run(replace.strip("\n"), color=ADDED)))
+    return RichText((*_labelled(BEFORE, Run(find.strip("\n"), strike=True, color=REMOVED)), Run("\n"),
+                     *_labelled(AFTER, Run(replace.strip("\n"), color=ADDED))))
+
+
+def _labelled(label: str, *runs: Run) -> tuple[Run, ...]:
+    """A line of a change: its label in bold, then its runs, neighbours of one look joined."""
+    joined: list[Run] = []
+    for run in (r for r in runs if r.text):
+        if joined and (joined[-1].strike, joined[-1].color) == (run.strike, run.color):
+            joined[-1] = Run(joined[-1].text + run.text, strike=run.strike, color=run.color)
+        else:
+            joined.append(run)
+    return (Run(label, bold=True), *joined)
+
+
+def _each_line(label: str, text: str, **look) -> RichText:
+    """Every line of `text` after its label, in one look."""
+    return _joined([_labelled(label, Run(line, **look)) for line in text.strip("\n").split("\n")])
+
+
+def _joined(lines: list[tuple[Run, ...]]) -> RichText:
+    runs: list[Run] = []
+    for index, line in enumerate(lines):
+        runs += [Run("\n")] if index else []
+        runs += line
+    return RichText(tuple(r for r in runs if r.text))
 
 
 def _line_diff(find: str, replace: str) -> RichText:
     before, after = find.strip("\n").split("\n"), replace.strip("\n").split("\n")
-    runs = []
+    lines: list[tuple[Run, ...]] = []
     for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, before, after, autojunk=False).get_opcodes():
         if tag == "equal":
-            runs += [Run(line) for line in before[i1:i2]]
+            lines += [(Run(line),) for line in before[i1:i2]]
             continue
-        runs += [Run(line, strike=True, color=REMOVED) for line in before[i1:i2]]
-        runs += [Run(line, color=ADDED) for line in after[j1:j2]]
-    joined = []
-    for index, run in enumerate(runs):
-        joined += [Run("\n")] if index else []
-        joined.append(run)
-    return RichText(tuple(r for r in joined if r.text))
+        lines += [_labelled(BEFORE, Run(line, strike=True, color=REMOVED)) for line in before[i1:i2]]
+        lines += [_labelled(AFTER, Run(line, color=ADDED)) for line in after[j1:j2]]
+    return _joined(lines)
 
 
 def _word_diff(before: list[str], after: list[str], matcher) -> RichText:
-    runs = []
+    """Both lines whole, the old one with the words the edit drops struck in red, the new one with the
+    words it adds in green."""
+    old, new = [], []
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():
-        if tag == "equal":
-            runs.append(Run("".join(before[i1:i2])))
-            continue
         removed, added = "".join(before[i1:i2]), "".join(after[j1:j2])
-        if removed:
-            runs.append(Run(removed, strike=True, color=REMOVED))
-        if removed and added and not removed[-1].isspace() and not added[0].isspace():
-            runs.append(Run(" "))  # struck and added words never run together
-        if added:
-            runs.append(Run(added, color=ADDED))
-    return RichText(tuple(runs))
+        if tag == "equal":
+            old.append(Run(removed))
+            new.append(Run(added))
+            continue
+        old.append(Run(removed, strike=True, color=REMOVED))
+        new.append(Run(added, color=ADDED))
+    return RichText((*_labelled(BEFORE, *old), Run("\n"), *_labelled(AFTER, *new)))
 
 
 def about_pattern(edit: Edit, pattern) -> str:

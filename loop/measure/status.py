@@ -1,18 +1,22 @@
-"""`loop status`: what is pending, read in one pass over the workbook."""
+"""`loop status`: what is pending, read in one pass over the workbook (a second only to confirm that
+rows a person deleted are gone), and what the store holds beside the sheet."""
 
 from __future__ import annotations
 
+import os
+import shlex
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from loop import schema
 from loop.cell_values import window_start
-from loop.config import Settings
+from loop.config import DEFAULT_SHEET, Settings
 from loop.improver.edits import APPLIED, PROPOSED, ROLLED_BACK
 from loop.improver.edits import edit_rows, edit_titles
 from loop.prompt_store import Version
 from loop.reviews import Draft, SkippedRow, read_drafts
+from loop.store.history import note_deletions
 from loop.workspace import Workspace
 
 APPROVED = "approved, not yet applied"
@@ -31,8 +35,20 @@ class Status:
     prompt_exists: bool = True
     pending_drafts: int = 0  # logged, waiting in the store for the sheet
     archived_drafts: int = 0  # taken out of the sheet by `loop archive`, kept in the store
+    deleted_drafts: int = 0  # their rows deleted from the sheet by a person, kept in the store
     store: str = ""  # its URL, password masked
-    elsewhere: list = field(default_factory=list)  # other workbooks of the store with drafts waiting
+    elsewhere: list = field(default_factory=list)  # other workbooks of the store with drafts waiting: Waiting
+    sync_command: str = "loop sync"  # what delivers this workbook's pending drafts, run where status runs
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """Drafts the store holds for another workbook, and the command that delivers them."""
+
+    where: str  # the workbook, as a person finds it from here
+    pending: int
+    command: str
+    elsewhere: bool = False  # on another machine: the command is run there
 
 
 def status(where: Settings | Workspace, since: str = "14d", now: datetime | None = None) -> Status:
@@ -56,10 +72,42 @@ def status(where: Settings | Workspace, since: str = "14d", now: datetime | None
     result.version = store.current()
     result.hand_edited = store.hand_edited()
     outbox = workspace.traces
+    note_deletions(outbox, tables[schema.DRAFTS], workspace.read_drafts_tab)
     result.store = workspace.store.shown
+    result.sync_command = sync_command(workspace)
     for count in workspace.store.counts():
         if count.identity == outbox.identity:
             result.pending_drafts, result.archived_drafts = count.pending, count.archived
+            result.deleted_drafts = count.deleted
         elif count.pending:
-            result.elsewhere.append(count)
+            place = workspace.place_of(workspace.store.stored(count.number))
+            result.elsewhere.append(Waiting(_shown_path(place) if place else count.location, count.pending,
+                                            sync_command(workspace, count.number), place is None))
     return result
+
+
+def sync_command(workspace: Workspace, number: int | None = None) -> str:
+    """The `loop sync` that delivers the drafts waiting for this workbook (or for the store's workbook
+    `number`), run in this folder with this environment: it names the sheet and the store where they
+    do not come from the environment, and another workbook by its number in the store, so it reaches
+    the drafts whatever folder, link or host name they were logged with."""
+    settings = workspace.settings
+    env_sheet = os.environ.get("LOOP_SHEET") or DEFAULT_SHEET
+    words = ["loop", "sync"]
+    if number is not None:
+        words += ["--workbook", str(number)]
+    elif settings.sheet != env_sheet:
+        words += ["--sheet", settings.sheet]
+    env_store = os.environ.get("LOOP_STORE") or None
+    if settings.store != env_store or (settings.store is None and number is not None and settings.sheet != env_sheet):
+        database = workspace.store.db
+        words += ["--store", str(database.path.absolute()) if database.path is not None else database.shown]
+    return " ".join(shlex.quote(word) for word in words)
+
+
+def _shown_path(place: str) -> str:
+    """A path relative to the current folder when it is inside it, else as it is."""
+    if not os.path.isabs(place):
+        return place
+    relative = os.path.relpath(place)
+    return place if relative.startswith("..") else relative

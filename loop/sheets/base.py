@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Callable, Mapping, Protocol
 
-from loop.cell_values import normalize_header
+from loop.cell_values import as_text, normalize_header
 
 
 @dataclass
@@ -22,6 +22,7 @@ class Table:
     headers: list[str]
     rows: list[list[object]]
     first_row: int = 2
+    version: object = None  # which version of the workbook the rows were read from, where the backend can tell
 
     def column(self, name: str) -> int | None:
         """Index of the column whose header matches `name` (case, spaces, `_` and `-` ignored)."""
@@ -216,11 +217,22 @@ class DeleteRows:
     below move up, as when a person deletes rows.
 
     The rows are found by reading the key column when the write happens, so a row a reviewer sorted
-    elsewhere meanwhile is still the one removed; a value no row holds is passed over."""
+    elsewhere meanwhile is still the one removed; a value no row holds is passed over. With `expected`
+    (key value → {column: its text as the caller read it}) a row goes only if those cells still hold
+    that text when the write happens: a row a person changed since is passed over, so what the caller
+    kept of it is what the sheet showed when it went. A backend that finds the workbook still at the
+    version `read_from` names knows no row changed, and compares none."""
 
     tab: str
     key: str
     values: frozenset[str]
+    expected: Mapping[str, Mapping[str, str]] = field(default_factory=dict, hash=False)
+    read_from: object = None  # the `Table.version` they were read from: found unchanged, no row is compared
+
+    def still_as_read(self, key_value: str, cell: Callable[[str], object]) -> bool:
+        """Whether the row holding `key_value` still shows what the caller read; `cell(column)` is its
+        value now (None for a column the tab no longer has)."""
+        return all(as_text(cell(name)) == text for name, text in self.expected.get(key_value, {}).items())
 
 
 @dataclass
@@ -237,6 +249,8 @@ class WriteBatch:
     # an earlier attempt at these appends may have landed: skip each whose key is already in its tab
     recheck: bool = False
     deletions: list[DeleteRows] = field(default_factory=list)
+    # the id a local workbook must carry (given it when it has none); a write that delivers drafts sets it
+    workbook_id: str | None = None
 
     def __bool__(self) -> bool:
         return bool(self.new_tabs or self.appends or self.updates or self.grids or self.deletions)

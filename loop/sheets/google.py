@@ -319,7 +319,7 @@ class GoogleWorkbook:
                             | {d.tab for d in batch.deletions})
         keyed = [u for u in batch.updates if u.key]
         cells = self._columns_of({(u.tab, c) for u in keyed for c in (u.key[0], u.unless) if c}
-                                 | {(d.tab, d.key) for d in batch.deletions})
+                                 | {(d.tab, name) for d in batch.deletions for name in _checked_columns(d)})
         appends = self._unwritten(batch.appends) if batch.recheck else batch.appends
         used_ids = {p["sheetId"] for p in sheets.values()}
         ids = {title: p["sheetId"] for title, p in sheets.items()}
@@ -520,16 +520,32 @@ class GoogleWorkbook:
         return RunFailure(f"Google Sheets refused the request: {message}")
 
 
+def _checked_columns(deletion: DeleteRows) -> set[str]:
+    """The columns a deletion reads right before the write: its key, and every cell it expects."""
+    return {deletion.key} | {name for cells in deletion.expected.values() for name in cells}
+
+
 def _row_deletions(deletions: list[DeleteRows], columns: dict[tuple[str, str], list], sheets: dict[str, dict]
                    ) -> list[dict]:
-    """deleteDimension requests for the rows (below the header) whose key is one of a deletion's values:
-    one per run of adjacent rows, from the bottom up, so each request's indexes still name the rows meant.
-    Google refuses to delete every row below the frozen ones: an empty row is added first when it would."""
+    """deleteDimension requests for the rows (below the header) whose key is one of a deletion's values
+    and whose cells still hold what it expects, in `columns` as read just before the batchUpdate (the
+    Sheets API has no conditional delete: a change landing between that read and the write goes with
+    the row). One request per run of adjacent rows, from the bottom up, so each request's indexes still
+    name the rows meant. Google refuses to delete every row below the frozen ones: an empty row is
+    added first when it would."""
+
+    def now(tab: str, index: int):
+        def cell(name: str):
+            values = columns.get((tab, name), [])
+            return values[index] if index < len(values) else None
+        return cell
+
     rows: dict[str, set[int]] = {}
     for deletion in deletions:
         values = columns.get((deletion.tab, deletion.key), [])
         rows.setdefault(deletion.tab, set()).update(
-            index for index, value in enumerate(values) if index and as_text(value) in deletion.values)
+            index for index, value in enumerate(values) if index and as_text(value) in deletion.values
+            and deletion.still_as_read(as_text(value), now(deletion.tab, index)))
     requests_ = []
     for tab, indexes in rows.items():
         grid, sheet_id = sheets[tab].get("gridProperties", {}), sheets[tab]["sheetId"]

@@ -31,13 +31,14 @@ from python_calamine import CalamineError, CalamineWorkbook
 
 from loop import files
 from loop.cell_values import as_text
-from loop.errors import RunFailure, TitleTaken, UsageError, WorkbookBusy
+from loop.errors import RunFailure, TitleTaken, UsageError, WorkbookBusy, WrongWorkbook
 from loop.sheets.base import Append, CellUpdate, DeleteRows, NewTab, Table, WriteBatch
 from loop.sheets.charts import chart_parts
 from loop.sheets.ooxml import EXCEL_MAX_ROWS, DamagedPart, PackageError, RowShift, column_letter
 from loop.sheets.package import Package, PartTooLarge, WriteRefused
 from loop.sheets.sheet_part import SheetPart, grown_table, moved_table, totals_rows
 from loop.sheets.tab_xml import grid_sheet_xml
+from loop.sheets.workbook_id import read_workbook_id, set_workbook_id
 
 log = logging.getLogger(__name__)
 EXCEL_CELL_LIMIT = 32_767
@@ -79,6 +80,7 @@ class XlsxWorkbook:
 
     def read(self, titles: list[str]) -> dict[str, Table]:
         self._book = None  # read what is on disk now, not what titles() saw
+        before = _version(self.path)
         book = self._calamine(titles)
         tables = {}
         for title in titles:
@@ -95,6 +97,9 @@ class XlsxWorkbook:
             if any(len(row) > len(headers) for row in body[:1]):
                 body = [row[: len(headers)] for row in body]
             tables[title] = Table(title, headers, body)
+        if before is not None and _version(self.path) == before:  # one version of the file throughout
+            for table in tables.values():
+                table.version = before
         return tables
 
     def _check_sizes(self, titles) -> None:
@@ -208,6 +213,7 @@ class XlsxWorkbook:
         if checked and (checked[0] is None or checked[0] != package.signature()):
             checked = None  # another version of the file since it was checked: read and check it again
         try:
+            self._check_workbook_id(package, batch.workbook_id)
             self._splice(package, batch, checked)
             titles = [title for title, _ in package.sheets()]
             written: dict[str, tuple[int, int]] = {}
@@ -223,6 +229,30 @@ class XlsxWorkbook:
             raise _damaged(self.path, error) from None
         finally:
             package.close()
+
+    def workbook_id(self) -> str | None:
+        """The id loop keeps in the workbook itself (`workbook_id.py`); None when it has none."""
+        try:
+            package = Package(str(self.path))
+        except (PackageError, zipfile.BadZipFile, KeyError, OSError, ValueError):
+            return None  # the write names what is wrong
+        try:
+            return read_workbook_id(package)
+        except (PackageError, zipfile.BadZipFile, zlib.error, KeyError, OSError, ValueError):
+            return None
+        finally:
+            package.close()
+
+    def _check_workbook_id(self, package: Package, expected: str | None) -> None:
+        """Refuse a write meant for another workbook, before anything is written; a workbook without an
+        id is given `expected`."""
+        if not expected:
+            return
+        found = read_workbook_id(package)
+        if found is None:
+            set_workbook_id(package, expected)
+        elif found != expected:
+            raise WrongWorkbook(self.path, found, expected)
 
     def _splice(self, package: Package, batch: WriteBatch, checked: tuple | None = None) -> None:
         """Apply the batch to the parts it touches; every other part stays as it is. A part `checked`
@@ -329,10 +359,20 @@ class XlsxWorkbook:
         return placed
 
     def _delete(self, package: Package, target: SheetPart, deletion: DeleteRows) -> None:
-        """Mark the rows whose key is one of the deletion's values, read off the key column now. Refused,
-        before anything is written, when formulas compute from the tab: they would point at other rows."""
-        rows = [number for number, value in target.column_values(target.find_column(deletion.key))
-                if as_text(value) in deletion.values]
+        """Mark the rows whose key is one of the deletion's values, read off the key column now, under
+        the lock and in the part about to be written: a row whose cells no longer hold what the deletion
+        expects stays. Refused, before anything is written, when formulas compute from the tab: they
+        would point at other rows."""
+
+        def now(number: int):
+            values = target.row_values(number)
+            return lambda name: values.get(target.find_column(name))
+
+        found = [(number, as_text(value)) for number, value in target.column_values(target.find_column(deletion.key))
+                 if as_text(value) in deletion.values]
+        unchanged = deletion.read_from is not None and deletion.read_from == package.signature()
+        rows = [number for number, key in found
+                if unchanged or key not in deletion.expected or deletion.still_as_read(key, now(number))]
         if not rows:
             return
         itself = target.has_formulas(deletion.tab)
@@ -380,6 +420,15 @@ def verify(path: Path, titles: list[str], written: dict[str, tuple[int, int]]) -
     missing = [title for title in titles if title not in seen]
     if missing:
         raise RunFailure(f"The saved workbook lacks tabs {missing}; {path.name} was left as it was.")
+
+
+def _version(path: Path) -> tuple | None:
+    """The file's version as `Package.signature` names it (inode, size, modification time)."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns
 
 
 def _check_format(path: Path) -> None:

@@ -23,7 +23,7 @@ from loop import schema
 from loop.cell_values import BadValue, parse_timestamp
 from loop.errors import DeliveryHeld, LeaseLost, LoopError, UnconfirmedWrite
 from loop.sheets import Append, WriteBatch
-from loop.store import DELIVERY_BATCH, PENDING, SENT, WorkbookStore
+from loop.store import DELIVERY_BATCH, PENDING, REVIEW_FIELDS, SENT, WorkbookStore
 from loop.store.lease import delivery_lease
 
 log = logging.getLogger("loop.store")
@@ -38,6 +38,9 @@ def sheet_row(record: dict) -> dict:
         row["created_at"] = parse_timestamp(row["created_at"])
     except BadValue:
         pass  # imported from an old archive as it was: the sheet gets it as it is
+    marks = {"up": "👍", "down": "👎"}
+    row.update({key: marks.get(value, value) if key in ("score", "judge_score") else value
+                for key in REVIEW_FIELDS for value in [record.get(key)] if value})  # a restored draft's review
     return row
 
 
@@ -69,7 +72,8 @@ def deliver(outbox: WorkbookStore, workbook, batch: WriteBatch | None = None, wa
                 appends = [Append(schema.DRAFTS, schema.DRAFT_HEADERS, sheet_row(row), key="trace_id",
                                   lines=schema.draft_lines(sheet_row(row))) for row in pending]
                 step = replace(batch, appends=batch.appends + appends,
-                               recheck=batch.recheck or _may_be_there(lease, pending, fresh))
+                               recheck=batch.recheck or _may_be_there(lease, pending, fresh),
+                               workbook_id=outbox.workbook_id_for(workbook))  # refuses another project's workbook
                 lease.mark_sent(pending)
             try:
                 workbook.write(step, None if wait is None else max(0.0, deadline - time.monotonic()),
@@ -132,12 +136,15 @@ def sync(workspace) -> int:
 
 
 def watch(workspace, seconds: float, rounds: int | None = None) -> None:
-    """Deliver every `seconds` until stopped (Ctrl-C or SIGTERM end it quietly). A round that fails
-    is a warning, said once until it changes; the next round tries again."""
+    """Deliver every `seconds` until stopped (Ctrl-C or SIGTERM end it quietly). A round that fails for
+    a reason that may pass (a server restarting, a lock held, a sheet open in Excel) is a warning,
+    said once until it changes, and the next round tries again on a fresh connection where the old
+    one was lost. A store that refuses to work (StoreUnusable: credentials, a newer schema, read-only)
+    ends the watch with its error, so a service manager's Restart=on-failure takes over."""
     import signal
     import time
 
-    from loop.errors import LoopError
+    from loop.errors import LoopError, StoreUnusable
 
     def stop(signum, frame):
         raise KeyboardInterrupt
@@ -149,7 +156,11 @@ def watch(workspace, seconds: float, rounds: int | None = None) -> None:
             started = time.monotonic()
             try:
                 sync(workspace)
+                if last_problem is not None:
+                    log.info("Delivering again: the store and the sheet answer.")
                 last_problem = None
+            except StoreUnusable:
+                raise
             except (LoopError, OSError) as problem:
                 if str(problem) != last_problem:
                     log.warning("%s Trying again every %g s.", problem, seconds)
