@@ -9,7 +9,7 @@ the folder is renamed `….imported`. Imports run one at a time (a lock beside a
 advisory lock on PostgreSQL), so two commands started together import once and both go on.
 
 A line that cannot be imported (not JSON, not a draft, a field that is not text, text the store
-cannot hold: a lone surrogate, or a NUL on PostgreSQL) is set aside, never lost and never a
+cannot hold: a lone surrogate) is set aside, never lost and never a
 traceback: it stays in the archive, is copied to an archive of its own, `set-aside/` in the renamed
 folder (which imports like any other once fixed and moved back), and one warning names the lines.
 """
@@ -22,7 +22,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from loop.cell_values import lone_surrogate
+from loop.cell_values import REPLACEMENT, lone_surrogate
 from loop.errors import RunFailure
 from loop.store import DELIVERED, SENT, WorkbookStore
 
@@ -44,7 +44,7 @@ def import_folder(outbox: WorkbookStore, folder: Path) -> int:
         except FileNotFoundError:
             return 0  # another command imported it while this one waited
         offset = _delivered_offset(folder / "delivered.json", len(data))
-        records, withdrawn, rejected = _parse(data, outbox.db.postgres)
+        records, withdrawn, rejected = _parse(data)
         delivered = [r for start, r in records if r["trace_id"] not in withdrawn and offset is not None and start < offset]
         waiting = [r for start, r in records if r["trace_id"] not in withdrawn and (offset is None or start >= offset)]
         outbox.add_many([(delivered, DELIVERED), (waiting, SENT)], skip_known=True)
@@ -66,7 +66,7 @@ def import_folder(outbox: WorkbookStore, folder: Path) -> int:
     return len(delivered) + len(waiting)
 
 
-def _parse(data: bytes, postgres: bool):
+def _parse(data: bytes):
     """(records with their byte offsets, withdrawn trace ids, lines set aside as (number, bytes, why))."""
     records, withdrawn, rejected, position = [], set(), [], 0
     for number, line in enumerate(data.splitlines(keepends=True), start=1):
@@ -82,7 +82,7 @@ def _parse(data: bytes, postgres: bool):
         # withdrawn drafts were never logged: those a malformed line names stay out too (the line is kept)
         withdrawn.update([gone] if isinstance(gone, str) else [t for t in gone if isinstance(t, str)]
                          if isinstance(gone, list) else [])
-        problem = _problem(record, postgres)
+        problem = _problem(record)
         if problem:
             rejected.append((number, line, problem))
             continue
@@ -91,7 +91,7 @@ def _parse(data: bytes, postgres: bool):
     return records, withdrawn, rejected
 
 
-def _problem(record, postgres: bool) -> str | None:
+def _problem(record) -> str | None:
     """Why a parsed line cannot be imported, or None."""
     if not isinstance(record, dict):
         return "not a JSON object"
@@ -109,8 +109,6 @@ def _problem(record, postgres: bool) -> str | None:
         text = _text(value)
         if lone_surrogate(text) is not None:
             return f"{key} holds a lone surrogate, which no file or database can store"
-        if postgres and "\x00" in text:
-            return f"{key} holds a NUL character, which PostgreSQL cannot store"
     return None
 
 
@@ -123,7 +121,8 @@ def _set_aside(where: Path, lines: list[bytes]) -> None:
 
 
 def _text(value) -> str:
-    return "" if value is None else str(value)
+    """A field as text; a NUL becomes the mark `loop log` gives it, the same on both stores."""
+    return "" if value is None else str(value).replace("\x00", REPLACEMENT)
 
 
 def _rename(folder: Path) -> Path:
