@@ -86,6 +86,9 @@ def deliver(outbox: WorkbookStore, workbook, batch: WriteBatch | None = None, wa
             except (LoopError, OSError):  # refused before anything was written: they wait as they did
                 lease.unsend([row for row in pending if row["state"] == PENDING])
                 raise
+            except BaseException:  # stopped mid-write (Ctrl-C, SIGTERM in a watcher): it may still land
+                lease.unconfirmed = True
+                raise
             lease.mark_delivered(pending)
             delivered += len(pending)
             waited += sum(row["trace_id"] not in fresh for row in pending)
