@@ -85,10 +85,10 @@ def improve_write(settings) -> float:
     seconds = []
     original = XlsxWorkbook.write
 
-    def write(self, batch, wait=None):
+    def write(self, batch, wait=None, **kwargs):
         started = time.perf_counter()
         try:
-            return original(self, batch, wait)
+            return original(self, batch, wait, **kwargs)
         finally:
             seconds.append(time.perf_counter() - started)
 

@@ -56,3 +56,17 @@ class TitleTaken(LoopError):
     def __init__(self, title: str):
         super().__init__(f"A tab named {title!r} already exists.")
         self.title = title
+
+
+class LeaseLost(WorkbookBusy):
+    """Another deliverer took the workbook's delivery lease (this one's lapsed): this one writes nothing."""
+
+
+class DeliveryHeld(WorkbookBusy):
+    """Drafts of a write whose outcome is not known yet wait: they, and every draft after them, are
+    written only once that write can no longer land and the sheet says which of them it has."""
+
+
+class UnconfirmedWrite(RunFailure):
+    """A write whose answer was lost (a timeout, a dropped connection after it was sent): the sheet may
+    or may not have applied it, so it is never sent again without asking the sheet first."""

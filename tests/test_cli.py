@@ -134,7 +134,7 @@ def test_marks_lost_after_the_prompt_was_written_are_restored_without_applying_t
     tick(path, title, [2])
     from loop.sheets.xlsx import XlsxWorkbook
 
-    def broken_write(self, batch, wait=None):
+    def broken_write(self, batch, wait=None, fence=None):
         raise OSError(28, "No space left on device", str(path))
 
     with monkeypatch.context() as patch:

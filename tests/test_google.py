@@ -246,7 +246,8 @@ def test_logged_drafts_whose_write_landed_but_was_lost_are_not_doubled(workspace
     sheet.create([draft(trace_id="old")])
     for fault in _lost_answer_cases():
         google.fail(fault)
-        trace_id = cli("log", "--sheet", KEY, "--ticket", "t", "--draft", "d").output.split()[-1]
+        result = cli("log", "--sheet", KEY, "--ticket", "t", "--draft", "d")
+        trace_id = result.stdout.split()[0]
         ids = [r["trace_id"] for r in sheet.tab(schema.DRAFTS)]
         assert ids.count(trace_id) == 1, (fault, ids)
     assert len(sheet.tab(schema.DRAFTS)) == 3

@@ -15,9 +15,9 @@ def test_a_run_that_places_failures_where_they_already_are_writes_no_drafts_cell
     path = write_workbook(workspace / "loop.xlsx", rows)
     batches, write = [], XlsxWorkbook.write
 
-    def recorded(self, batch, wait=None):
+    def recorded(self, batch, wait=None, **kwargs):
         batches.append(batch)
-        return write(self, batch, wait)
+        return write(self, batch, wait, **kwargs)
 
     monkeypatch.setattr(XlsxWorkbook, "write", recorded)
     cli("improve", "--no-check")

@@ -235,7 +235,7 @@ def test_rows_of_a_rolled_back_version_are_marked_even_if_rollback_could_not(wor
     tick(path, title, [2])
     cli("apply")
     with monkeypatch.context() as patch:
-        patch.setattr(XlsxWorkbook, "write", lambda self, batch, wait=None: (_ for _ in ()).throw(OSError(28, "full")))
+        patch.setattr(XlsxWorkbook, "write", lambda self, batch, wait=None, fence=None: (_ for _ in ()).throw(OSError(28, "full")))
         cli("rollback", code=1)
     assert read_tab(path, title)[0]["status"] == "applied"
     assert "1 rolled back" in cli("status").output

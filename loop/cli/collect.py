@@ -51,8 +51,15 @@ def log(workspace, ticket, draft_text, ticket_id, thread, kb_sources, prompt_ver
                     "kb_sources": kb_sources, "prompt_version": prompt_version}]
     else:
         records = traces.read_json_lines(_stdin_lines())
-    for trace_id in traces.log_drafts(records, workspace):
+    traces.log_drafts(records, workspace, on_commit=_print_ids)
+
+
+def _print_ids(trace_ids: list[str]) -> None:
+    """The ids, out the moment their drafts are committed, before the delivery: an id is printed if and
+    only if its draft is kept, even if the command is stopped while it waits for the sheet."""
+    for trace_id in trace_ids:
         click.echo(trace_id)
+    sys.stdout.flush()
 
 
 def _stdin_lines():

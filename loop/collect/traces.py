@@ -13,8 +13,13 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
+import threading
+import time
 import uuid
+from contextlib import contextmanager, nullcontext
 from datetime import datetime, timezone
+from pathlib import Path
 
 from loop import schema
 from loop.cell_values import REPLACEMENT, lone_surrogate
@@ -23,7 +28,8 @@ from loop.errors import LoopError, RunFailure, UsageError, WorkbookBusy
 log = logging.getLogger(__name__)
 
 FIELDS = ("ticket", "draft", "ticket_id", "thread", "kb_sources", "prompt_version")
-# How long `loop log` waits for another writer before leaving its drafts pending.
+# How long `loop log` may take to deliver its drafts, every wait and request included, before leaving
+# them pending.
 LOG_WAIT_SECONDS = 5.0
 
 
@@ -83,28 +89,40 @@ def read_json_lines(lines) -> list[dict]:
     return records
 
 
-def log_drafts(records: list[dict], settings=None, wait: bool = True) -> list[str]:
+def log_drafts(records: list[dict], settings=None, wait: bool = True, on_commit=None) -> list[str]:
     """Log drafts; returns their new trace ids in order. They are committed to the store when this
-    returns, and in the Drafts tab too unless the sheet could not take them now (then they wait as
-    pending, with a warning). With `wait=False` the sheet is not touched: the next command that
-    writes, `loop sync` or `loop sync --watch` delivers them."""
+    returns, and in the Drafts tab too unless the sheet could not take them within LOG_WAIT_SECONDS
+    (then they wait as pending, with a warning). With `wait=False` the sheet is not touched: the next
+    command that writes, `loop sync` or `loop sync --watch` delivers them.
+
+    `on_commit(ids)` is called the moment the commit returns (`loop log` prints the ids there); run in
+    the main thread, the commit and that call are one step that SIGTERM, SIGINT or SIGHUP cannot split."""
     from loop.workspace import Workspace
 
+    started = time.monotonic()
     workspace = Workspace.of(settings)
     records = [normalize(r) for r in records]
     if not records:
         return []
+    _check_deliverable(workspace)
     if wait:
-        _check_sheet(workspace, len(records))
+        _check_sheet(workspace, len(records), started + LOG_WAIT_SECONDS)
     version = workspace.prompt_version() if any(not r.get("prompt_version") for r in records) else ""
     created_at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     rows = [{"trace_id": str(uuid.uuid4()), "created_at": created_at, **r,
              "prompt_version": r.get("prompt_version") or version} for r in records]
     ids = [row["trace_id"] for row in rows]
-    workspace.traces.add(rows)  # the commit point: from here on the drafts are logged, whatever happens
+    outbox = workspace.traces
+    with _uninterrupted():
+        outbox.add(rows)  # the commit point: from here on the drafts are logged, whatever happens
+        if on_commit is not None:
+            on_commit(ids)
     if wait:
+        left = max(0.0, started + LOG_WAIT_SECONDS - time.monotonic())
         try:
-            workspace.write(wait=LOG_WAIT_SECONDS, fresh=frozenset(ids), mine=frozenset(ids))
+            workspace.write(wait=left, fresh=frozenset(ids), mine=frozenset(ids))
+            if not outbox.all_delivered(ids):
+                raise WorkbookBusy(f"The sheet could not take the drafts within {LOG_WAIT_SECONDS:g} s.")
         except (LoopError, OSError) as reason:
             waits = "1 draft waits" if len(ids) == 1 else f"{len(ids)} drafts wait"
             log.warning("%s %s in the store (%s) and reach%s the sheet with the next command that writes, or "
@@ -112,18 +130,54 @@ def log_drafts(records: list[dict], settings=None, wait: bool = True) -> list[st
     return ids
 
 
+@contextmanager
+def _uninterrupted():
+    """Hold back SIGTERM, SIGINT and SIGHUP (in this thread) until the block ends: a process told to stop
+    either committed nothing, or committed the drafts and gave out their ids."""
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _check_deliverable(workspace) -> None:
+    """Refuse, before anything is committed, a sheet no delivery could ever reach: one that is neither a
+    Google Sheet nor an .xlsx or .xlsm path, or a path in a folder that does not exist. Only the name
+    and its folder are looked at: `log_draft(wait=False)` never opens the workbook."""
+    sheet = workspace.settings.sheet
+    setting = f"LOOP_SHEET (or --sheet) {sheet!r}"
+    if workspace.google_key:  # a URL that is not a Google Sheet's is refused there
+        return
+    path = Path(sheet)
+    if path.suffix.lower() not in (".xlsx", ".xlsm"):
+        raise UsageError(f"{setting} is neither an .xlsx or .xlsm workbook nor a Google Sheets URL or key; fix it "
+                         "(e.g. loop.xlsx). Nothing was logged.")
+    folder = path.parent
+    if not folder.is_dir():
+        raise UsageError(f"{setting} is in a folder that does not exist ({folder}); create it or fix the setting. "
+                         "Nothing was logged.")
+    if path.is_dir():
+        raise UsageError(f"{setting} is a folder, not a workbook; point it at an .xlsx file. Nothing was logged.")
+
+
 def _reason(error: Exception) -> str:
     text = str(error) if isinstance(error, LoopError) else f"{error.strerror or error} ({error.filename or 'a file'})."
     return text if text.endswith((".", "!", "?")) else text + "."
 
 
-def _check_sheet(workspace, count: int) -> None:
+def _check_sheet(workspace, count: int, deadline: float) -> None:
     """Refusals that will not pass by themselves, before anything is committed: a workbook that is
     missing or damaged, a Drafts tab under another capitalisation, a full tab. A sheet that cannot be
-    reached now is no refusal: the drafts wait for it."""
+    reached now (by `deadline`, time.monotonic()) is no refusal: the drafts wait for it."""
     try:
         workbook = workspace.workbook
-        titles = workbook.titles()
+        limit = getattr(workbook, "time_limit", None)  # a Google Sheet: its requests end by the deadline
+        with limit(max(0.0, deadline - time.monotonic())) if limit else nullcontext():
+            titles = workbook.titles()
     except (WorkbookBusy, RunFailure):
         return
     if schema.DRAFTS not in titles:

@@ -261,6 +261,9 @@ class Workbook(Protocol):
 
     location: str
     cell_limit: int
+    # how long a write may still land after the fence check that let it start (a local workbook's
+    # write lands before its lock is released: 0)
+    landing_seconds: float
 
     def titles(self) -> list[str]:
         """The titles of every tab, in order."""
@@ -274,8 +277,10 @@ class Workbook(Protocol):
     def rows_left(self, title: str) -> int | None:
         """How many rows can still be appended to tab `title`, when that is cheap to know; else None."""
 
-    def write(self, batch: WriteBatch, wait: float | None = None) -> None:
+    def write(self, batch: WriteBatch, wait: float | None = None, fence=None) -> None:
         """Apply every change of `batch`, or none of them; wait at most `wait` seconds for other writers.
+        `fence()`, when given, runs just before anything is sent and raises if this writer may no longer
+        write (its delivery lease was taken over).
 
         Raises TitleTaken, before writing anything, if a new tab's title is in use."""
 

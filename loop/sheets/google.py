@@ -14,6 +14,7 @@ import os
 import random
 import re
 import time
+from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from datetime import date, datetime
 
@@ -24,7 +25,7 @@ from gspread.utils import absolute_range_name, extract_id_from_url
 from requests.adapters import HTTPAdapter
 
 from loop.cell_values import as_text, cell_text, normalize_header
-from loop.errors import LoopError, RunFailure, TitleTaken, UsageError
+from loop.errors import LoopError, RunFailure, TitleTaken, UnconfirmedWrite, UsageError
 from loop.sheets import google_cells
 from loop.sheets.base import Append, CellUpdate, DeleteRows, NewTab, Table, WriteBatch, unstyled
 from loop.sheets.base import is_google
@@ -52,12 +53,18 @@ class AmbiguousWrite(Exception):
     have applied it. Sending it again blindly could add a second tab or the same rows twice."""
 
 
+class OutOfTime(RunFailure):
+    """The command's time for the sheet ran out before a request could be sent: nothing was written."""
+
+
 class RetryingHTTPClient(gspread.HTTPClient):
     """gspread's client with what it lacks: a timeout on every request, and bounded, jittered
     exponential backoff on rate limits, server errors and dropped connections, honouring Retry-After.
 
     A batchUpdate is only retried by this layer when Google surely did not apply it (a rate limit,
-    or a connection never made); otherwise AmbiguousWrite lets the caller look before it writes again."""
+    or a connection never made); otherwise AmbiguousWrite lets the caller look before it writes again.
+    With a `deadline` (time.monotonic()), every request, retries and waits included, ends by then:
+    requests' own connect and read timeouts are cut to the time left."""
 
     attempts = 5
     base_delay = 1.0
@@ -67,10 +74,20 @@ class RetryingHTTPClient(gspread.HTTPClient):
     def __init__(self, auth, session=None):
         super().__init__(auth, session)
         self.set_timeout(self.timeout_seconds)
+        self.deadline: float | None = None
+
+    def _time_left(self) -> float | None:
+        return None if self.deadline is None else self.deadline - time.monotonic()
 
     def request(self, method, endpoint, *args, **kwargs):
         once = method.lower() == "post" and endpoint.endswith(":batchUpdate")
         for attempt in range(1, self.attempts + 1):
+            left = self._time_left()
+            if left is not None and left <= 0.05:
+                raise OutOfTime(f"Google Sheets did not answer in the time this command has; nothing was written "
+                                "by this request.")
+            connect, read = self.timeout_seconds
+            self.set_timeout((connect, read) if left is None else (min(connect, left), min(read, left)))
             try:
                 return super().request(method, endpoint, *args, **kwargs)
             except APIError as error:
@@ -92,6 +109,10 @@ class RetryingHTTPClient(gspread.HTTPClient):
                 if attempt == self.attempts:
                     raise
                 delay = self._backoff(attempt)
+            left = self._time_left()
+            if left is not None and delay >= left:
+                raise OutOfTime("Google Sheets kept refusing or timing out until the time this command has ran out; "
+                                "nothing was written by this request.")
             time.sleep(delay)
         raise AssertionError("unreachable")
 
@@ -122,6 +143,7 @@ class _ApiRoot(HTTPAdapter):
 
 class GoogleWorkbook:
     cell_limit = GOOGLE_CELL_LIMIT
+    landing_grace = 30.0  # seconds Google may still take to apply a request whose client gave up
 
     def __init__(self, key: str, credentials_file: str | None = None):
         self.key = key
@@ -181,35 +203,68 @@ class GoogleWorkbook:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def write(self, batch: WriteBatch, wait: float | None = None) -> None:
-        """One atomic batchUpdate. If its answer is lost, look whether it landed before sending it again."""
+    @property
+    def landing_seconds(self) -> float:
+        """The longest a batchUpdate may still land after the check that let it start: its own connect
+        and read timeouts, and the time Google may take to apply a request its client gave up on."""
+        return sum(self._http.timeout_seconds) + self.landing_grace
+
+    @contextmanager
+    def time_limit(self, seconds: float):
+        """Every request made meanwhile, retries and their waits included, ends within `seconds`."""
+        client, before = self._http, self._http.deadline
+        ends = time.monotonic() + seconds
+        client.deadline = ends if before is None else min(before, ends)
+        try:
+            yield
+        finally:
+            client.deadline = before
+
+    def write(self, batch: WriteBatch, wait: float | None = None, fence=None) -> None:
+        """One atomic batchUpdate, within `wait` seconds (HTTP timeouts and retries included) when given.
+        `fence()` runs just before each send and raises if this writer may no longer write.
+
+        If its answer is lost, the sheet is asked whether it landed. A batch that cannot be told apart
+        from a copy of itself (rows to append or delete, and no new tab whose title would refuse a second
+        copy) is then never sent again: UnconfirmedWrite says its outcome is unknown."""
         if not batch:
             return
         client = self._http
-        for attempt in range(1, client.attempts + 1):
-            try:
-                requests_ = self._requests(batch)
-                if requests_:
-                    self._call(lambda: client.batch_update(self.key, {"requests": requests_}))
-                self._size_rows([a for a in batch.appends if a.key and a.lines and a.lines > 1])
-                return
-            except AmbiguousWrite as lost:
-                self._forget()
-                if self._landed(batch):
-                    log.info("A write to the Google Sheet timed out but had landed; it was not sent again.")
+        guarded = bool(batch.new_tabs) or not (batch.appends or batch.deletions)
+        with self.time_limit(wait) if wait is not None else nullcontext():
+            for attempt in range(1, client.attempts + 1):
+                try:
+                    requests_ = self._requests(batch)
+                    if requests_:
+                        if fence is not None:
+                            fence()
+                        self._call(lambda: client.batch_update(self.key, {"requests": requests_}))
+                    self._size_rows([a for a in batch.appends if a.key and a.lines and a.lines > 1])
                     return
-                if attempt == client.attempts:
-                    raise RunFailure(f"Google Sheets did not confirm a write ({lost}) after {attempt} attempts; "
-                                     "Nothing was written; try again later.") from None
-                batch = replace(batch, recheck=True)
-                time.sleep(client._backoff(attempt))
-            except TitleTaken:
-                self._forget()
-                if self._landed(batch):  # an earlier attempt added it: the write is done
-                    return
-                raise
-            finally:
-                self._forget()
+                except AmbiguousWrite as lost:
+                    self._forget()
+                    try:
+                        if self._landed(batch):
+                            log.info("A write to the Google Sheet timed out but had landed; it was not sent again.")
+                            return
+                    except LoopError:
+                        raise UnconfirmedWrite(f"Google Sheets did not confirm a write ({lost}), and whether it "
+                                               "landed could not be read.") from None
+                    if not guarded:
+                        raise UnconfirmedWrite(f"Google Sheets did not confirm a write ({lost}) and does not show "
+                                               "it yet; it may still land, so it is not sent again now.") from None
+                    if attempt == client.attempts:
+                        raise RunFailure(f"Google Sheets did not confirm a write ({lost}) after {attempt} attempts; "
+                                         "Nothing was written; try again later.") from None
+                    batch = replace(batch, recheck=True)
+                    time.sleep(client._backoff(attempt))
+                except TitleTaken:
+                    self._forget()
+                    if self._landed(batch):  # an earlier attempt added it: the write is done
+                        return
+                    raise
+                finally:
+                    self._forget()
 
     def _size_rows(self, appends: list[Append]) -> None:
         """Rows just appended, made as tall as their text needs (`Append.lines`, capped by the caller).

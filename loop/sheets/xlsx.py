@@ -51,6 +51,7 @@ _ANCHORED = (("comments", "notes"), ("threadedComment", "threaded comments"), ("
 
 class XlsxWorkbook:
     cell_limit = EXCEL_CELL_LIMIT
+    landing_seconds = 0.0  # a write lands under the workbook's lock, or never
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -181,7 +182,9 @@ class XlsxWorkbook:
                     raise WorkbookBusy(f"{path.name} is open in {program} ({owner} exists); close it there and run "
                                        "again.")
 
-    def write(self, batch: WriteBatch, wait: float | None = None) -> None:
+    def write(self, batch: WriteBatch, wait: float | None = None, fence=None) -> None:
+        """`fence()` runs under the workbook's lock, just before the write, and raises if this writer may
+        no longer write: a write then lands before the lock is released, or never."""
         if not batch:
             return
         lock = FileLock(str(self._lock_path()), timeout=DEFAULT_WAIT if wait is None else wait)
@@ -191,6 +194,8 @@ class XlsxWorkbook:
             raise WorkbookBusy(f"Another loop command is writing {self.path.name}; try again in a moment.") from None
         try:
             self.ensure_writable()
+            if fence is not None:
+                fence()
             self._write(batch)
         finally:
             lock.release()

@@ -1,6 +1,5 @@
 """The store's database: one SQL code path over SQLite (the standard library's sqlite3) and
-PostgreSQL (psycopg 3), a numbered schema migrated forward on open, and the one lock that
-differs between them (who may deliver to a workbook right now).
+PostgreSQL (psycopg 3), and a numbered schema migrated forward on open.
 
 SQL is written once with `?` placeholders; PostgreSQL gets `%s`. Each connection runs in autocommit
 mode and `transaction()` makes the explicit transactions, so a commit point is always visible.
@@ -71,6 +70,15 @@ MIGRATIONS = [
         workbook_id BIGINT PRIMARY KEY REFERENCES workbooks (id),
         stamp TEXT NOT NULL
     );
+    """,
+    # the delivery lease (loop/store/lease.py): its holder, fencing number and expiry, until when a write
+    # it left unconfirmed may still land, and which lease marked a draft `sent`
+    """
+    ALTER TABLE workbooks ADD COLUMN lease_holder TEXT;
+    ALTER TABLE workbooks ADD COLUMN lease_fence BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE workbooks ADD COLUMN lease_until DOUBLE PRECISION NOT NULL DEFAULT 0;
+    ALTER TABLE workbooks ADD COLUMN settle_until DOUBLE PRECISION NOT NULL DEFAULT 0;
+    ALTER TABLE drafts ADD COLUMN sent_fence BIGINT;
     """,
 ]
 
@@ -461,66 +469,6 @@ class Database:
     @property
     def schema_version(self) -> int:
         return max(row[0] for row in self.execute("SELECT version FROM migrations"))
-
-    # -- who delivers ----------------------------------------------------------------------
-
-    @contextmanager
-    def delivery_lock(self, workbook_id: int, wait: float, done=lambda: False):
-        """Held while one process delivers a workbook's pending drafts, so each reaches the sheet once
-        and in order. PostgreSQL: a row lock on the workbook (`FOR UPDATE SKIP LOCKED`), released if the
-        holder dies; SQLite: a lock file beside the database. Yields False instead when `done()`
-        turns true while this waits (another deliverer carried what the caller was waiting for)."""
-        if self.postgres:
-            acquire, release = self._row_lock(workbook_id)
-        else:
-            from filelock import FileLock, Timeout
-
-            lock = FileLock(f"{self.path}.deliver-{workbook_id}.lock")
-
-            def acquire() -> bool:
-                try:
-                    lock.acquire(timeout=0)
-                    return True
-                except Timeout:
-                    return False
-
-            release = lock.release
-        deadline = time.monotonic() + wait
-        try:
-            while not acquire():
-                if done():
-                    yield False
-                    return
-                if time.monotonic() >= deadline:
-                    from loop.errors import WorkbookBusy
-
-                    raise WorkbookBusy("Another loop command is writing to the sheet; try again in a moment.")
-                time.sleep(0.02)
-            yield True
-        finally:
-            release()
-
-
-    def _row_lock(self, workbook_id: int):
-        """(acquire, release) for the workbook's row lock, held by a connection of its own so the
-        marks this process commits meanwhile are not part of its transaction."""
-        import psycopg
-
-        try:
-            holder = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
-        except psycopg.Error as error:
-            raise self.failure(error) from None
-
-        def acquire() -> bool:
-            with self._errors():
-                holder.execute("BEGIN")
-                if holder.execute("SELECT id FROM workbooks WHERE id = %s FOR NO KEY UPDATE SKIP LOCKED",
-                                  (workbook_id,)).fetchone():
-                    return True
-                holder.execute("ROLLBACK")
-                return False
-
-        return acquire, holder.close
 
 
 _OPEN: dict[tuple[int, str], Database] = {}
