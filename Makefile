@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml | $(PY)
 install: $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2
 
 # The demo works on a copy of examples/: the agent drafts new tickets, the judge pre-scores them,
 # the improver proposes edits from the reviewed drafts (and, with --include-judge, the judged ones),

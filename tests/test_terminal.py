@@ -88,7 +88,8 @@ def test_loop_check_replays_the_window_of_the_run_that_proposed_the_ticked_edits
 
     narrow = cli("check", "--since", "14d")  # an explicit --since still wins
     assert "Review window: since " in narrow.output and "(--since 14d)." in narrow.output
-    oldest = min(r["created_at"] for r in rows)
+    cited = {t.strip() for edit in read_tab(path, edits_tab(path))[:2] for t in edit["evidence"].split(",")}
+    oldest = min(r["created_at"] for r in rows if r["trace_id"] in cited)  # whatever the hour, the cited one's date
     assert (f"6 cited failures are older than the window, so not replayed: --since {oldest:%Y-%m-%d} brings them in."
             in narrow.output)
     assert "fixed 0/0 cited" in narrow.output and "No conflict showed" not in narrow.output
