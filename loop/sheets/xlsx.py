@@ -102,13 +102,14 @@ class XlsxWorkbook:
         return tables
 
     def _check_sizes(self, titles) -> None:
-        """Refuse, from the zip's directory alone, tabs among `titles` or shared strings that unpack to
-        more than MAX_PART_BYTES: python-calamine would hold all of it in memory."""
+        """Refuse, from the zip's directory alone, a part python-calamine reads (the content types, the
+        workbook and its relationships, checked as the package opens; the styles, the shared strings,
+        the tabs among `titles`) that unpacks to more than MAX_PART_BYTES: it would hold all of it in memory."""
         try:
             package = Package(str(self.path))
             try:
                 parts = dict(package.sheets())
-                for name in [package.strings_part(), *(parts.get(title) for title in titles)]:
+                for name in [package.styles_part(), package.strings_part(), *(parts.get(title) for title in titles)]:
                     if name:
                         package.check_size(name)
             finally:
@@ -139,6 +140,7 @@ class XlsxWorkbook:
                 taken = [*target.merges(), *_reserved(package, part)]
                 merged = sum(bottom - top + 1 for top, left, bottom, right in _disjoint_rows(taken, last, written))
                 self._rows_left[title] = EXCEL_MAX_ROWS - last - merged
+                package.check_crcs()  # every part the write would copy, so a damaged one is refused now
                 self._checked = (signature, part, target.xml)
             finally:
                 package.close()
@@ -203,10 +205,14 @@ class XlsxWorkbook:
             package = Package(str(self.path))
         except (zipfile.BadZipFile, KeyError, OSError) as error:
             raise _damaged(self.path, error) from None
+        except PartTooLarge as error:
+            raise _too_large(self.path, error) from None
         except PackageError as error:
             raise UsageError(f"{self.path} cannot be written: {error}.") from None
         if checked and (checked[0] is None or checked[0] != package.signature()):
             checked = None  # another version of the file since it was checked: read and check it again
+        if checked:
+            package.trust_crcs()  # ensure_readable checked every part of this very file
         try:
             self._check_workbook_id(package, batch.workbook_id)
             self._splice(package, batch, checked)
@@ -484,8 +490,10 @@ def _disjoint_rows(merges, last: int, columns: set[int]):
 
 
 def _too_large(path: Path, error: PartTooLarge) -> UsageError:
+    fix = ("delete the empty rows and columns below and beside the data, save it" if "worksheets/" in error.name
+           else "save it again (or copy its tabs into a new workbook)")
     return UsageError(f"{path.name} is too large to edit safely: {error} (see README, Troubleshooting). Open it in "
-                      "Excel, delete the empty rows and columns below and beside the data, save it, and run again.")
+                      f"Excel, {fix}, and run again.")
 
 
 def _damaged(path: Path, error: Exception) -> UsageError:
