@@ -552,3 +552,91 @@ def test_init_refuses_a_damaged_or_strict_workbook_and_leaves_it_as_it_was(works
     before = path.read_bytes()
     one_line(CliRunner().invoke(main, ["init", "--sheet", "strict.xlsx"]), "strict.xlsx", "Strict Open XML")
     assert path.read_bytes() == before
+
+
+# --- an Excel Table with a totals row over Drafts -----------------------------------------------------------
+
+
+def totals_workbook(path: Path, rows: int = 2, elsewhere: str | None = None, empty: int = 0) -> Path:
+    """Drafts in an Excel Table named Reviews with a totals row below `rows` reviewed drafts and `empty`
+    empty rows: a label, a count by structured reference and one by A1 reference; `elsewhere`: a
+    formula on another tab."""
+    from openpyxl.worksheet.table import Table, TableColumn
+
+    write_workbook(path, [draft(trace_id=f"t-{n}") for n in range(rows)])
+    book = openpyxl.load_workbook(path)
+    sheet = book[schema.DRAFTS]
+    names = schema.DRAFT_HEADERS
+    letter = {name: openpyxl.utils.get_column_letter(i) for i, name in enumerate(names, start=1)}
+    totals = rows + 2 + empty
+    sheet[f"{letter['ticket']}{totals}"] = "Total"
+    sheet[f"{letter['draft']}{totals}"] = "=SUBTOTAL(103,Reviews[draft])"
+    sheet[f"{letter['score']}{totals}"] = f"=SUBTOTAL(103,{letter['score']}2:{letter['score']}{totals - 1})"
+    last = letter[names[-1]]
+    table = Table(displayName="Reviews", ref=f"A1:{last}{totals}", totalsRowCount=1)
+    table.tableColumns = [TableColumn(id=i, name=name) for i, name in enumerate(names, start=1)]
+    table.tableColumns[names.index("ticket")].totalsRowLabel = "Total"
+    table.tableColumns[names.index("draft")].totalsRowFunction = "count"
+    table.autoFilter = openpyxl.worksheet.filters.AutoFilter(ref=f"A1:{last}{totals - 1}")
+    sheet.add_table(table)
+    if elsewhere:
+        book.create_sheet("Summary")["A1"] = elsewhere
+    book.save(path)
+    return path
+
+
+def test_drafts_go_inside_a_table_above_its_totals_row_which_moves_down_with_its_formulas(workspace):
+    path = totals_workbook(workspace / "loop.xlsx")
+    letter = {name: openpyxl.utils.get_column_letter(i) for i, name in enumerate(schema.DRAFT_HEADERS, start=1)}
+    last = letter[schema.DRAFT_HEADERS[-1]]
+    first, second = log("one", "two").output.split()
+    book = openpyxl.load_workbook(path)
+    sheet, table = book[schema.DRAFTS], book[schema.DRAFTS].tables["Reviews"]
+    assert table.ref == f"A1:{last}6" and table.autoFilter.ref == f"A1:{last}5" and table.totalsRowCount == 1
+    assert [sheet[f"{letter['trace_id']}{r}"].value for r in (2, 3, 4, 5)] == ["t-0", "t-1", first, second]
+    assert sheet[f"{letter['ticket']}6"].value == "Total"
+    assert sheet[f"{letter['draft']}6"].value == "=SUBTOTAL(103,Reviews[draft])"
+    assert sheet[f"{letter['score']}6"].value == f"=SUBTOTAL(103,{letter['score']}2:{letter['score']}5)"
+    assert sheet.max_row == 6 and sheet.dimensions.endswith(":" + f"{last}6")
+    third = log("three").output.strip()
+    sheet = openpyxl.load_workbook(path)[schema.DRAFTS]
+    assert sheet.tables["Reviews"].ref == f"A1:{last}7" and sheet[f"{letter['trace_id']}6"].value == third
+    assert sheet[f"{letter['score']}7"].value == f"=SUBTOTAL(103,{letter['score']}2:{letter['score']}6)"
+    assert set(drafts_read(path)) == {"t-0", "t-1", first, second, third}
+    namespaces(parts(path)["xl/worksheets/sheet1.xml"])
+
+
+def test_a_tables_empty_rows_above_its_totals_row_are_taken_first(workspace):
+    path = totals_workbook(workspace / "loop.xlsx", empty=2)
+    last = openpyxl.utils.get_column_letter(len(schema.DRAFT_HEADERS))
+    trace_id, ticket = schema.DRAFT_HEADERS.index("trace_id") + 1, schema.DRAFT_HEADERS.index("ticket") + 1
+    first = log("one").output.strip()
+    sheet = openpyxl.load_workbook(path)[schema.DRAFTS]
+    assert sheet.tables["Reviews"].ref == f"A1:{last}6" and sheet.cell(4, trace_id).value == first
+    second, third = log("two", "three").output.split()
+    sheet = openpyxl.load_workbook(path)[schema.DRAFTS]
+    assert sheet.tables["Reviews"].ref == f"A1:{last}7"
+    assert [sheet.cell(r, trace_id).value for r in (5, 6)] == [second, third] and sheet.cell(7, ticket).value == "Total"
+
+
+def test_a_totals_row_a_formula_elsewhere_points_at_stays_where_it_is_and_drafts_go_below(workspace):
+    letter = openpyxl.utils.get_column_letter(schema.DRAFT_HEADERS.index("score") + 1)
+    path = totals_workbook(workspace / "loop.xlsx", elsewhere=f"=Drafts!{letter}4")
+    trace = log("one").output.strip()
+    sheet = openpyxl.load_workbook(path)[schema.DRAFTS]
+    assert sheet.cell(4, schema.DRAFT_HEADERS.index("ticket") + 1).value == "Total"  # not moved
+    assert sheet.cell(5, schema.DRAFT_HEADERS.index("trace_id") + 1).value == trace
+
+
+@pytest.mark.skipif(not shutil.which("soffice"), reason="LibreOffice is not installed")
+def test_libreoffice_shows_the_drafts_inside_the_table_and_the_totals_row_last(workspace):
+    path = totals_workbook(workspace / "loop.xlsx")
+    log("one", "two")
+    out = workspace / "csv"
+    subprocess.run(["soffice", "--headless", "--convert-to", "csv:Text - txt - csv (StarCalc):44,34,76,1,,0,false,true,false,false,false,1",
+                    "--outdir", str(out), str(path)], capture_output=True, timeout=180, check=True,
+                   env={"HOME": str(workspace), "PATH": "/usr/bin:/bin"})
+    rows = list(__import__("csv").reader((out / "loop-Drafts.csv").open(encoding="utf-8")))
+    ticket, score = schema.DRAFT_HEADERS.index("ticket"), schema.DRAFT_HEADERS.index("score")
+    assert [r[ticket] for r in rows[1:6]] == [rows[1][ticket], rows[2][ticket], "one", "two", "Total"]
+    assert rows[5][score] == "2"  # LibreOffice computed the totals row's count over the rows it now covers
