@@ -61,6 +61,9 @@ class XlsxWorkbook:
         self._rows_left: dict[str, int] = {}
         # The part ensure_readable checked, kept for the write that follows (loop log): (file, part, xml).
         self._checked: tuple[tuple, str, bytes] | None = None
+        # The file (Package.signature) whose every part is known to match its CRC-32: checked by
+        # ensure_readable, or written by this object. A write to it copies its parts unchecked.
+        self._sound: tuple | None = None
         real = Path(os.path.realpath(self.path))
         self._paths = [self.path] + ([real] if real != self.path.absolute() else [])
 
@@ -142,7 +145,7 @@ class XlsxWorkbook:
                 merged = sum(bottom - top + 1 for top, left, bottom, right in _disjoint_rows(taken, last, written))
                 self._rows_left[title] = EXCEL_MAX_ROWS - last - merged
                 package.check_crcs()  # every part the write would copy, so a damaged one is refused now
-                self._checked = (signature, part, target.xml)
+                self._checked, self._sound = (signature, part, target.xml), signature
             finally:
                 package.close()
         except PartTooLarge as error:
@@ -212,15 +215,23 @@ class XlsxWorkbook:
             raise UsageError(f"{self.path} cannot be written: {error}.") from None
         if checked and (checked[0] is None or checked[0] != package.signature()):
             checked = None  # another version of the file since it was checked: read and check it again
-        if checked:
-            package.trust_crcs()  # ensure_readable checked every part of this very file
+        if self._sound is not None and self._sound == package.signature():
+            package.trust_crcs()  # every part of this very file was checked, or written here
+        saved_as = []
+
+        def checked_save(saved: Path) -> None:
+            verify(saved, titles, written)
+            found = os.stat(saved)  # the same inode, size and time once it is moved into place
+            saved_as.append((found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns))
+
         try:
             self._check_workbook_id(package, batch.workbook_id)
             self._splice(package, batch, checked)
             titles = [title for title, _ in package.sheets()]
             written: dict[str, tuple[int, int]] = {}
-            with files.atomic_path(self.path, verify=lambda saved: verify(saved, titles, written)) as temporary:
+            with files.atomic_path(self.path, verify=checked_save) as temporary:
                 written.update(package.save(temporary))
+            self._sound = saved_as[0]
         except WriteRefused as error:
             raise RunFailure(f"The saved workbook did not open again ({error}); {self.path.name} was left as it was.") from None
         except PartTooLarge as error:
