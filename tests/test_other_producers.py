@@ -279,18 +279,25 @@ def crafted(folder: Path, source: str, scheme: tuple[dict, bool]) -> Path:
 
 
 def run_commands(path: Path, cli) -> None:
-    """log, improve's writes (a new tab with checkboxes, a Runs row), a judge's update and report, each
-    checked as it lands."""
+    """init, log, improve (its Edits tab with checkboxes, its Runs row, the patterns it writes into
+    Drafts), apply's and a judge's updates and report, each checked as it lands."""
     before = parts(path)
+    reviewed = sum(1 for row in CalamineWorkbook.from_path(str(path)).get_sheet_by_name(schema.DRAFTS).to_python()[1:]
+                   if any(str(v).strip() for v in row))
+    cli("init")
+    assert_sound(path, before)
+    assert {schema.DRAFTS, schema.RUNS} <= set(CalamineWorkbook.from_path(str(path)).sheet_names)
     first = log("a ticket from another producer").output.split()
+    assert_sound(path, before)
+    improved = CliRunner().invoke(main, ["improve", "--since", "2026-01-01", "--no-check"])
+    assert improved.exit_code == 0 and ("Wrote tab" in improved.output or reviewed == 0), improved.output
     assert_sound(path, before)
     assert drafts_read(path)[first[0]]["ticket"] == "a ticket from another producer"
     workbook = XlsxWorkbook(path)
-    titles = workbook.titles()
     edits = NewTab("Edits 2026-12-01 0900", ["approve", "edit_id", "find"], [[False, "e-1", "old & <new>"]],
                    checkbox_column="approve")
-    runs = Append(schema.RUNS, schema.RUN_HEADERS, {"run_id": "r-1", "drafts": 3}) if schema.RUNS in titles else None
-    workbook.write(WriteBatch(new_tabs=[edits], appends=[runs] if runs else []))
+    runs = Append(schema.RUNS, schema.RUN_HEADERS, {"run_id": "r-1", "drafts": 3})
+    workbook.write(WriteBatch(new_tabs=[edits], appends=[runs]))
     assert_sound(path, before)
     workbook.write(WriteBatch(updates=[CellUpdate("Edits 2026-12-01 0900", 2, "approve", True)]))
     assert_sound(path, before)
@@ -302,15 +309,15 @@ def run_commands(path: Path, cli) -> None:
     assert_sound(path, before)
     book = openpyxl.load_workbook(path)
     assert book["Edits 2026-12-01 0900"]["A2"].value is True and book["Edits 2026-12-01 0900"]["C2"].value == "old & <new>"
-    if runs:
-        assert [r[0] for r in book[schema.RUNS].iter_rows(min_row=2, values_only=True)][-1] == "r-1"
+    assert [r[0] for r in book[schema.RUNS].iter_rows(min_row=2, values_only=True)][-1] == "r-1"
     assert "Dashboard" in CalamineWorkbook.from_path(str(path)).sheet_names
     drafts_read(path)
 
 
 @pytest.mark.parametrize("source", SOURCES)
 @pytest.mark.parametrize("scheme", SCHEMES)
-def test_every_part_loop_writes_stays_namespace_correct_whatever_the_producers_scheme(workspace, cli, source, scheme):
+def test_every_part_loop_writes_stays_namespace_correct_whatever_the_producers_scheme(workspace, cli, model, source,
+                                                                                     scheme):
     path = crafted(workspace, source, SCHEMES[scheme])
     run_commands(path, cli)
 
@@ -640,3 +647,16 @@ def test_libreoffice_shows_the_drafts_inside_the_table_and_the_totals_row_last(w
     ticket, score = schema.DRAFT_HEADERS.index("ticket"), schema.DRAFT_HEADERS.index("score")
     assert [r[ticket] for r in rows[1:6]] == [rows[1][ticket], rows[2][ticket], "one", "two", "Total"]
     assert rows[5][score] == "2"  # LibreOffice computed the totals row's count over the rows it now covers
+
+
+def test_init_completes_a_google_sheets_drafts_tab_the_same_way(workspace, google, cli):
+    from tests.backends import KEY
+
+    google.add_spreadsheet(KEY, {"Team notes": [["keep", "me"]], schema.DRAFTS: [["ticket", "draft", "notes"]]})
+    output = cli("init", "--sheet", KEY).output
+    assert "Added the Runs tab to the Google Sheet" in output and "score, comment, created_at, trace_id" in output
+    assert google.titles(KEY) == ["Team notes", schema.DRAFTS, schema.RUNS]
+    assert google.values(KEY, schema.DRAFTS) == [["ticket", "draft", "notes", "score", "comment", "created_at",
+                                                  "trace_id"]]
+    assert google.values(KEY, "Team notes") == [["keep", "me"]]
+    assert "already has" in cli("init", "--sheet", KEY).output
