@@ -20,7 +20,8 @@ written into it and its other cells keep their bytes. No appended cell lands ins
 rows where a merge covers a column being written are passed over. A column loop adds goes after the
 last header and after every column holding a cell, so it never relabels a column of values. An Excel
 Table (ListObject) that reaches the row above the appended rows grows to cover them, as it does when a
-person types below it, and takes in a column added right beside it (`grown_table`).
+person types below it, and takes in a column added right beside it (`grown_table`); one with a totals
+row takes the rows above it, the totals row moving down (`insert_rows`, `table_with_rows_inserted`).
 """
 
 from __future__ import annotations

@@ -11,8 +11,9 @@ shared workbook take the same lock.
 
 What a write refuses, it refuses before anything is written, and `ensure_readable` runs the same
 checks for a command that must know before it keeps anything (`loop log`, before the store's commit):
-a part that does not unpack, a tab or shared-strings part over `MAX_PART_BYTES` (by the zip's
-directory, before any of it is unpacked), a shared-string index past the end of the shared strings,
+a part that does not unpack or whose CRC-32 does not match (any part, also one copied as it is), a
+part loop or python-calamine reads over `MAX_PART_BYTES` (by the zip's directory, before any of it
+is unpacked), a shared-string index past the end of the shared strings,
 a row stored twice (`sheet_part.py`), and a tab with no free row left.
 """
 
