@@ -15,6 +15,7 @@ from loop.cell_values import cell_text, to_serial
 from loop.sheets.base import RichText
 
 MAIN_NS = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+STRICT_MAIN_NS = "http://purl.oclc.org/ooxml/spreadsheetml/main"  # Strict Open XML, which loop does not write
 REL_NS = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
 EXCEL_MAX_ROWS = 1_048_576
 CELL_LIMIT = 32_767

@@ -35,7 +35,8 @@ except ImportError:  # pragma: no cover -- a platform without its wheels
     import zlib
 
 from loop.sheets.base import NewTab
-from loop.sheets.ooxml import BOOLEAN_FORMAT, MAIN_NS, REL_NS, PackageError, attributes_of, formula_naming
+from loop.sheets.ooxml import (BOOLEAN_FORMAT, MAIN_NS, REL_NS, STRICT_MAIN_NS, PackageError, attributes_of,
+                               formula_naming)
 from loop.sheets.sheet_part import SharedStrings, SheetPart
 from loop.sheets.styles import Styles
 from loop.sheets.tab_xml import new_sheet_xml
@@ -209,8 +210,12 @@ class Package:
     def sheets(self) -> list[tuple[str, str]]:
         """(title, part name) of every worksheet, in tab order."""
         xml = self.read(self.workbook_part)
-        if MAIN_NS.encode() not in xml:
-            raise PackageError("it is saved as Strict Open XML; save it as an ordinary Excel Workbook (.xlsx)")
+        root = re.search(rb"<(?:(\w+):)?workbook\b[^>]*>", xml)
+        prefix = (root.group(1) or b"").decode() if root else ""
+        namespace = _declared(root.group(0)).get(prefix) if root else None
+        if namespace != MAIN_NS:  # Strict Open XML: purl.oclc.org namespaces and relationship types throughout
+            raise PackageError("it is saved as Strict Open XML; save it as an ordinary Excel Workbook (.xlsx)"
+                               if namespace == STRICT_MAIN_NS else "its workbook part is not SpreadsheetML")
         by_id = {r.get("Id"): r.get("part") for r in self._relationships()}
         result = []
         for match in re.finditer(rb"<(?:\w+:)?sheet\b[^>]*>", xml):
@@ -487,11 +492,16 @@ def _prefix_bound(xml: bytes, namespace: str, *path: bytes) -> str | None:
     for name in path:
         tag = re.search(rb"<(?:\w+:)?" + name + rb"\b[^>]*>", xml)
         if tag:
-            bound.update({prefix.decode(): uri for prefix, uri in _DECLARATION.findall(tag.group(0))})
-    return next((prefix for prefix, uri in reversed(bound.items()) if uri == namespace.encode()), None)
+            bound.update(_declared(tag.group(0)))
+    return next((prefix for prefix, uri in reversed(bound.items()) if prefix and uri == namespace), None)
 
 
-_DECLARATION = re.compile(rb'\sxmlns:([\w.-]+)\s*=\s*["\']([^"\']*)["\']')
+def _declared(start_tag: bytes) -> dict[str, str]:
+    """The namespaces a start tag declares, by prefix ("" for the default namespace)."""
+    return {prefix.decode(): uri.decode() for prefix, uri in _DECLARATION.findall(start_tag)}
+
+
+_DECLARATION = re.compile(rb'\sxmlns(?::([\w.-]+))?\s*=\s*["\']([^"\']*)["\']')
 
 
 def _prefixed(insert: bytes, prefix: bytes) -> bytes:
