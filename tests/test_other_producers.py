@@ -261,8 +261,17 @@ def openpyxl_workbook(path: Path) -> Path:
     return path
 
 
+def excel_workbook(path: Path) -> Path:
+    """As Excel writes one (tests/hand_built.py): shared strings, mc:Ignorable, x14ac on every row."""
+    from tests.hand_built import build
+    from tests.test_workbook_writer_safety import drafts, reviewed
+
+    return build(path, drafts({2: reviewed("t-a"), 3: reviewed("t-b", score="👍", comment="")}), "excel")
+
+
 SOURCES = {
     "openpyxl": openpyxl_workbook,
+    "Excel": excel_workbook,
     "examples/loop.xlsx": lambda path: Path(shutil.copy(ROOT / "examples" / "loop.xlsx", path)),
     "sheets_template.xlsx": lambda path: Path(shutil.copy(ROOT / "sheets_template.xlsx", path)),
 }
