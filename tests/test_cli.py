@@ -177,11 +177,13 @@ def test_status_reports_what_is_pending(workspace, model, cli):
     assert "not versioned yet" not in output and "at v1" in output
 
 
-def test_init_creates_the_workbook_from_the_template_and_refuses_to_overwrite(workspace, cli):
+def test_init_creates_the_workbook_from_the_template_and_never_overwrites_it(workspace, cli):
     cli("init", "--sheet", "mine.xlsx")
     book = openpyxl.load_workbook(workspace / "mine.xlsx")
     assert book.sheetnames == [schema.DRAFTS, schema.RUNS, "About"]
-    assert "already exists" in cli("init", "--sheet", "mine.xlsx", code=2).output
+    before = (workspace / "mine.xlsx").read_bytes()
+    assert "already has the Drafts and Runs tabs" in cli("init", "--sheet", "mine.xlsx").output
+    assert (workspace / "mine.xlsx").read_bytes() == before
 
 
 def test_formula_like_text_from_the_model_and_the_sheet_is_written_as_plain_text(workspace, model, cli):

@@ -121,12 +121,12 @@ def test_an_excel_table_over_drafts_grows_over_appended_rows_and_a_new_column(wo
     grid(path)
 
 
-def test_a_table_with_a_totals_row_keeps_it_and_drafts_go_below_it(workspace):
+def test_a_table_with_a_totals_row_keeps_it_last_and_drafts_go_above_it(workspace):
     tab = drafts({2: reviewed("t-a")}, table="A1:P3", totals=True)
     path = build(workspace / "loop.xlsx", tab)
     trace_id = log("one").output.strip()
-    assert cell(path, 3, "trace_id") is None and cell(path, 4, "trace_id") == trace_id  # not in the totals row
-    assert openpyxl.load_workbook(path)[schema.DRAFTS].tables["Reviews"].ref == "A1:P3"
+    assert cell(path, 3, "trace_id") == trace_id and cell(path, 4, "trace_id") is None  # the totals row, moved
+    assert openpyxl.load_workbook(path)[schema.DRAFTS].tables["Reviews"].ref == "A1:P4"
 
 
 # --- 3. formatting is not data ----------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""`loop init`: a new local workbook from the template, or the Drafts and Runs tabs added to a
-Google Sheet without touching its other tabs; and a starter prompt and judge rubric when there are none."""
+"""`loop init`: a new local workbook from the template, or the Drafts and Runs tabs (and a Drafts tab's
+required columns) added to an existing workbook, a Google Sheet or a local one, without touching its
+other tabs; and a starter prompt and judge rubric when there are none."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from loop import files, schema
 from loop.collect import workbook_template
 from loop.config import Settings
 from loop.errors import UsageError
-from loop.sheets import WriteBatch
+from loop.sheets import CellUpdate, WriteBatch
 from loop.sheets.base import is_google
 from loop.workspace import Workspace
 
@@ -35,21 +36,36 @@ Otherwise it is "down"; name the first rule it breaks.
 """
 
 
+def _completed(workspace: Workspace, name: str) -> list[str]:
+    """An existing workbook (a Google Sheet, or a local one) given the Drafts and Runs tabs it lacks,
+    after its other tabs, and an existing Drafts tab the required columns it lacks, after its last
+    header; every other tab, cell, style, chart and name stays as it is."""
+    existing = {table.title: table for table in workspace.workbook.read([schema.DRAFTS]).values()}
+    titles = workspace.workbook.titles()
+    missing = [tab for tab in workbook_template.template_tabs() if tab.title not in titles]
+    drafts = existing.get(schema.DRAFTS)
+    columns = [c for c in schema.REQUIRED_DRAFT_COLUMNS if drafts is not None and drafts.column(c) is None]
+    workspace.write(WriteBatch(new_tabs=missing, updates=[CellUpdate(schema.DRAFTS, 1, c, c) for c in columns]))
+    done = []
+    if missing:
+        done.append(f"Added the {' and '.join(t.title for t in missing)} tab{'s' if len(missing) > 1 else ''} to {name}.")
+    if columns:
+        done.append(f"Added the columns {', '.join(columns)} to its {schema.DRAFTS} tab.")
+    return done or [f"{name[0].upper() + name[1:]} already has the {schema.DRAFTS} and {schema.RUNS} tabs; nothing "
+                    "to add (--force replaces a local workbook)."]
+
+
 def init(where: Settings | Workspace, force: bool = False) -> list[str]:
     """Set up the workbook, the prompt and the judge's rubric; returns what was done, a line each."""
     workspace = Workspace.of(where)
     settings = workspace.settings
     done = []
-    if is_google(settings.sheet):
-        existing = set(workspace.workbook.titles())
-        missing = [tab for tab in workbook_template.template_tabs() if tab.title not in existing]
-        workspace.write(WriteBatch(new_tabs=missing))
-        added = ", ".join(t.title for t in missing)
-        done.append(f"Added the {added} tab(s) to the Google Sheet." if missing else "The Google Sheet already has the Drafts and Runs tabs.")
+    path = None if is_google(settings.sheet) else Path(settings.sheet)
+    if path is None or (path.exists() and not force):
+        done += _completed(workspace, "the Google Sheet" if path is None else str(path))
     else:
-        path = Path(settings.sheet)
-        if path.exists() and not force:
-            raise UsageError(f"{path} already exists; use --force to replace it, or --sheet to pick another name.")
+        if path.is_dir():
+            raise UsageError(f"{path} is a folder, not a workbook; pass --sheet with an .xlsx file name.")
         path.parent.mkdir(parents=True, exist_ok=True)
         with files.atomic_path(path) as temporary:
             workbook_template.build(temporary)

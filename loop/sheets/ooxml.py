@@ -15,6 +15,7 @@ from loop.cell_values import cell_text, to_serial
 from loop.sheets.base import RichText
 
 MAIN_NS = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+STRICT_MAIN_NS = "http://purl.oclc.org/ooxml/spreadsheetml/main"  # Strict Open XML, which loop does not write
 REL_NS = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
 EXCEL_MAX_ROWS = 1_048_576
 CELL_LIMIT = 32_767
@@ -76,6 +77,79 @@ class RowShift:
         """Space-separated areas after the move, without those that are gone; None when all are."""
         moved = [area for area in (self.area(a, keep) for a in sqref.split()) if area]
         return " ".join(moved) or None
+
+
+class RowInsert:
+    """Where rows go when `count` rows are inserted above row `at`, as Excel moves them: rows from `at`
+    down move down; an area spanning `at` grows; and an area ending on the row above `at` grows too when
+    it lies within `grown` (top, left, right: the data of a table the rows are inserted into)."""
+
+    def __init__(self, at: int, count: int, grown: tuple[int, int, int] | None = None):
+        self.at, self.count, self.grown = at, count, grown
+
+    def __bool__(self) -> bool:
+        return self.count > 0
+
+    def row(self, number: int) -> int:
+        return number + self.count if number >= self.at else number
+
+    def rows(self, top: int, bottom: int, left: int = 0, right: int = 0) -> tuple[int, int]:
+        if bottom >= EXCEL_MAX_ROWS:  # down to the sheet's last row: stays so
+            return self.row(top), bottom
+        within = self.grown and self.grown[0] <= top and left and self.grown[1] <= left and right <= self.grown[2]
+        if bottom == self.at - 1 and within:
+            return top, bottom + self.count
+        return self.row(top), self.row(bottom)
+
+    def area(self, ref: str, keep: bool = False) -> str:
+        first, colon, last = ref.partition(":")
+        top, bottom = _AREA_END.fullmatch(first), _AREA_END.fullmatch(last or first)
+        if not (top and bottom and top.group(2) and bottom.group(2)):
+            return ref
+        left, right = (column_index(top.group(1)), column_index(bottom.group(1))) if top.group(1) else (0, 0)
+        start, end = self.rows(int(top.group(2)), int(bottom.group(2)), left, right)
+        return f"{top.group(1)}{start}" + (f":{bottom.group(1)}{end}" if colon else "")
+
+    def areas(self, sqref: str, keep: bool = False) -> str:
+        return " ".join(self.area(a) for a in sqref.split())
+
+    def formula(self, text: str, sheet: str | None = None) -> str:
+        """A formula's A1 references to this tab moved as the rows move (text in quotes, other tabs' refs kept)."""
+        def moved(found: re.Match) -> str:
+            if found.group(1) and not _same_sheet(found.group(1), sheet):
+                return found.group(0)
+            return (found.group(1) or "") + _dollars(self.area(found.group(2).replace("$", "")), found.group(2))
+
+        pieces = text.split('"')
+        return '"'.join(_FORMULA_REF.sub(moved, piece) if i % 2 == 0 else piece for i, piece in enumerate(pieces))
+
+    def reaches(self, text: str, sheet: str | None = None) -> bool:
+        """Whether a formula refers (by A1 reference) to a row of this tab from `at` down."""
+        for i, piece in enumerate(text.split('"')):
+            for found in _FORMULA_REF.finditer(piece) if i % 2 == 0 else ():
+                if found.group(1) and not _same_sheet(found.group(1), sheet):
+                    continue
+                rows = [int(r) for r in re.findall(r"\d+", found.group(2))]
+                if rows and max(rows) >= self.at and max(rows) < EXCEL_MAX_ROWS:
+                    return True
+        return False
+
+
+# An A1 reference or area in a formula, with the tab it names if any ('My tab'!A1, Drafts!$B$2:$B$9).
+_FORMULA_REF = re.compile(r"((?:'(?:[^']|'')+'|[A-Za-z_][\w.]*)!)?(?<![\w.$:])(\$?[A-Z]{1,3}\$?\d+(?::\$?[A-Z]{1,3}\$?\d+)?)(?![\w(!])")
+
+
+def _same_sheet(qualifier: str, sheet: str | None) -> bool:
+    name = qualifier[:-1]
+    name = name[1:-1].replace("''", "'") if name.startswith("'") else name
+    return sheet is not None and name.casefold() == sheet.casefold()
+
+
+def _dollars(moved: str, original: str) -> str:
+    """`moved` (a plain area) given the `$` marks `original` had."""
+    ends = [re.fullmatch(r"(\$?)([A-Z]+)(\$?)(\d+)", end) for end in original.split(":")]
+    plain = [re.fullmatch(r"([A-Z]+)(\d+)", end) for end in moved.split(":")]
+    return ":".join(f"{o.group(1)}{m.group(1)}{o.group(3)}{m.group(2)}" for o, m in zip(ends, plain))
 
 
 def column_letter(index: int) -> str:

@@ -10,9 +10,10 @@ file as the same compressed bytes, so nothing that openpyxl would drop is ever l
 
 Part names are found as the Open Packaging Conventions say: a relationship's target is resolved
 against the folder of the part it belongs to, `..` and `.` are taken out (never above the package's
-root), a leading `/` names the package's root, and names match whatever their case. A part the
-writer reads (a tab, the shared strings) whose size in the zip's directory is over `MAX_PART_BYTES`
-is refused before it is unpacked, and no part is ever unpacked past the size the directory gives,
+root), a leading `/` names the package's root, and names match whatever their case. Every part
+loop reads (the content types, the workbook and its relationships, the styles, a tab, the shared
+strings, a table, a drawing, notes) whose size in the zip's directory is over `MAX_PART_BYTES` is
+refused before it is unpacked, and no part is ever unpacked past the size the directory gives,
 so a small file that inflates to gigabytes costs neither the time nor the memory.
 """
 
@@ -34,7 +35,8 @@ except ImportError:  # pragma: no cover -- a platform without its wheels
     import zlib
 
 from loop.sheets.base import NewTab
-from loop.sheets.ooxml import BOOLEAN_FORMAT, MAIN_NS, REL_NS, PackageError, attributes_of, formula_naming
+from loop.sheets.ooxml import (BOOLEAN_FORMAT, MAIN_NS, REL_NS, STRICT_MAIN_NS, PackageError, attributes_of,
+                               formula_naming)
 from loop.sheets.sheet_part import SharedStrings, SheetPart
 from loop.sheets.styles import Styles
 from loop.sheets.tab_xml import new_sheet_xml
@@ -58,7 +60,7 @@ FEATURE_BAG_XML = (
     b'<bag type="XFComplement"><bagId k="XFControls">1</bagId></bag>'
     b'<bag type="XFComplements" extRef="XFComplementsMapperExtRef"><a k="MappedFeaturePropertyBags">'
     b"<bagId>2</bagId></a></bag></FeaturePropertyBags>")
-# The most a part the writer reads (a tab, the shared strings) may unpack to, by the zip's directory.
+# The most any part loop reads (a tab, the shared strings, the styles, …) may unpack to, by the zip's directory.
 # A 50,000-draft Drafts tab is about 80 MB; Excel's own limits (1,048,576 rows, 32,767 characters a
 # cell) are met long before this by any tab a person can open.
 MAX_PART_BYTES = 512 * 2**20
@@ -90,6 +92,7 @@ class Package:
 
     def __post_init__(self):
         self._zip = zipfile.ZipFile(self.source)
+        self._sound: set[str] = set()  # parts whose CRC-32 matched as they were unpacked (read, check_crcs)
         self._names = self._zip.namelist()
         self._folded = {}
         for name in self._names:
@@ -136,7 +139,21 @@ class Package:
             raise zipfile.BadZipFile(f"{name}: {error}") from None
         if zlib.crc32(data) != info.CRC or len(data) != info.file_size:
             raise zipfile.BadZipFile(f"Bad CRC-32 for file {name!r}")
+        self._sound.add(name)
         return data
+
+    def check_crcs(self) -> None:
+        """Raise BadZipFile unless every part not unpacked yet inflates to the size and CRC-32 the zip's
+        directory gives (streamed, a megabyte at a time): `save` copies a part's compressed bytes as
+        they are, which would pass a damaged one on. A part checked here is not checked again by `save`."""
+        for info in self._zip.infolist():
+            if info.filename not in self._sound:
+                _check_crc(self._zip, info, _raw_bytes(self._zip.fp, info))
+                self._sound.add(info.filename)
+
+    def trust_crcs(self) -> None:
+        """Take every part as sound: `check_crcs` passed on this very file (same inode, size and time)."""
+        self._sound.update(self._names)
 
     def check_size(self, name: str) -> None:
         """Raise PartTooLarge, before anything is unpacked, if part `name` unpacks to more than MAX_PART_BYTES."""
@@ -153,7 +170,7 @@ class Package:
         return self._zip.getinfo(name)
 
     def _main_part(self) -> str:
-        types = self._zip.read("[Content_Types].xml")
+        types = self.read("[Content_Types].xml")
         for match in re.finditer(rb"<(?:\w+:)?Override\b[^>]*>", types):
             attributes = attributes_of(match.group(0))
             if attributes.get("ContentType", "").endswith((".sheet.main+xml", ".template.main+xml")):
@@ -193,8 +210,12 @@ class Package:
     def sheets(self) -> list[tuple[str, str]]:
         """(title, part name) of every worksheet, in tab order."""
         xml = self.read(self.workbook_part)
-        if MAIN_NS.encode() not in xml:
-            raise PackageError("it is saved as Strict Open XML; save it as an ordinary Excel Workbook (.xlsx)")
+        root = re.search(rb"<(?:(\w+):)?workbook\b[^>]*>", xml)
+        prefix = (root.group(1) or b"").decode() if root else ""
+        namespace = _declared(root.group(0)).get(prefix) if root else None
+        if namespace != MAIN_NS:  # Strict Open XML: purl.oclc.org namespaces and relationship types throughout
+            raise PackageError("it is saved as Strict Open XML; save it as an ordinary Excel Workbook (.xlsx)"
+                               if namespace == STRICT_MAIN_NS else "its workbook part is not SpreadsheetML")
         by_id = {r.get("Id"): r.get("part") for r in self._relationships()}
         result = []
         for match in re.finditer(rb"<(?:\w+:)?sheet\b[^>]*>", xml):
@@ -260,7 +281,7 @@ class Package:
         workbook has none; None when the workbook already has a bag part of another shape, which is
         left alone (the cells are plain TRUE/FALSE then). The cells still hold TRUE/FALSE, shown as such
         wherever the checkbox is not known."""
-        if not self._styles_part():
+        if not self.styles_part():
             return None  # no cell formats to carry it
         bag = next((r for r in self._relations if r.get("Type") == FEATURE_BAG_TYPE), None)
         if bag is not None and self.read(bag["part"]).strip() != FEATURE_BAG_XML.strip():
@@ -297,17 +318,20 @@ class Package:
         relationship = f'<Relationship Id="{rid}" Type="{WORKSHEET_TYPE}" Target="{target}"/>'
         self.changed[rels_name] = _insert_before_close(rels, b"Relationships", relationship.encode())
         workbook = self.read(self.workbook_part)
-        prefix = re.search(rb'xmlns:(\w+)="' + re.escape(REL_NS.encode()) + rb'"', workbook)
-        rel_attr = f'{prefix.group(1).decode()}:id="{rid}"' if prefix else f'xmlns:r="{REL_NS}" r:id="{rid}"'
+        # r:id's prefix as bound where the <sheet> goes (by the root or <sheets>); a producer that
+        # declared it on each <sheet> instead leaves it unbound there, so the new one declares its own.
+        prefix = _prefix_bound(workbook, REL_NS, b"workbook", b"sheets")
+        rel_attr = f'{prefix}:id="{rid}"' if prefix else f'xmlns:r="{REL_NS}" r:id="{rid}"'
         sheet_ids = [int(a.get("sheetId", 0)) for a in
                      (attributes_of(m.group(0)) for m in re.finditer(rb"<(?:\w+:)?sheet\b[^>]*>", workbook))]
-        element = (f"<{_prefix_of(workbook, b'sheets')}sheet name={quoteattr(title)} "
+        element = (f"<sheet name={quoteattr(title)} "
                    f'sheetId="{max(sheet_ids, default=0) + 1}" {rel_attr}/>').encode("utf-8")
         existing = list(re.finditer(rb"<(?:\w+:)?sheet\b[^>]*>", workbook))
         if index is not None and index < len(existing):
             if b"localSheetId" in workbook:  # defined names count tabs by position
                 raise PackageError("a tab can only be added after the others in a workbook with local names")
             at = existing[index].start()
+            element = _prefixed(element, _prefix_of(workbook, b"sheets").encode())
             self.changed[self.workbook_part] = workbook[:at] + element + workbook[at:]
         else:
             self.changed[self.workbook_part] = _insert_before_close(workbook, b"sheets", element)
@@ -372,18 +396,19 @@ class Package:
             types = re.sub(rb'<(?:\w+:)?Override\b[^>]*PartName="/' + re.escape(name.encode()) + rb'"[^>]*/>', b"", types)
         self.changed["[Content_Types].xml"] = types
 
-    def _styles_part(self) -> str | None:
+    def styles_part(self) -> str | None:
+        """The styles part's name, when the package has one."""
         part = next((r["part"] for r in self._relations if r.get("Type") == STYLES_TYPE), None)
         return part if part and part in self._names else None
 
     def default_font(self) -> tuple[str, str] | None:
-        part = self._styles_part()
+        part = self.styles_part()
         return Styles(self.read(part)).default_font() if part else None
 
     def style(self, **look) -> int | None:
         """The index of a cell format (bold=, color=, wrap=, number_format=, top=, fill=, align=,
         italic=, checkbox=), added to the styles part if it lacks it; None without one."""
-        part = self._styles_part()
+        part = self.styles_part()
         if not part:
             return None
         xml = self.read(part)
@@ -408,8 +433,9 @@ class Package:
         return check if given is data else None
 
     def save(self, target) -> dict[str, tuple[int, int]]:
-        """Write the package to `target`: unchanged parts as their original compressed bytes, the
-        others checked to parse as XML first. Returns each rewritten part's (CRC, size)."""
+        """Write the package to `target`: unchanged parts as their original compressed bytes (each
+        inflated first, unless already checked, to match its CRC-32: a damaged part is refused, never
+        passed on), the others checked to parse as XML first. Returns each rewritten part's (CRC, size)."""
         written = {}
         with zipfile.ZipFile(target, "w") as out:
             for info in self._zip.infolist():
@@ -419,7 +445,7 @@ class Package:
                     written[info.filename] = _write(out, info.filename, self.changed[info.filename], info,
                                                     self._check(info.filename, self.changed[info.filename]))
                 else:
-                    _copy_raw(self._zip.fp, info, out)
+                    _copy_raw(self._zip, info, out, check=info.filename not in self._sound)
             for name, data in self.added.items():
                 written[name] = _write(out, name, data, check=self._check(name, data))
         return written
@@ -458,15 +484,43 @@ def _prefix_of(xml: bytes, element: bytes) -> str:
     return (found.group(1) or b"").decode() if found else ""
 
 
+def _prefix_bound(xml: bytes, namespace: str, *path: bytes) -> str | None:
+    """The prefix bound to `namespace` inside the first element of each name in `path` (the root, then
+    the elements down to where something goes): declarations on the inner ones win; None when no
+    start tag among them binds it (it may be bound on siblings only, out of scope there)."""
+    bound: dict[str, str] = {}
+    for name in path:
+        tag = re.search(rb"<(?:\w+:)?" + name + rb"\b[^>]*>", xml)
+        if tag:
+            bound.update(_declared(tag.group(0)))
+    return next((prefix for prefix, uri in reversed(bound.items()) if prefix and uri == namespace), None)
+
+
+def _declared(start_tag: bytes) -> dict[str, str]:
+    """The namespaces a start tag declares, by prefix ("" for the default namespace)."""
+    return {prefix.decode(): uri.decode() for prefix, uri in _DECLARATION.findall(start_tag)}
+
+
+_DECLARATION = re.compile(rb'\sxmlns(?::([\w.-]+))?\s*=\s*["\']([^"\']*)["\']')
+
+
+def _prefixed(insert: bytes, prefix: bytes) -> bytes:
+    """Elements written unprefixed, given the prefix of the element they go into (which is bound where
+    they go, since that element uses it): `<Override/>` into `<ct:Types>` becomes `<ct:Override/>`."""
+    return re.sub(rb"<(/?)(?=\w)", b"<\\1" + prefix, insert) if prefix else insert
+
+
 def _insert_before_close(xml: bytes, element: bytes, insert: bytes) -> bytes:
-    closing = re.search(rb"</(?:\w+:)?" + element + rb"\s*>", xml)
+    """`insert` (unprefixed elements) added as the last children of `element`, in its namespace prefix."""
+    closing = re.search(rb"</((?:\w+:)?)" + element + rb"\s*>", xml)
     if closing:
-        return xml[:closing.start()] + insert + xml[closing.start():]
-    empty = re.search(rb"<((?:\w+:)?" + element + rb")\b([^>]*?)/>", xml)
+        return xml[:closing.start()] + _prefixed(insert, closing.group(1)) + xml[closing.start():]
+    empty = re.search(rb"<(((?:\w+:)?)" + element + rb")\b([^>]*?)/>", xml)
     if not empty:
         raise PackageError(f"it has no {element.decode()} element")
     name = empty.group(1)
-    return xml[:empty.start()] + b"<" + name + empty.group(2) + b">" + insert + b"</" + name + b">" + xml[empty.end():]
+    return (xml[:empty.start()] + b"<" + name + empty.group(3) + b">" + _prefixed(insert, empty.group(2))
+            + b"</" + name + b">" + xml[empty.end():])
 
 
 def _write(out: zipfile.ZipFile, name: str, data: bytes, like: zipfile.ZipInfo | None = None,
@@ -505,9 +559,39 @@ def _raw_bytes(source, info: zipfile.ZipInfo) -> bytes:
     return source.read(info.compress_size)
 
 
-def _copy_raw(source, info: zipfile.ZipInfo, out: zipfile.ZipFile) -> None:
-    """Copy one member's compressed bytes as they are."""
-    data = _raw_bytes(source, info)
+CRC_CHUNK = 1 << 20  # what of a part is inflated at once to check its CRC-32
+
+
+def _check_crc(archive: zipfile.ZipFile, info: zipfile.ZipInfo, compressed: bytes) -> None:
+    """Raise BadZipFile unless the member inflates to its directory's size and CRC-32, a chunk at a
+    time (never more than the size the directory gives, so a bomb costs no memory)."""
+    if info.compress_type == zipfile.ZIP_STORED:
+        crc, size = zlib.crc32(compressed), len(compressed)
+    elif info.compress_type == zipfile.ZIP_DEFLATED:
+        inflater, crc, size, pending = zlib.decompressobj(-15), 0, 0, compressed
+        try:
+            while True:
+                chunk = inflater.decompress(pending, CRC_CHUNK)
+                pending = inflater.unconsumed_tail
+                crc, size = zlib.crc32(chunk, crc), size + len(chunk)
+                if size > info.file_size or (not pending and len(chunk) < CRC_CHUNK):
+                    break
+        except zlib.error as error:
+            raise zipfile.BadZipFile(f"{info.filename}: {error}") from None
+    else:  # another method: zipfile's own reader checks the CRC as it reaches the end
+        with archive.open(info) as stream:
+            while stream.read(CRC_CHUNK):
+                pass
+        return
+    if crc != info.CRC or size != info.file_size:
+        raise zipfile.BadZipFile(f"Bad CRC-32 for file {info.filename!r}")
+
+
+def _copy_raw(archive: zipfile.ZipFile, info: zipfile.ZipInfo, out: zipfile.ZipFile, check: bool = True) -> None:
+    """Copy one member's compressed bytes as they are (`check`: once they inflate to its CRC-32)."""
+    data = _raw_bytes(archive.fp, info)
+    if check:
+        _check_crc(archive, info, data)
     copy = zipfile.ZipInfo(info.filename, info.date_time)
     copy.compress_type, copy.CRC = info.compress_type, info.CRC
     copy.compress_size, copy.file_size = info.compress_size, info.file_size

@@ -20,7 +20,8 @@ written into it and its other cells keep their bytes. No appended cell lands ins
 rows where a merge covers a column being written are passed over. A column loop adds goes after the
 last header and after every column holding a cell, so it never relabels a column of values. An Excel
 Table (ListObject) that reaches the row above the appended rows grows to cover them, as it does when a
-person types below it, and takes in a column added right beside it (`grown_table`).
+person types below it, and takes in a column added right beside it (`grown_table`); one with a totals
+row takes the rows above it, the totals row moving down (`insert_rows`, `table_with_rows_inserted`).
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ import re
 from bisect import bisect_left
 from html import unescape
 from typing import Callable, Iterator, NamedTuple
-from xml.sax.saxutils import quoteattr
+from xml.sax.saxutils import escape, quoteattr
 
 from loop.cell_values import normalize_header
-from loop.sheets.ooxml import (CELL_REF, DATE_FORMAT, EXCEL_MAX_ROWS, DamagedPart, PackageError, RowShift,
+from loop.sheets.ooxml import (CELL_REF, DATE_FORMAT, EXCEL_MAX_ROWS, DamagedPart, PackageError, RowInsert, RowShift,
                                attributes_of, cell_xml, column_index, column_letter, formula_naming, number_format_of,
                                plain_text, text_of)
 from loop.sheets.tab_xml import row_height_attributes
@@ -328,9 +329,10 @@ class SheetPart:
                 last = max(last, column)
         return last
 
-    def last_used_row(self, columns: set[int] | None = None) -> int:
-        """The last row holding a value or a formula in one of `columns` (in any column when None); rows
-        of only formatting, and values in other columns, do not count. 1 for a header-only tab.
+    def last_used_row(self, columns: set[int] | None = None, above: int | None = None) -> int:
+        """The last row holding a value or a formula in one of `columns` (in any column when None), above
+        row `above` when given; rows of only formatting, and values in other columns, do not count. 1 for
+        a header-only tab.
 
         Read from the end of the part back, value by value: a tab formatted down to its last row costs
         a search through bytes, not a pass over its rows."""
@@ -338,6 +340,12 @@ class SheetPart:
         tags = (b"<" + p + b"v", b"<" + p + b"is", b"<" + p + b"f")
         value_tag = re.compile(rb"<" + p + rb"(v|is|f)[\s>/]")
         end = self.data_end
+        if above is not None:
+            try:
+                row = self._first_at_least(above)
+            except _Unnumbered:
+                return self._last_used_by_rows(columns, above)
+            end = row.start if row is not None else end
         while True:
             at, low, window = -1, end, 1 << 16
             while at < 0 and low > self.data_start:  # a widening window: a tag absent from the part
@@ -364,7 +372,7 @@ class SheetPart:
             ref = _R.search(self._cell_tag.match(self.xml, cell).group(1))
             number = _R.search(self._row_tag.match(self.xml, start).group(1))
             if not (number and ref and ref.group(1)):  # a row or cell without its number: count them
-                return self._last_used_by_rows(columns)
+                return self._last_used_by_rows(columns, above)
             if columns is None or column_index(ref.group(1).decode()) in columns:
                 return max(int(number.group(2)), 1)
 
@@ -380,15 +388,69 @@ class SheetPart:
         return bool(inner.strip()) if kind == b"v" else bool(text_of(b"<" + self.prefix + b"is>" + inner + close,
                                                                     self.prefix))
 
-    def _last_used_by_rows(self, columns: set[int] | None) -> int:
+    def _last_used_by_rows(self, columns: set[int] | None, above: int | None = None) -> int:
         formula = self._formula
         for row in reversed(self._all_rows()):
+            if above is not None and row.number >= above:
+                continue
             for column, attributes, element in self._cells(self._row_xml(row)):
                 if columns is not None and column not in columns:
                     continue
                 if formula.search(element) or self._value(attributes, element) not in (None, ""):
                     return max(row.number, 1)
         return 1
+
+    def last_row(self) -> int | None:
+        """The number of the last row the part stores (with cells or not); None when it stores none or
+        that row has no number."""
+        at = self.data_end
+        while True:
+            at = self.xml.rfind(b"<" + self.prefix + b"row", self.data_start, at)
+            if at < 0:
+                return None
+            found = self._numbered_row_tag.match(self.xml, at)
+            if found:
+                return int(found.group(1)) if found.group(1) else None
+
+    def formulas_reach(self, shift: RowInsert, title: str, before: int) -> bool:
+        """Whether a formula stored outside rows `before` and below (the rows about to move), or a
+        conditional format's or validation's formula, refers to a row `shift` moves."""
+        row = self._first_at_least(before)
+        kept = self.xml[:row.start if row is not None else self.data_end] + self.xml[self.data_end:]
+        if not self._formula.search(kept) and b"formula" not in kept:
+            return False
+        return any(shift.reaches(unescape(found.group(4).decode("utf-8", "replace")), title)
+                   for found in _FORMULAS.finditer(kept))
+
+    def insert_rows(self, shift: RowInsert, title: str) -> None:
+        """Make room for `shift.count` rows above row `shift.at`, as Excel does when rows are added to a
+        table above its totals row: the rows from there down (the caller made sure they are the part's
+        last: the totals row) move down with their formulas, and so does what refers to rows outside
+        sheetData (the dimension, conditional formats, validations, links). The rows written there
+        afterwards are new rows."""
+        row = self._first_at_least(shift.at)
+        if row is None:
+            return
+        p = self.prefix
+
+        def moved_row(found: re.Match) -> bytes:
+            digits = str(shift.row(int(found.group(1)))).encode()
+            row_xml = self._refs.sub(lambda ref: ref.group(1) + digits + b'"', found.group(0))
+            return _FORMULA_IN_CELL.sub(lambda f: self._moved_formula(f, shift, title), row_xml)
+
+        rows = re.compile(rb"<" + p + rb"row\b[^>]*?\sr=\"(\d+)\"[^>]*?(?:/>|>.*?</" + p + rb"row>)", re.S)
+        body = rows.sub(moved_row, self.xml[row.start:self.data_end])
+        head = _kept_areas(self.xml[:self.data_start], shift, skip={b"sheetView", b"pane", b"selection"})
+        tail = moved_refs(self.xml[self.data_end:], shift)
+        self.xml = head + self.xml[self.data_start:row.start] + body + tail
+        self.data_start, self.data_end = len(head), len(self.xml) - len(tail)
+        self._rows, self._bisects, self._merges = None, 0, None
+
+    @staticmethod
+    def _moved_formula(found: re.Match, shift: RowInsert, title: str) -> bytes:
+        tag = _KEPT_AREA.sub(lambda a: a.group(1) + shift.areas(a.group(2).decode()).encode(), found.group(1))
+        text = unescape(found.group(2).decode("utf-8"))
+        return tag + escape(shift.formula(text, title)).encode("utf-8") + found.group(3)
 
     def merges(self) -> list[tuple[int, int, int, int]]:
         """(top, left, bottom, right) of every merged range."""
@@ -669,6 +731,8 @@ _AREA_LIST = re.compile(
 _AREA = re.compile(rb'(\s(?:ref|sqref)="|<(?:\w+:)?sqref>)([^"<]*)')  # an attribute, or x14's <xm:sqref>
 _KEPT_AREA = re.compile(rb'(\s(?:ref|sqref|activeCell|topLeftCell)=")([^"]*)')
 _TAG = re.compile(rb"<(?:\w+:)?(\w+)\b[^>]*>")
+_FORMULA_IN_CELL = re.compile(rb"(<(?:\w+:)?f\b[^>]*(?<!/)>)(.*?)(</(?:\w+:)?f>)", re.S)
+_FORMULAS = re.compile(rb"<((?:\w+:)?)(f|formula\d?)\b([^>]*)(?<!/)>(.*?)</\1\2>", re.S)
 
 
 def _widened(start_tag: bytes, low: int, high: int) -> bytes:
@@ -723,6 +787,25 @@ def totals_rows(xml: bytes) -> list[tuple[int, int, int, int]]:
         return []
     bottom = int(ends[1].group(2))
     return [(bottom - count + 1, column_index(ends[0].group(1)), bottom, column_index(ends[1].group(1)))]
+
+
+def table_top(xml: bytes) -> int:
+    """A table part's header row (its first row)."""
+    opening = re.search(rb"<(?:\w+:)?table\b[^>]*>", xml)
+    first = CELL_REF.match(attributes_of(opening.group(0)).get("ref", "")) if opening else None
+    return int(first.group(2)) if first else 1
+
+
+def table_bottom(xml: bytes) -> int:
+    """A table part's last row."""
+    opening = re.search(rb"<(?:\w+:)?table\b[^>]*>", xml)
+    last = CELL_REF.fullmatch(attributes_of(opening.group(0)).get("ref", "").split(":")[-1]) if opening else None
+    return int(last.group(2)) if last else EXCEL_MAX_ROWS
+
+
+def table_with_rows_inserted(xml: bytes, shift: RowInsert) -> bytes:
+    """A table part with rows inserted above its totals row: its range, filter and sort grow over them."""
+    return _kept_areas(xml, shift)
 
 
 def grown_table(xml: bytes, rows: list[int], written: set[int], headers: dict[int, str]) -> bytes:

@@ -11,8 +11,9 @@ shared workbook take the same lock.
 
 What a write refuses, it refuses before anything is written, and `ensure_readable` runs the same
 checks for a command that must know before it keeps anything (`loop log`, before the store's commit):
-a part that does not unpack, a tab or shared-strings part over `MAX_PART_BYTES` (by the zip's
-directory, before any of it is unpacked), a shared-string index past the end of the shared strings,
+a part that does not unpack or whose CRC-32 does not match (any part, also one copied as it is), a
+part loop or python-calamine reads over `MAX_PART_BYTES` (by the zip's directory, before any of it
+is unpacked), a shared-string index past the end of the shared strings,
 a row stored twice (`sheet_part.py`), and a tab with no free row left.
 """
 
@@ -34,9 +35,10 @@ from loop.cell_values import as_text
 from loop.errors import RunFailure, TitleTaken, UsageError, WorkbookBusy, WrongWorkbook
 from loop.sheets.base import Append, CellUpdate, DeleteRows, NewTab, Table, WriteBatch
 from loop.sheets.charts import chart_parts
-from loop.sheets.ooxml import EXCEL_MAX_ROWS, DamagedPart, PackageError, RowShift, column_letter
+from loop.sheets.ooxml import EXCEL_MAX_ROWS, DamagedPart, PackageError, RowInsert, RowShift, column_letter
 from loop.sheets.package import Package, PartTooLarge, WriteRefused
-from loop.sheets.sheet_part import SheetPart, grown_table, moved_table, totals_rows
+from loop.sheets.sheet_part import (SheetPart, grown_table, moved_table, table_bottom, table_top,
+                                    table_with_rows_inserted, totals_rows)
 from loop.sheets.tab_xml import grid_sheet_xml
 from loop.sheets.workbook_id import read_workbook_id, set_workbook_id
 
@@ -61,6 +63,9 @@ class XlsxWorkbook:
         self._rows_left: dict[str, int] = {}
         # The part ensure_readable checked, kept for the write that follows (loop log): (file, part, xml).
         self._checked: tuple[tuple, str, bytes] | None = None
+        # The file (Package.signature) whose every part is known to match its CRC-32: checked by
+        # ensure_readable, or written by this object. A write to it copies its parts unchecked.
+        self._sound: tuple | None = None
         real = Path(os.path.realpath(self.path))
         self._paths = [self.path] + ([real] if real != self.path.absolute() else [])
 
@@ -103,13 +108,14 @@ class XlsxWorkbook:
         return tables
 
     def _check_sizes(self, titles) -> None:
-        """Refuse, from the zip's directory alone, tabs among `titles` or shared strings that unpack to
-        more than MAX_PART_BYTES: python-calamine would hold all of it in memory."""
+        """Refuse, from the zip's directory alone, a part python-calamine reads (the content types, the
+        workbook and its relationships, checked as the package opens; the styles, the shared strings,
+        the tabs among `titles`) that unpacks to more than MAX_PART_BYTES: it would hold all of it in memory."""
         try:
             package = Package(str(self.path))
             try:
                 parts = dict(package.sheets())
-                for name in [package.strings_part(), *(parts.get(title) for title in titles)]:
+                for name in [package.styles_part(), package.strings_part(), *(parts.get(title) for title in titles)]:
                     if name:
                         package.check_size(name)
             finally:
@@ -140,7 +146,8 @@ class XlsxWorkbook:
                 taken = [*target.merges(), *_reserved(package, part)]
                 merged = sum(bottom - top + 1 for top, left, bottom, right in _disjoint_rows(taken, last, written))
                 self._rows_left[title] = EXCEL_MAX_ROWS - last - merged
-                self._checked = (signature, part, target.xml)
+                package.check_crcs()  # every part the write would copy, so a damaged one is refused now
+                self._checked, self._sound = (signature, part, target.xml), signature
             finally:
                 package.close()
         except PartTooLarge as error:
@@ -208,17 +215,29 @@ class XlsxWorkbook:
             package = Package(str(self.path))
         except (zipfile.BadZipFile, KeyError, OSError) as error:
             raise _damaged(self.path, error) from None
+        except PartTooLarge as error:
+            raise _too_large(self.path, error) from None
         except PackageError as error:
             raise UsageError(f"{self.path} cannot be written: {error}.") from None
         if checked and (checked[0] is None or checked[0] != package.signature()):
             checked = None  # another version of the file since it was checked: read and check it again
+        if self._sound is not None and self._sound == package.signature():
+            package.trust_crcs()  # every part of this very file was checked, or written here
+        saved_as = []
+
+        def checked_save(saved: Path) -> None:
+            verify(saved, titles, written)
+            found = os.stat(saved)  # the same inode, size and time once it is moved into place
+            saved_as.append((found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns))
+
         try:
             self._check_workbook_id(package, batch.workbook_id)
             self._splice(package, batch, checked)
             titles = [title for title, _ in package.sheets()]
             written: dict[str, tuple[int, int]] = {}
-            with files.atomic_path(self.path, verify=lambda saved: verify(saved, titles, written)) as temporary:
+            with files.atomic_path(self.path, verify=checked_save) as temporary:
                 written.update(package.save(temporary))
+            self._sound = saved_as[0]
         except WriteRefused as error:
             raise RunFailure(f"The saved workbook did not open again ({error}); {self.path.name} was left as it was.") from None
         except PartTooLarge as error:
@@ -284,8 +303,7 @@ class XlsxWorkbook:
 
         appends = self._unwritten(batch.appends, sheet) if batch.recheck else batch.appends
         for tab in dict.fromkeys(append.tab for append in appends):
-            self._append(sheet(tab), [append for append in appends if append.tab == tab],
-                         _reserved(package, parts[tab]))
+            self._append(package, parts[tab], sheet(tab), [append for append in appends if append.tab == tab])
         for update in self._placed(batch.updates, sheet):
             target = sheet(update.tab)
             column = target.column(update.column)
@@ -315,15 +333,17 @@ class XlsxWorkbook:
             drawing, chart = chart_parts(grid) if grid.chart else (None, None)
             package.put_tab(grid.title, grid_sheet_xml(grid, package.style, package.default_font()), drawing, chart)
 
-    def _append(self, target: SheetPart, appends: list[Append], reserved) -> None:
+    def _append(self, package: Package, part: str, target: SheetPart, appends: list[Append]) -> None:
         """Appends to one tab, in order, each to the next free row (see sheet_part.py: which rows are
-        taken): never over a cell that holds a value, never into a merged range or a table's totals row."""
+        taken): never over a cell that holds a value, never into a merged range or a table's totals row;
+        inside an Excel Table with a totals row, above it (`_into_table`)."""
         known = {c for append in appends for name in (*append.headers, *append.values)
                  for c in [target.find_column(name)] if c}
         columns = [{target.column(key): value for key, value in append.values.items()} for append in appends]
         written = {c for row in columns for c in row}
         target.appended_columns = written
-        rows = target.free_rows(len(appends), written, known, reserved)
+        rows = (self._into_table(package, part, target, len(appends), written, known)
+                or target.free_rows(len(appends), written, known, _reserved(package, part)))
         if len(rows) < len(appends):
             tab = appends[0].tab
             raise UsageError(f"The {tab} tab is full (Excel holds {EXCEL_MAX_ROWS:,} rows); move older rows to "
@@ -333,6 +353,56 @@ class XlsxWorkbook:
                 target.set(number, column, value)
             if append.lines:
                 target.set_height(number, append.lines)
+
+    def _into_table(self, package: Package, part: str, target: SheetPart, count: int, written: set[int],
+                    known: set[int]) -> list[int] | None:
+        """The rows for `count` appends to a tab whose drafts sit in an Excel Table with a totals row:
+        the table's empty rows above the totals row, then rows inserted above it, as Excel adds them
+        (the totals row moves down and stays last, the table and its filter grow, formulas referring
+        to its rows follow). None, for the rows below everything, when there is no such table, or
+        when moving the totals row would move anything else: a row, a merge, notes or a drawing below
+        it, another table, or a formula (on any tab, or a defined name) pointing at it by row."""
+        tables = [t for t in package.related(part, "table") if package.exists(t)]
+        for table in tables:
+            xml = package.read(table)
+            for top, left, bottom, right in totals_rows(xml):
+                if not any(left <= c <= right for c in written):
+                    continue
+                if target.last_used_row(known or None) > bottom or (target.last_row() or EXCEL_MAX_ROWS) > bottom:
+                    return None  # something below the totals row: not moved
+                head = table_top(xml)
+                last = max(target.last_used_row(known or None, above=top), head)
+                if any(b > last and t <= top and l <= right and r >= left for t, l, b, r in target.merges()):
+                    return None
+                rows = list(range(last + 1, top))[:count]
+                more = count - len(rows)
+                if more:
+                    shift = RowInsert(top, more, (head, left, right))
+                    title = next(t for t, p in package.sheets() if p == part)
+                    if not self._movable(package, part, target, shift, title, tables, table):
+                        return None
+                    target.insert_rows(shift, title)
+                    package.put(table, table_with_rows_inserted(xml, shift))
+                    rows += range(top, top + more)
+                target.appended += rows
+                return rows
+        return None
+
+    def _movable(self, package: Package, part: str, target: SheetPart, shift: RowInsert, title: str,
+                 tables: list[str], table: str) -> bool:
+        """Whether rows from `shift.at` down (a table's totals row, the tab's last) can move down without
+        anything else pointing at the wrong rows afterwards."""
+        if any(bottom >= shift.at for top, left, bottom, right in target.merges()):
+            return False
+        for kind, _ in _ANCHORED:
+            for related in package.related(part, kind):
+                if package.exists(related) and any(r >= shift.at for r in _anchored_rows(package.read(related), kind)):
+                    return False
+        if any(t != table and table_bottom(package.read(t)) >= shift.at for t in tables):
+            return False
+        if target.formulas_reach(shift, title, shift.at):
+            return False
+        return package.formula_naming(title) is None
 
     def _placed(self, updates: list[CellUpdate], sheet) -> list[CellUpdate]:
         """Updates with a key, at the row that holds the key now; dropped when it is gone, or when
@@ -489,8 +559,10 @@ def _disjoint_rows(merges, last: int, columns: set[int]):
 
 
 def _too_large(path: Path, error: PartTooLarge) -> UsageError:
+    fix = ("delete the empty rows and columns below and beside the data, save it" if "worksheets/" in error.name
+           else "save it again (or copy its tabs into a new workbook)")
     return UsageError(f"{path.name} is too large to edit safely: {error} (see README, Troubleshooting). Open it in "
-                      "Excel, delete the empty rows and columns below and beside the data, save it, and run again.")
+                      f"Excel, {fix}, and run again.")
 
 
 def _damaged(path: Path, error: Exception) -> UsageError:
