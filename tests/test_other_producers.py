@@ -37,7 +37,8 @@ from loop.cli import main
 from loop.sheets import Append, CellUpdate, NewTab, WriteBatch
 from loop.sheets.package import MAX_PART_BYTES
 from loop.sheets.xlsx import XlsxWorkbook
-from tests.conftest import PROMPT, draft, write_workbook
+from tests.conftest import draft, write_workbook
+from tests.test_workbook_writer_safety import log, one_line
 
 ROOT = Path(__file__).resolve().parent.parent
 MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
@@ -231,20 +232,6 @@ def drafts_read(path: Path) -> dict[str, dict]:
     for trace, row in seen.items():
         assert other[trace][heads.index("ticket")] == (row["ticket"] or None)
     return seen
-
-
-def log(*tickets: str, code: int = 0):
-    lines = "".join(json.dumps({"ticket": t, "draft": f"reply to {t}"}) + "\n" for t in tickets)
-    result = CliRunner().invoke(main, ["log"], input=lines)
-    assert result.exit_code == code, result.output
-    return result
-
-
-def one_line(result, *fragments: str) -> None:
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.output, result.output
-    for fragment in fragments:
-        assert fragment in lines[0], result.output
 
 
 def openpyxl_workbook(path: Path) -> Path:

@@ -269,7 +269,9 @@ def test_a_store_shared_by_two_folders_delivers_by_the_command_status_prints(wor
     assert tickets(first / "loop.xlsx") == ["logged in first"] and tickets(second / "loop.xlsx") == []
 
 
-def test_a_workbook_reached_through_a_link_shares_the_files_store(workspace, monkeypatch):
+def _linked_workbook(workspace, monkeypatch):
+    """A workbook in real/, open in Excel (so drafts wait), and linked/loop.xlsx a link to it, the
+    current folder."""
     real, linked = workspace / "real", workspace / "linked"
     real.mkdir()
     linked.mkdir()
@@ -277,6 +279,11 @@ def test_a_workbook_reached_through_a_link_shares_the_files_store(workspace, mon
     (linked / "loop.xlsx").symlink_to(real / "loop.xlsx")
     (real / "~$loop.xlsx").write_bytes(b"Excel")
     monkeypatch.chdir(linked)
+    return real, linked
+
+
+def test_a_workbook_reached_through_a_link_shares_the_files_store(workspace, monkeypatch):
+    real, linked = _linked_workbook(workspace, monkeypatch)
     assert run("log", "--ticket", "through the link", "--draft", "d")[0] == 0
     assert not (linked / "loop.db").exists() and (real / "loop.db").exists()
     (real / "~$loop.xlsx").unlink()
@@ -390,13 +397,7 @@ def test_a_workbook_named_by_another_host_name_is_found_here_by_the_id_it_carrie
 
 def test_a_store_an_earlier_release_kept_beside_a_link_is_named_with_the_command_that_empties_it(workspace,
                                                                                                 monkeypatch):
-    real, linked = workspace / "real", workspace / "linked"
-    real.mkdir()
-    linked.mkdir()
-    write_workbook(real / "loop.xlsx", [])
-    (linked / "loop.xlsx").symlink_to(real / "loop.xlsx")
-    (real / "~$loop.xlsx").write_bytes(b"Excel")
-    monkeypatch.chdir(linked)
+    real, linked = _linked_workbook(workspace, monkeypatch)
     assert run("log", "--store", "loop.db", "--ticket", "in the old store", "--draft", "d")[0] == 0  # as before
     (real / "~$loop.xlsx").unlink()
     code, _, err = run("status")

@@ -64,7 +64,7 @@ MIGRATIONS = [
     CREATE INDEX drafts_trace ON drafts (trace_id);
     """,
     # the id a local workbook carries (its loop.workbook property), recorded on the first delivery to it;
-    # a table of its own, so recording it never waits for the row lock a deliverer holds on `workbooks`
+    # a table of its own, so recording it never waits on the `workbooks` row a delivery's lease updates
     """
     CREATE TABLE workbook_ids (
         workbook_id BIGINT PRIMARY KEY REFERENCES workbooks (id),
@@ -267,20 +267,9 @@ class Database:
         if state.startswith("28"):
             return StoreUnusable(f"{where} refused the credentials ({said}); fix the user and password in "
                                  "LOOP_STORE, or the server's pg_hba.conf.")
-        if state == "3D000":
-            return StoreUnusable(f"{where} has no such database ({said}); create it (createdb) or fix the database "
-                                 "name in LOOP_STORE.")
-        if state == "25006":
-            return StoreUnusable(f"{where} is read-only ({said}): it is a standby, or the database has "
-                                 "default_transaction_read_only on; point LOOP_STORE at the primary, or run ALTER "
-                                 "DATABASE … SET default_transaction_read_only = off.")
-        if state == "42501":
-            return StoreUnusable(f"{where} does not let this user in ({said}); grant it the store's tables or "
-                                 "use the store's owner in LOOP_STORE.")
-        if state == "57014":
-            return UsageError(f"{where} cancelled a statement ({said}): its statement_timeout is too short for "
-                              "loop; raise it for loop's role (ALTER ROLE … SET statement_timeout = '60s'), or ask "
-                              "whoever cancels it, and run again.")
+        if state in _REFUSALS:
+            kind, what, fix = _REFUSALS[state]
+            return kind(f"{where} {what} ({said}){fix}")
         if state == "55P03":
             return RunFailure(self._lock_holder_message())
         if state.startswith("53"):
@@ -507,6 +496,18 @@ def _inode(path: Path) -> tuple[int, int] | None:
     except OSError:
         return None
     return stat.st_dev, stat.st_ino
+
+
+# SQLSTATEs that waiting will not mend: (error, what the store did, the fix after the server's words).
+_REFUSALS = {
+    "3D000": (StoreUnusable, "has no such database", "; create it (createdb) or fix the database name in LOOP_STORE."),
+    "25006": (StoreUnusable, "is read-only", ": it is a standby, or the database has default_transaction_read_only "
+              "on; point LOOP_STORE at the primary, or run ALTER DATABASE … SET default_transaction_read_only = off."),
+    "42501": (StoreUnusable, "does not let this user in",
+              "; grant it the store's tables or use the store's owner in LOOP_STORE."),
+    "57014": (UsageError, "cancelled a statement", ": its statement_timeout is too short for loop; raise it for "
+              "loop's role (ALTER ROLE … SET statement_timeout = '60s'), or ask whoever cancels it, and run again."),
+}
 
 
 def _refuse_nul(params) -> None:
