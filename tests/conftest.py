@@ -270,7 +270,7 @@ class PrivateServer:
 
 @pytest.fixture(scope="session")
 def private_postgres(postgres_server):
-    """A private cluster on the first free port of 54340-54349, started once, stopped at the end."""
+    """A private cluster on the first free port of 54340-54349, started once per test process, stopped at the end."""
     import glob
     import shutil
     import socket
@@ -278,14 +278,17 @@ def private_postgres(postgres_server):
 
     if not glob.glob("/usr/lib/postgresql/*/bin/initdb"):
         _no_postgres("no PostgreSQL binaries for a private cluster (apt-get install postgresql)")
-    for port in range(54340, 54350):
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)):
-                break
+    from filelock import FileLock
+
     folder = tempfile.mkdtemp(dir="/tmp", prefix="loop-private-pg-")
     os.chmod(folder, 0o755)
-    server = PrivateServer(folder, port, f"postgresql://loop:loop@127.0.0.1:{port}/postgres")
-    server.start()
+    with FileLock("/tmp/loop-private-pg.lock"):  # test processes side by side never pick the same port
+        for port in range(54340, 54350):
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)):
+                    break
+        server = PrivateServer(folder, port, f"postgresql://loop:loop@127.0.0.1:{port}/postgres")
+        server.start()
     try:
         yield server
     finally:
