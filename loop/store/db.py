@@ -80,6 +80,57 @@ MIGRATIONS = [
     ALTER TABLE workbooks ADD COLUMN settle_until DOUBLE PRECISION NOT NULL DEFAULT 0;
     ALTER TABLE drafts ADD COLUMN sent_fence BIGINT;
     """,
+    # prompts served from the store (loop/store/prompts.py): every version's exact bytes, what each
+    # prompt serves now (its current version and running canary), every canary, and every change of
+    # these with who made it and why; and, per draft, the arm it was written in and whether its version
+    # was given by the caller or recorded as the one served
+    """
+    CREATE TABLE prompt_versions (
+        prompt TEXT NOT NULL,
+        number BIGINT NOT NULL,
+        parent BIGINT,
+        source TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        body {blob} NOT NULL,
+        edits TEXT NOT NULL DEFAULT '[]',
+        made_by TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (prompt, number)
+    );
+    CREATE TABLE prompt_canaries (
+        id {serial} PRIMARY KEY,
+        prompt TEXT NOT NULL,
+        version BIGINT NOT NULL,
+        base BIGINT NOT NULL,
+        share DOUBLE PRECISION NOT NULL,
+        salt TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        ended_at TEXT,
+        outcome TEXT NOT NULL,
+        reason TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE prompt_serving (
+        prompt TEXT PRIMARY KEY,
+        current BIGINT NOT NULL,
+        since TEXT NOT NULL,
+        canary_id BIGINT REFERENCES prompt_canaries (id),
+        revision BIGINT NOT NULL
+    );
+    CREATE TABLE prompt_events (
+        seq {serial} PRIMARY KEY,
+        prompt TEXT NOT NULL,
+        at TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        current BIGINT NOT NULL,
+        canary BIGINT,
+        share DOUBLE PRECISION,
+        actor TEXT NOT NULL,
+        reason TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX prompt_events_by_prompt ON prompt_events (prompt, seq);
+    ALTER TABLE drafts ADD COLUMN prompt_arm TEXT NOT NULL DEFAULT '';
+    ALTER TABLE drafts ADD COLUMN prompt_given TEXT NOT NULL DEFAULT '';
+    """,
 ]
 
 
@@ -295,7 +346,7 @@ class Database:
                     "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
                     "LEFT JOIN pg_class c ON c.oid = l.relation "
                     "WHERE l.granted AND l.pid <> pg_backend_pid() AND a.datname = current_database() "
-                    "AND ((l.locktype = 'relation' AND c.relname IN ('drafts', 'workbooks', 'migrations')) "
+                    "AND ((l.locktype = 'relation' AND c.relname IN ('drafts', 'workbooks', 'migrations', 'prompt_serving', 'prompt_versions')) "
                     f"OR (l.locktype = 'advisory' AND l.objid = {MIGRATION_LOCK})) "
                     "ORDER BY a.xact_start NULLS LAST, a.pid LIMIT 1").fetchone()
         except Exception:  # noqa: BLE001 -- the lookup is a courtesy
@@ -440,6 +491,7 @@ class Database:
             if len(done) >= len(MIGRATIONS):
                 return
         serial = "BIGSERIAL" if self.postgres else "INTEGER"
+        blob = "BYTEA" if self.postgres else "BLOB"
         with self.transaction():
             if self.postgres:  # one migrator at a time across hosts
                 self.execute(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
@@ -449,7 +501,7 @@ class Database:
             for version, step in enumerate(MIGRATIONS, start=1):
                 if version in done:
                     continue
-                for statement in step.format(serial=serial).split(";"):
+                for statement in step.format(serial=serial, blob=blob).split(";"):
                     if statement.strip():
                         self.execute(statement)
                 self.execute("INSERT INTO migrations (version, applied_at) VALUES (?, ?)",
