@@ -180,6 +180,18 @@ class Records:
                                      f"({self._last_change()}); nothing was changed here; run again.")
             yield Change(self, db, expected, who or actor())
 
+    def stop_canary(self, reason: str, who: str | None = None, outcome: str = STOPPED) -> Canary | None:
+        """End the running canary (share 0, `reason` recorded); the current version keeps serving.
+        Returns the canary ended, None when none runs. Two hosts stopping at once end it once."""
+        serving = self.serving()
+        if serving is None or serving.canary is None:
+            return None
+        try:
+            with self.change(serving, who) as change:
+                return change.end_canary(outcome, reason)
+        except ServingChanged:
+            return None if (self.serving() or serving).canary is None else self.stop_canary(reason, who, outcome)
+
     def _last_change(self) -> str:
         events = self.events()
         if not events:
