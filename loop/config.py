@@ -48,6 +48,10 @@ class Settings:
     max_edit_chars: int = DEFAULT_MAX_EDIT_CHARS
     max_edit_share: float = DEFAULT_MAX_EDIT_SHARE
     judge_prompt: Path = Path(DEFAULT_JUDGE_PROMPT)
+    # the prompt's name in the store (LOOP_PROMPT_NAME); None means the prompt file's name
+    prompt_name: str | None = None
+    # seconds `loop.prompt` serves a cached version before asking the store again
+    prompt_ttl: float = 60.0
     # the store's URL (CONTRACT §7a); None means SQLite loop.db beside a local workbook, or in the
     # current folder for a Google Sheet
     store: str | None = None
@@ -94,6 +98,8 @@ def resolve(
         max_edit_share=max_edit_share or _env_number("LOOP_MAX_EDIT_SHARE", DEFAULT_MAX_EDIT_SHARE, minimum=0.01,
                                                      kind=float, maximum=1),
         judge_prompt=Path(env.get("LOOP_JUDGE_PROMPT") or DEFAULT_JUDGE_PROMPT),
+        prompt_name=env.get("LOOP_PROMPT_NAME", "").strip() or None,
+        prompt_ttl=_env_number("LOOP_PROMPT_TTL", 60.0, minimum=0.01, kind=float, maximum=86400),
         store=store or env.get("LOOP_STORE") or None,
         legacy_traces=Path(env["LOOP_TRACES"]) if env.get("LOOP_TRACES", "").strip() else None,
         agent=env.get("LOOP_AGENT") or None,

@@ -1,23 +1,13 @@
-"""The managed prompt and every version of it, kept byte for byte.
+"""The managed prompt: its file, the working copy people edit, and every version of it in the store.
 
-History lives beside the prompt, in `<file name>.history/` (`support_agent.md.history/`): one file
-per version holding the prompt file's exact bytes (`v3.md`) and a log (`log.jsonl`) of versions and
-rollbacks, each with its time, its source (initial, hand edit, apply), the prompt file's name and,
-for applies, the edits and evidence behind it. Each prompt file has its own history, so
-`agent.md` and `agent.txt` in one folder never share one.
-
-Earlier releases named the folder after the file's stem (`support_agent.history/`). Such a folder
-is still read and written, for the one file it belongs to, while no `<file name>.history/` exists:
-the file its log names (every line written by this release names it), or, for a log that names
-none, the file whose bytes are the newest of its versions (or the only file of that stem). Any
-other file of that stem starts its own `<file name>.history/`; when it cannot be told which file
-the folder belongs to, the command stops and says how to rename it.
-
-Every change writes a `pending` marker, then the log line (the commit point), then the prompt file,
-then removes the marker. Whoever takes the lock next finishes an interrupted change or discards it;
-if the prompt file was edited by hand meanwhile, that edit is recorded as a version of its own
-rather than overwritten. So the prompt is never half-written, no change is lost, and the log
-always tells which edits are in it.
+Every version's exact bytes and what the prompt serves now live in the store (`loop.store.prompts`),
+so every host sharing a store agrees; the file is where people edit, diff and commit the prompt.
+The store's transaction is the commit point of every change: a version is recorded and made current
+(or started as a canary) in one transaction, and only then is the file written. So a command cut
+short between the two leaves a file *behind* the store (its bytes are an older recorded version), and
+the next command that writes the prompt brings it to the current version. A file whose bytes are no
+recorded version was edited by hand: the commands that read the prompt record it as a version of its
+own (parent: the current version), never overwrite it.
 
 The prompt is read as UTF-8 (with or without a byte-order mark). Edits work on its text with `\\n`
 line endings; the file keeps its own BOM and line endings, so only the edited passage changes.
@@ -25,37 +15,25 @@ line endings; the file keeps its own BOM and line endings, so only the edited pa
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import json
+import logging
 import os
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from dataclasses import dataclass
 from pathlib import Path
-
-from filelock import FileLock
 
 from loop import files
 from loop.errors import UsageError
+from loop.store import prompt_history
+from loop.store.prompts import PROMOTED, ROLLED_BACK, Canary, Records, ServingChanged, Serving
+from loop.store.prompts import StoredVersion as Version
 
 BOM = b"\xef\xbb\xbf"
 _OTHER_BOMS = {b"\xff\xfe\x00\x00": "UTF-32", b"\x00\x00\xfe\xff": "UTF-32", b"\xff\xfe": "UTF-16",
                b"\xfe\xff": "UTF-16"}
+_ATTEMPTS = 5  # a change that finds another host's change committed first is decided again, this often
+log = logging.getLogger("loop.prompt")
 
-
-@dataclass(frozen=True)
-class Version:
-    number: int
-    parent: int | None
-    source: str
-    created_at: str
-    sha256: str
-    edits: list[dict] = field(default_factory=list)
-
-    @property
-    def label(self) -> str:
-        return f"v{self.number}"
+__all__ = ["PromptStore", "Version", "TextFormat", "decode", "sha256", "Rollback", "Promotion", "CanaryRunning"]
 
 
 @dataclass(frozen=True)
@@ -71,7 +49,7 @@ class TextFormat:
         return (BOM if self.bom else b"") + text.encode("utf-8")
 
 
-def decode(data: bytes, path: Path, setting: str = "LOOP_PROMPT") -> tuple[str, TextFormat]:
+def decode(data: bytes, path: Path | str, setting: str = "LOOP_PROMPT") -> tuple[str, TextFormat]:
     """The prompt's text with `\\n` line endings, and the format to write it back in.
 
     Line endings are translated only when every one of them is CRLF, so a file with mixed endings
@@ -105,58 +83,61 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+class CanaryRunning(UsageError):
+    """A change that needs the prompt without a canary was asked for while one runs."""
+
+
 @dataclass(frozen=True)
 class Rollback:
-    """What `rollback` did: `undone` is None when the prompt was already at its first version."""
+    """What `rollback` did: `undone` is None when the prompt was already at its first version; `canary`
+    is the canary it ended instead, when one ran (the current version then keeps serving)."""
 
     undone: Version | None
     current: Version
+    canary: Canary | None = None
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """What `promote` did: the canary made current for everyone, or its share raised (`share`)."""
+
+    canary: Canary
+    previous: Version
+    current: Version
+    share: float | None = None
 
 
 class PromptStore:
-    def __init__(self, path: str | Path, setting: str = "LOOP_PROMPT"):
+    """One prompt: its file and its records in the store (named by `name`, else the file's name)."""
+
+    def __init__(self, path: str | Path, setting: str = "LOOP_PROMPT", db=None, name: str | None = None):
         self.path = Path(path)
         self.setting = setting  # the variable that names this file, for error messages
-
-    @functools.cached_property
-    def history(self) -> Path:
-        """This file's history folder (see the module's docstring for how an older one is found)."""
-        new = self.path.with_name(self.path.name + ".history")
-        legacy = self.path.with_name(self.path.stem + ".history")
-        if new.exists() or legacy == new or not legacy.is_dir():
-            return new
-        events = [e for e in files.read_json_lines(legacy / "log.jsonl")[0] if isinstance(e, dict)]
-        named = [e["prompt"] for e in events if isinstance(e.get("prompt"), str)]
-        if named:
-            return legacy if named[-1] == self.path.name else new
-        return legacy if _legacy_owner(legacy, events, self.path) == self.path.name else new
+        self.name = name or self.path.name
+        self._db = db
+        self.notes: list[str] = []  # what this object did to the file that a command should say
+        self._checked_history = False
 
     @property
-    def _log(self) -> Path:
-        return self.history / "log.jsonl"
+    def records(self) -> Records:
+        if self._db is None:  # the store the environment configures, as every command opens it
+            from loop.workspace import Workspace
 
-    @property
-    def _pending(self) -> Path:
-        return self.history / "pending"
+            self._db = Workspace().store.db
+        return Records(self._db, self.name)
 
-    @contextmanager
-    def lock(self, timeout: float = 120):
-        """Held by every command that changes the prompt, so two applies never interleave."""
-        self.history.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(self.history / ".lock"), timeout=timeout):
-            yield
+    # -- the file --------------------------------------------------------------------------
 
     def exists(self) -> bool:
         return self.path.exists()
 
     def ensure_writable(self) -> None:
-        """Raise UsageError now if the prompt or its history could not be written."""
+        """Raise UsageError now if the prompt file could not be written."""
         self.read_bytes()
         real = Path(os.path.realpath(self.path))  # a link is written through, in its target's folder
         folder = real.parent if str(real.parent) else Path(".")
-        for place in (folder, self.history if self.history.exists() else folder):
-            if not os.access(place, os.W_OK | os.X_OK):
-                raise UsageError(f"Cannot write in {place}; fix its permissions and run again. Nothing was changed.")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise UsageError(f"Cannot write in {folder}; fix its permissions and run again. Nothing was changed.")
 
     def read_bytes(self) -> bytes:
         try:
@@ -164,111 +145,60 @@ class PromptStore:
         except FileNotFoundError:
             raise UsageError(f"No prompt at {self.path}; set {self.setting} (or --prompt) to the prompt file.") from None
 
-    def read(self) -> str:
-        """The prompt's text, with `\\n` line endings."""
-        return decode(self.read_bytes(), self.path, self.setting)[0]
-
     def format(self) -> TextFormat:
         return decode(self.read_bytes(), self.path, self.setting)[1]
 
-    def _events(self) -> list[dict]:
-        """The log's records, oldest first, each checked: a line that is JSON but not a record loop
-        wrote stops the command with one line naming the file, the line and the fix. (A line a crash
-        cut short is not JSON, and is skipped as `files.read_json_lines` does.)"""
-        try:
-            data = self._log.read_bytes()
-        except FileNotFoundError:
-            return []
-        events, known = [], set()
-        for number, line in enumerate(data[:data.rfind(b"\n") + 1].splitlines(), start=1):
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            problem = _problem(event, known)
-            if problem:
-                raise UsageError(f"{self._log}, line {number}, is not a prompt history record ({problem}); restore "
-                                 "the file from version control or a backup, or delete that line, and run again.")
-            if event["event"] == "version":
-                known.add(event["version"])
-            events.append(event)
-        return events
+    def read(self) -> str:
+        """The text of the current version, with `\\n` line endings: the file's, once `sync` recorded
+        it; the store's when the file is behind it or this host has no file."""
+        current = self.sync()
+        return self.text_of(current.number)
+
+    # -- the records -----------------------------------------------------------------------
 
     def versions(self) -> dict[int, Version]:
-        return {
-            e["version"]: Version(e["version"], e.get("parent"), e["source"], e["created_at"], e["sha256"], e.get("edits", []))
-            for e in self._events()
-            if e.get("event") == "version"
-        }
+        return self.records.versions()
+
+    def serving(self) -> Serving | None:
+        return self.records.serving()
+
+    def current(self) -> Version | None:
+        """The version everyone outside a canary is served."""
+        serving = self.serving()
+        return None if serving is None else self.versions()[serving.current]
+
+    def canary(self) -> Canary | None:
+        serving = self.serving()
+        return None if serving is None else serving.canary
+
+    def bytes_of(self, number: int) -> bytes:
+        return self.records.body(number)
+
+    def text_of(self, number: int) -> str:
+        return decode(self.bytes_of(number), f"{self.name} v{number} in the store", self.setting)[0]
 
     def periods(self) -> dict[int, list[tuple[str, str | None]]]:
         """version → the (from, until) times it was current, oldest first; until is None while it still is."""
         found: dict[int, list[tuple[str, str | None]]] = {}
         current = None
-        for event in self._events():
-            if event["version"] == current:
+        for event in self.records.events():
+            number = event["current"]
+            if number == current:
                 continue
             if current is not None:  # the version before ends where this one begins
-                found[current][-1] = (found[current][-1][0], event["created_at"])
-            found.setdefault(event["version"], []).append((event["created_at"], None))
-            current = event["version"]
+                found[current][-1] = (found[current][-1][0], event["at"])
+            found.setdefault(number, []).append((event["at"], None))
+            current = number
         return found
 
-    def current(self) -> Version | None:
-        """The version the prompt file should hold: the last one committed or rolled back to."""
-        events = self._events()
-        if not events:
-            return None
-        return self.versions()[events[-1]["version"]]
-
-    def bytes_of(self, number: int) -> bytes:
-        return (self.history / f"v{number}.md").read_bytes()
-
-    def text_of(self, number: int) -> str:
-        return decode(self.bytes_of(number), self.history / f"v{number}.md", self.setting)[0]
-
-    def hand_edited(self) -> bool:
-        """Whether the file differs from the version the history says it holds."""
-        current = self.current()
-        return current is not None and self.exists() and sha256(self.read_bytes()) != current.sha256
-
-    def sync(self) -> Version:
-        """Finish an interrupted change, and record the file as a version if someone edited it by hand.
-
-        Call with the lock held."""
-        self._recover()
-        data = self.read_bytes()
-        decode(data, self.path, self.setting)  # refuse a file that is not UTF-8 before recording it
-        current = self.current()
-        if current is None:
-            return self._record(data, parent=None, source="initial")
-        if sha256(data) != current.sha256:
-            return self._record(data, parent=current.number, source="hand edit")
-        return current
-
-    def commit(self, text: str, source: str, edits: list[dict] | None = None) -> Version:
-        """A new version with `text`, made current and written to the prompt file in the file's own
-        format (BOM, line endings). Call with the lock held, after `sync`."""
-        current = self.current()
-        data = self.format().encode(text)
-        return self._record(data, parent=current.number if current else None, source=source, edits=edits,
-                            write_prompt=True)
-
-    def rollback(self) -> Rollback:
-        """Make the current version's parent current again, restoring its exact bytes. Call with the lock held."""
-        current = self.sync()
-        if current.parent is None:
-            return Rollback(None, current)
-        target = self.versions()[current.parent]
-        self._journal({"event": "rollback", "version": target.number, "from": current.number, "created_at": _now(),
-                       "prompt": self.path.name}, self.bytes_of(target.number))
-        return Rollback(current, target)
-
-    def lineage(self) -> list[Version]:
-        """The current version and its ancestors, newest first: the versions whose edits are in the prompt."""
+    def lineage(self, with_canary: bool = False) -> list[Version]:
+        """The current version and its ancestors, newest first: the versions whose edits are in the
+        prompt. `with_canary`: the running canary's version and its ancestors instead, when one runs."""
+        serving = self.serving()
+        if serving is None:
+            return []
         versions, found = self.versions(), []
-        current = self.current()
-        number = current.number if current else None
+        number = serving.canary.version if with_canary and serving.canary else serving.current
         while number is not None:
             found.append(versions[number])
             number = versions[number].parent
@@ -282,117 +212,160 @@ class PromptStore:
                 found.setdefault(edit["edit_id"], version.label)
         return found
 
-    def _record(self, data: bytes, parent, source, edits=None, write_prompt=False) -> Version:
-        number = max(self.versions(), default=0) + 1
-        version = Version(number, parent, source, _now(), sha256(data), edits or [])
-        files.write_bytes(self.history / f"v{number}.md", data)
-        event = {"event": "version", "version": number, "parent": parent, "source": source,
-                 "created_at": version.created_at, "sha256": version.sha256, "edits": version.edits,
-                 "prompt": self.path.name}
-        self._journal(event, data if write_prompt else None)
+    def hand_edited(self) -> bool:
+        """Whether the file holds bytes that are no recorded version."""
+        if not self.exists():
+            return False
+        digest = sha256(self.read_bytes())
+        return bool(self.versions()) and all(v.sha256 != digest for v in self.versions().values())
+
+    # -- changes ---------------------------------------------------------------------------
+
+    def sync(self) -> Version:
+        """The current version, after recording what the file holds when it is a version nobody
+        recorded: the first version (from an earlier release's history folder, imported once, when
+        there is one), or a hand edit. A file behind the store is left as it is (see `bring_up`)."""
+        for _ in range(_ATTEMPTS):
+            serving = self.serving()
+            try:
+                if serving is None:
+                    return self._first(serving)
+                self._warn_other_history()
+                if not self.exists():
+                    return self.versions()[serving.current]
+                data = self.read_bytes()
+                versions = self.versions()
+                if any(v.sha256 == sha256(data) for v in versions.values()):
+                    return versions[serving.current]
+                decode(data, self.path, self.setting)  # refuse a file that is not UTF-8 before recording it
+                with self.records.change(serving) as change:
+                    version = change.add_version(data, serving.current, "hand edit")
+                    change.make_current(version.number, "hand edit", f"{self.path.name} changed by hand")
+                return version
+            except ServingChanged:
+                continue
+        raise ServingChanged(f"The prompt {self.name} kept changing under this command; run it again.")
+
+    def _first(self, serving: None) -> Version:
+        """The prompt's first records: an earlier release's history folder, imported whole in one
+        transaction, or else the file as it is, as v1."""
+        folder = prompt_history.folder_of(self.path)
+        history = prompt_history.read(folder) if folder else None
+        if history and history.events:
+            return self._import(history)
+        data = self.read_bytes()
+        decode(data, self.path, self.setting)
+        with self.records.change(serving) as change:
+            version = change.add_version(data, None, "initial")
+            change.make_current(version.number, "initial", f"{self.path.name} recorded")
         return version
 
-    def _journal(self, event: dict, prompt_data: bytes | None) -> None:
-        """Log `event` and write the prompt file, with a marker that lets `_recover` finish or undo it."""
-        files.write_text(self._pending, json.dumps({"event": event, "write_prompt": prompt_data is not None}))
-        files.append_json_lines(self._log, [event])
-        if prompt_data is not None:
-            files.write_bytes(self.path, prompt_data)
-        self._pending.unlink()
+    def _import(self, history: prompt_history.History) -> Version:
+        """Every version, its bytes and times, and every rollback of an old history folder, as they
+        were: losing nothing and doubling nothing, since it is one transaction that only a store with
+        no records for the prompt accepts. The folder is left where it is."""
+        with self.records.change(None, who=f"import of {history.folder.name}") as change:
+            for event in history.events:
+                if event["event"] == "version":
+                    number = event["version"]
+                    version = change.add_version(history.bodies[number], event.get("parent"), event["source"],
+                                                 event.get("edits", []), created_at=event["created_at"])
+                    assert version.number == number, "an old history's versions are numbered 1, 2, 3…"
+                    change.make_current(number, event["source"], "imported", at=event["created_at"])
+                else:
+                    change.make_current(event["version"], "rollback", f"from v{event.get('from')} (imported)",
+                                        at=event["created_at"])
+        self.notes.append(f"Imported {history.folder} into the store: {len(history.bodies)} versions.")
+        return self.versions()[self.serving().current]
 
-    def _recover(self) -> None:
-        """Finish a journalled change whose log line was written; forget one whose line was not.
-
-        A prompt file that holds neither the text before the change nor after it was edited by hand
-        since: it is kept, and recorded as a version, never overwritten."""
-        if not self._pending.exists():
+    def _warn_other_history(self) -> None:
+        """A host whose own history folder holds versions the store does not: left alone, said once."""
+        if self._checked_history:
             return
-        try:
-            pending = json.loads(self._pending.read_text(encoding="utf-8"))
-        except ValueError:  # the marker itself was cut short: nothing after it happened
-            self._pending.unlink()
+        self._checked_history = True
+        folder = prompt_history.folder_of(self.path)
+        if folder is None:
             return
-        event = pending["event"]
-        events = self._events()
-        if events and events[-1] == event:
-            if pending["write_prompt"]:
-                self._finish(event)
-        elif event["event"] == "version":
-            (self.history / f"v{event['version']}.md").unlink(missing_ok=True)
-        self._pending.unlink(missing_ok=True)  # recording a hand edit replaced and removed it already
+        stored = {v.sha256 for v in self.versions().values()}
+        theirs = {sha256(body) for body in prompt_history.read(folder).bodies.values()}
+        if theirs - stored:
+            log.warning("%s holds versions the store does not; the store's records of %s are used, the folder is "
+                        "left alone (delete it once you no longer need it).", folder, self.name)
 
-    def _finish(self, event: dict) -> None:
-        target = self.bytes_of(event["version"])
-        before = event.get("parent") if event["event"] == "version" else event.get("from")
-        try:
-            now = self.path.read_bytes()
-        except FileNotFoundError:
-            now = None
-        if now == target:
-            return
-        versions = self.versions()
-        if now is None or (before in versions and sha256(now) == versions[before].sha256):
-            files.write_bytes(self.path, target)
-        else:
-            self._record(now, parent=before, source="hand edit")
+    def bring_up(self) -> Version:
+        """Record a hand edit, then write the current version to a file that is behind the store
+        (another host applied, or a command was cut short after the store's commit)."""
+        current = self.sync()
+        if self.exists() and sha256(self.read_bytes()) != current.sha256:
+            files.write_bytes(self.path, self.bytes_of(current.number))
+            self.notes.append(f"{self.path} was behind the store; it now holds {current.label}, the current version.")
+        return current
 
+    def commit(self, text: str, source: str, edits: list[dict] | None = None, canary_share: float | None = None,
+               expected: Serving | None = None) -> Version:
+        """A new version with `text` (in the file's format: BOM, line endings), made current and
+        written to the file; or, with `canary_share`, served to that share of units as a canary while
+        the file keeps the current version. `expected`: the serving state the caller decided on (its
+        change fails with ServingChanged if another host changed it since)."""
+        serving = expected or self.serving()
+        data = self.format().encode(text)
+        with self.records.change(serving) as change:
+            if serving.canary is not None:
+                raise CanaryRunning(_canary_running(serving.canary))
+            version = change.add_version(data, serving.current, source, edits)
+            if canary_share is None:
+                change.make_current(version.number, source)
+            else:
+                change.start_canary(version.number, canary_share, f"{source}: {len(edits or [])} edits")
+        if canary_share is None:
+            files.write_bytes(self.path, data)
+        return version
 
-def _whole_number(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    def rollback(self) -> Rollback:
+        """End a running canary (the current version keeps serving, the file is unchanged); without one,
+        make the current version's parent current again and restore its exact bytes."""
+        for _ in range(_ATTEMPTS):
+            current = self.bring_up()
+            serving = self.serving()
+            try:
+                if serving.canary is not None:
+                    with self.records.change(serving) as change:
+                        ended = change.end_canary(ROLLED_BACK, "rolled back")
+                    return Rollback(self.versions()[ended.version], current, ended)
+                if current.parent is None:
+                    return Rollback(None, current)
+                with self.records.change(serving) as change:
+                    change.make_current(current.parent, "rollback", f"from {current.label}")
+            except ServingChanged:
+                continue
+            target = self.versions()[current.parent]
+            files.write_bytes(self.path, self.bytes_of(target.number))
+            return Rollback(current, target)
+        raise ServingChanged(f"The prompt {self.name} kept changing under this command; run it again.")
 
-
-def _problem(event, known: set[int]) -> str:
-    """Why a log line is not a record this module wrote, given the versions recorded before it; "" if it is one."""
-    if not isinstance(event, dict):
-        return f"a JSON {type(event).__name__}, not an object"
-    kind = event.get("event")
-    if kind not in ("version", "rollback"):
-        return f"event {kind!r} is neither 'version' nor 'rollback'"
-    number = event.get("version")
-    if not _whole_number(number):
-        return f"version {number!r} is not a version number"
-    if not isinstance(event.get("created_at"), str):
-        return "it has no created_at time"
-    if kind == "rollback":
-        return "" if number in known else f"it rolls back to v{number}, which no earlier line records"
-    if number in known:
-        return f"v{number} is recorded twice"
-    parent = event.get("parent")
-    if parent is not None and parent not in known:
-        return f"its parent {parent!r} is not a version recorded before it"
-    for key in ("source", "sha256"):
-        if not isinstance(event.get(key), str):
-            return f"it has no {key}"
-    edits = event.get("edits", [])
-    if not isinstance(edits, list) or not all(isinstance(e, dict) and isinstance(e.get("edit_id"), str) for e in edits):
-        return "its edits are not a list of edits with an edit_id"
-    return ""
-
-
-def _legacy_owner(folder: Path, events: list[dict], path: Path) -> str | None:
-    """The name of the file an older `<stem>.history/` folder, whose log names no file, belongs to:
-    the only file of that stem, or the one whose bytes are the newest recorded version; None when
-    its log records no version. Two files that fit equally well are a usage error."""
-    digests = {e.get("version"): e.get("sha256") for e in events if e.get("event") == "version"}
-    if not digests:
-        return None
-    candidates = {}
-    for entry in sorted(path.parent.iterdir()):
-        if (entry.stem == path.stem and entry.is_file() and not entry.name.endswith(".history")
-                and not entry.with_name(entry.name + ".history").exists()):
-            candidates[entry.name] = sha256(entry.read_bytes())
-    if len(candidates) <= 1:
-        return next(iter(candidates), None)
-    for event in reversed(events):  # the newest version either file still holds decides
-        holders = [name for name, digest in candidates.items() if digest == digests.get(event.get("version"))]
-        if len(holders) == 1:
-            return holders[0]
-        if holders:
-            break
-    names = " or ".join(sorted(candidates))
-    raise UsageError(f"{folder} (the history layout of an earlier release) may belong to {names}; rename it to "
-                     f"<file name>.history for the file it belongs to (e.g. {path.name}.history) and run again.")
+    def promote(self, share: float | None = None, who: str | None = None) -> Promotion:
+        """Make the running canary current for everyone (the file gets its bytes), or raise its share
+        to `share` (only upward). Two hosts promoting at once promote once: the second is told."""
+        current = self.bring_up()
+        serving = self.serving()
+        canary = serving.canary
+        if canary is None:
+            raise UsageError(f"No canary of {self.name} is running; `loop apply --canary 10%` starts one.")
+        if share is not None:
+            if share <= canary.share:
+                raise UsageError(f"The canary {canary.label} already serves {canary.share:.0%}; --to only raises "
+                                 "its share (or run `loop promote` to make it current for everyone).")
+            with self.records.change(serving, who) as change:
+                change.set_share(share, f"raised from {canary.share:.0%}")
+            return Promotion(self.records.canary(canary.id), current, current, share)
+        with self.records.change(serving, who) as change:
+            change.end_canary(PROMOTED, "promoted")
+            change.make_current(canary.version, "promote", f"canary {canary.label} at {canary.share:.0%} since "
+                                                          f"{canary.started_at}")
+        files.write_bytes(self.path, self.bytes_of(canary.version))
+        return Promotion(self.records.canary(canary.id), current, self.versions()[canary.version])
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+def _canary_running(canary: Canary) -> str:
+    return (f"A canary ({canary.label}, {canary.share:.0%} of units since {canary.started_at}) is running; "
+            "finish it first with `loop promote` or `loop rollback`, then apply. Nothing was changed.")

@@ -38,11 +38,12 @@ class Workspace:
 
     @cached_property
     def prompt(self) -> PromptStore:
-        return PromptStore(self.settings.prompt, setting="LOOP_PROMPT")
+        return PromptStore(self.settings.prompt, setting="LOOP_PROMPT", db=self.store.db,
+                           name=self.settings.prompt_name)
 
     @cached_property
     def rubric(self) -> PromptStore:
-        return PromptStore(self.settings.judge_prompt, setting="LOOP_JUDGE_PROMPT")
+        return PromptStore(self.settings.judge_prompt, setting="LOOP_JUDGE_PROMPT", db=self.store.db)
 
     @cached_property
     def model(self) -> ModelClient:
@@ -151,8 +152,7 @@ class Workspace:
         """The managed prompt's version label, recording a hand edit first if there is one ("" without a prompt)."""
         if not self.prompt.exists():
             return ""
-        with self.prompt.lock():
-            return self.prompt.sync().label
+        return self.prompt.sync().label
 
     def write(self, batch: WriteBatch | None = None, wait: float | None = None,
               fresh: frozenset[str] = frozenset(), mine: frozenset[str] = frozenset()) -> int:

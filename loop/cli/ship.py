@@ -1,4 +1,4 @@
-"""The commands that ship an edit: `apply` and `rollback`."""
+"""The commands that ship an edit: `apply`, `promote`, `rollback` and `prompt`."""
 
 from __future__ import annotations
 
@@ -9,13 +9,19 @@ from loop.cli.edge import common, plural
 
 
 @click.command(short_help="Apply the ticked edits as one new prompt version.")
+@click.option("--canary", "canary", metavar="SHARE", default=None,
+              help="Serve the new version to this share of tickets first (e.g. 10%); the rest keep the current one.")
 @common
-def apply(workspace):
-    """Apply the ticked edits as one new prompt version."""
+def apply(workspace, canary):
+    """Apply the ticked edits as one new prompt version (with --canary, first to a share of tickets)."""
     from loop.ship import approval
+    from loop.ship.canary import parse_share
 
-    report = approval.apply(workspace)
+    share = parse_share(canary) if canary is not None else None
+    report = approval.apply(workspace, canary_share=share)
     prompt = workspace.settings.prompt
+    for note in report.notes:
+        click.echo(note)
     for item in report.ignored:
         click.echo(f"ignored {shown(item.edit.edit_id)}: it is ticked but was rejected ({shown(item.edit.check)}); "
                    "rejected edits are never applied.")
@@ -34,7 +40,13 @@ def apply(workspace):
                        "the ticked edits go on top of it.")
         else:
             click.echo(f"Recorded {prompt} as {version.label}, its first version.")
-    if report.applied:
+    if report.applied and share is not None:
+        click.echo(
+            f"Applied {plural(len(report.applied), 'edit')} as the canary {report.version.label}, served to "
+            f"{share:.0%} of tickets; the rest keep {report.previous.label}, which {prompt} keeps. "
+            "`loop promote` makes it current, `loop rollback` ends it."
+        )
+    elif report.applied:
         click.echo(
             f"Applied {plural(len(report.applied), 'edit')} to {prompt}: "
             f"{report.previous.label} → {report.version.label}. Undo with `loop rollback`."
@@ -48,17 +60,45 @@ def apply(workspace):
                f"{prompt} is at {report.version.label}.")
 
 
-@click.command(short_help="Restore the prompt version before the current one.")
+@click.command(short_help="Restore the prompt version before the current one, or end the running canary.")
 @common
 def rollback(workspace):
-    """Restore the prompt version before the current one, and mark the edits it undid `rolled back`."""
+    """Restore the prompt version before the current one, and mark the edits it undid `rolled back`.
+    While a canary runs, end it instead: the current version keeps serving."""
     from loop.ship import approval
 
     report = approval.rollback(workspace)
     prompt = workspace.settings.prompt
-    if report.undone is None:
+    for note in report.notes:
+        click.echo(note)
+    if report.canary is not None:
+        click.echo(f"Ended the canary {report.canary.label}; {report.current.label} serves everyone and {prompt} "
+                   "is unchanged.")
+    elif report.undone is None:
         click.echo(f"{prompt} is at its first recorded version ({report.current.label}); nothing to roll back.")
         return
-    click.echo(f"Rolled {prompt} back from {report.undone.label} to {report.current.label}.")
+    else:
+        click.echo(f"Rolled {prompt} back from {report.undone.label} to {report.current.label}.")
     if report.rows:
         click.echo(f"Marked {plural(len(report.rows), 'edit')} `rolled back`; tick one again to re-apply it.")
+
+
+@click.command(short_help="Make the running canary current for everyone, or raise its share.")
+@click.option("--to", "to", metavar="SHARE", default=None,
+              help="Raise the canary's share of tickets to this (e.g. 50%) instead of promoting it.")
+@common
+def promote(workspace, to):
+    """Make the running canary the current version for everyone (writing the prompt file), or with
+    --to raise its share of tickets."""
+    from loop.ship import canary
+
+    share = canary.parse_share(to, "--to") if to is not None else None
+    done = canary.promote(workspace, share)
+    prompt = workspace.settings.prompt
+    for note in workspace.prompt.notes:
+        click.echo(note)
+    if share is not None:
+        click.echo(f"The canary {done.canary.label} now serves {share:.0%} of tickets (the ones it served, and more).")
+    else:
+        click.echo(f"Promoted the canary {done.canary.label}: {done.previous.label} → {done.current.label} for "
+                   f"everyone; {prompt} holds it. Undo with `loop rollback`.")

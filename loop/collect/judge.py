@@ -70,8 +70,7 @@ def judge(
     chosen = waiting[:limit] if limit else waiting
     if not chosen:
         return report
-    with store.lock():
-        report.rubric_version = store.sync().label
+    report.rubric_version = store.sync().label
     model = model or workspace.model
     report.usage = model.usage
     on_start(len(chosen))
