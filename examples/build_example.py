@@ -11,13 +11,13 @@ Drafts are dated relative to a fixed day, so `make demo` (which looks back to DE
 the same reviews whenever it runs. Trace ids derive from ticket ids, so rebuilding is stable.
 """
 
+import hashlib
 import json
 import shutil
 import sys
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from unittest import mock
 
 import openpyxl
 import openpyxl.styles
@@ -25,7 +25,6 @@ import openpyxl.styles
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from loop import schema
 from loop.collect import workbook_template  # noqa: E402
-from loop.prompt_store import PromptStore  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 REVIEW_DAY = datetime(2026, 11, 20, 17, 0)
@@ -113,32 +112,31 @@ def earlier_drafts(current: list[dict]) -> list[dict]:
 
 
 def build_history(prompt: Path = HERE / "prompts" / "support_agent.md") -> None:
-    """The prompt's versions: v1 lacked both edits, v2 and v3 each applied one."""
+    """The prompt's versions: v1 lacked both edits, v2 and v3 each applied one. Kept as a history
+    folder, which `loop` imports into its store the first time it runs here."""
     text = prompt.read_text(encoding="utf-8")
     v2 = text.replace(V3_EDIT[1], V3_EDIT[0])
     v1 = v2.replace(V2_EDIT[1], V2_EDIT[0])
     assert v1 != v2 != text, "the edits must match the prompt"
-    scratch = prompt.parent / ".history-build"
-    shutil.rmtree(scratch, ignore_errors=True)
-    scratch.mkdir()
-    work = scratch / prompt.name
-    work.write_text(v1, encoding="utf-8")
-    store = PromptStore(work)
-    times = iter(t.replace(tzinfo=timezone.utc).isoformat(timespec="seconds")
-                 for t in (datetime(2026, 9, 28, 9, 0), V2_AT, V3_AT))
-    with mock.patch("loop.prompt_store._now", lambda: next(times)), store.lock():
-        store.sync()
-        for version, (applied_at, edit) in (("v2", (V2_AT, V2_EDIT)), ("v3", (V3_AT, V3_EDIT))):
-            edit_id = f"{applied_at - timedelta(hours=1):%Y%m%d-%H%M%S}-e0a1b2-1"
-            store.commit(store.read().replace(edit[0], edit[1]), "apply",
-                         edits=[{"edit_id": edit_id, "tab": f"{schema.EDITS_PREFIX}{applied_at - timedelta(hours=1):%Y-%m-%d %H%M}",
-                                 "pattern": edit[2], "find": edit[0].rstrip("\n"), "replace": edit[1].rstrip("\n"),
-                                 "evidence": []}])
-    assert work.read_text(encoding="utf-8") == text
-    history = prompt.with_name(store.history.name)
+    history = prompt.with_name(prompt.name + ".history")
     shutil.rmtree(history, ignore_errors=True)
-    shutil.copytree(store.history, history, ignore=shutil.ignore_patterns("*.lock", ".pending*"))
-    shutil.rmtree(scratch)
+    history.mkdir()
+    lines = []
+    times = (datetime(2026, 9, 28, 9, 0), V2_AT, V3_AT)
+    edits = (None, V2_EDIT, V3_EDIT)
+    for number, (body, at, edit) in enumerate(zip((v1, v2, text), times, edits), start=1):
+        (history / f"v{number}.md").write_text(body, encoding="utf-8")
+        entry = {"event": "version", "version": number, "parent": number - 1 or None,
+                 "source": "apply" if edit else "initial",
+                 "created_at": at.replace(tzinfo=timezone.utc).isoformat(timespec="seconds"),
+                 "sha256": hashlib.sha256(body.encode("utf-8")).hexdigest(), "edits": [], "prompt": prompt.name}
+        if edit:
+            edit_at = at - timedelta(hours=1)
+            entry["edits"] = [{"edit_id": f"{edit_at:%Y%m%d-%H%M%S}-e0a1b2-1",
+                               "tab": f"{schema.EDITS_PREFIX}{edit_at:%Y-%m-%d %H%M}", "pattern": edit[2],
+                               "find": edit[0].rstrip("\n"), "replace": edit[1].rstrip("\n"), "evidence": []}]
+        lines.append(json.dumps(entry, ensure_ascii=False) + "\n")
+    (history / "log.jsonl").write_text("".join(lines), encoding="utf-8")
 
 
 if __name__ == "__main__":

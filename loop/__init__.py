@@ -10,11 +10,13 @@ _EXPORTS = {
     "Settings": "config", "resolve": "config", "Workspace": "workspace",
     "log_draft": "collect.traces", "log_drafts": "collect.traces", "improve": "improver.pipeline",
     "apply": "ship.approval", "rollback": "ship.approval", "refresh": "measure.report",
+    "prompt": "ship.serving", "promote": "ship.canary",
 }
 __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str):
     if name in _EXPORTS:
-        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+        value = globals()[name] = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)  # once
+        return value
     raise AttributeError(f"module 'loop' has no attribute {name!r}")

@@ -7,7 +7,7 @@ The store's transaction is the commit point of every change: a version is record
 short between the two leaves a file *behind* the store (its bytes are an older recorded version), and
 the next command that writes the prompt brings it to the current version. A file whose bytes are no
 recorded version was edited by hand: the commands that read the prompt record it as a version of its
-own (parent: the current version), never overwrite it.
+own (its parent: the version of the current lineage closest to it), never overwrite it.
 
 The prompt is read as UTF-8 (with or without a byte-order mark). Edits work on its text with `\\n`
 line endings; the file keeps its own BOM and line endings, so only the edited passage changes.
@@ -15,6 +15,7 @@ line endings; the file keeps its own BOM and line endings, so only the edited pa
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import logging
 import os
@@ -117,6 +118,7 @@ class PromptStore:
         self._db = db
         self.notes: list[str] = []  # what this object did to the file that a command should say
         self._checked_history = False
+        self._checked_import = False
 
     @property
     def records(self) -> Records:
@@ -160,7 +162,20 @@ class PromptStore:
         return self.records.versions()
 
     def serving(self) -> Serving | None:
-        return self.records.serving()
+        """What the prompt serves now; None before its first version. An earlier release's history
+        folder is imported the first time the store is asked and has nothing for the prompt."""
+        serving = self.records.serving()
+        if serving is None and not self._checked_import:
+            self._checked_import = True
+            folder = prompt_history.folder_of(self.path)
+            history = prompt_history.read(folder) if folder else None
+            if history and history.events:
+                try:
+                    self._import(history)
+                except ServingChanged:  # another command imported it, or recorded the file, first
+                    pass
+                serving = self.records.serving()
+        return serving
 
     def current(self) -> Version | None:
         """The version everyone outside a canary is served."""
@@ -239,20 +254,25 @@ class PromptStore:
                     return versions[serving.current]
                 decode(data, self.path, self.setting)  # refuse a file that is not UTF-8 before recording it
                 with self.records.change(serving) as change:
-                    version = change.add_version(data, serving.current, "hand edit")
+                    version = change.add_version(data, self._base_of(data), "hand edit")
                     change.make_current(version.number, "hand edit", f"{self.path.name} changed by hand")
                 return version
             except ServingChanged:
                 continue
         raise ServingChanged(f"The prompt {self.name} kept changing under this command; run it again.")
 
+    def _base_of(self, data: bytes) -> int:
+        """The version a hand edit was made from: of the current version and its ancestors, the one
+        closest to the file, so an edit of a file left behind the store (a command cut short after
+        the store's commit) is recorded on what the file held, and the edits it lacks are not
+        counted as in the prompt."""
+        text = data.decode("utf-8", "replace").splitlines()
+        closest = max(self.lineage(), key=lambda v: difflib.SequenceMatcher(
+            None, self.bytes_of(v.number).decode("utf-8", "replace").splitlines(), text, autojunk=False).ratio())
+        return closest.number
+
     def _first(self, serving: None) -> Version:
-        """The prompt's first records: an earlier release's history folder, imported whole in one
-        transaction, or else the file as it is, as v1."""
-        folder = prompt_history.folder_of(self.path)
-        history = prompt_history.read(folder) if folder else None
-        if history and history.events:
-            return self._import(history)
+        """The prompt's first version: the file as it is."""
         data = self.read_bytes()
         decode(data, self.path, self.setting)
         with self.records.change(serving) as change:
@@ -260,7 +280,7 @@ class PromptStore:
             change.make_current(version.number, "initial", f"{self.path.name} recorded")
         return version
 
-    def _import(self, history: prompt_history.History) -> Version:
+    def _import(self, history: prompt_history.History) -> None:
         """Every version, its bytes and times, and every rollback of an old history folder, as they
         were: losing nothing and doubling nothing, since it is one transaction that only a store with
         no records for the prompt accepts. The folder is left where it is."""
@@ -276,7 +296,6 @@ class PromptStore:
                     change.make_current(event["version"], "rollback", f"from v{event.get('from')} (imported)",
                                         at=event["created_at"])
         self.notes.append(f"Imported {history.folder} into the store: {len(history.bodies)} versions.")
-        return self.versions()[self.serving().current]
 
     def _warn_other_history(self) -> None:
         """A host whose own history folder holds versions the store does not: left alone, said once."""

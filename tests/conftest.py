@@ -66,6 +66,19 @@ def _literal(sheet, value):
     return value
 
 
+@pytest.fixture(autouse=True)
+def _prompt_cache(tmp_path_factory, monkeypatch):
+    """Each test serves prompts from its own cache: a fresh process cache and its own disk copy."""
+    from loop.ship import serving
+
+    monkeypatch.setenv("LOOP_PROMPT_CACHE", str(tmp_path_factory.mktemp("prompt-cache")))
+    for name in ("LOOP_PROMPT_NAME", "LOOP_PROMPT_TTL"):
+        monkeypatch.delenv(name, raising=False)
+    serving.forget()
+    yield
+    serving.forget()
+
+
 @pytest.fixture
 def workspace(tmp_path, monkeypatch):
     """A folder with a prompt, used as the working directory; the workbook is written by the test."""

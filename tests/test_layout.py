@@ -239,8 +239,7 @@ def known(sheet, workspace, rolled_back: bool = False) -> None:
     history(workspace)  # v1, v2 (edit e-short), v3 (edit e-cite)
     if rolled_back:
         store = PromptStore(workspace / "prompts" / "support_agent.md")
-        with store.lock():
-            store.rollback()  # v3 undone: v2 is current again
+        store.rollback()  # v3 undone: v2 is current again
     create(sheet, known_drafts())
 
 

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -232,7 +233,8 @@ def old_history(path, versions=(PROMPT, V2, V3), rollback_to=2):
     for number, text in enumerate(versions, start=1):
         (folder / f"v{number}.md").write_text(text, encoding="utf-8")
         lines.append({"event": "version", "version": number, "parent": number - 1 or None,
-                      "source": "initial" if number == 1 else "apply", "created_at": f"2026-10-0{number}T09:00:00+00:00",
+                      "source": "initial" if number == 1 else "apply",
+                      "created_at": (datetime(2026, 9, 30, 9, tzinfo=timezone.utc) + timedelta(days=number)).isoformat(),
                       "sha256": sha256(text.encode()), "edits": [] if number == 1 else [{"edit_id": f"e{number}"}],
                       "prompt": path.name})
     if rollback_to:
@@ -300,6 +302,6 @@ def test_an_import_killed_part_way_keeps_nothing_and_the_next_run_imports_once(s
         process.send_signal(signal.SIGKILL)
         process.wait(30)
         holder.execute("DELETE FROM prompt_events WHERE prompt = 'other'")
-    assert store.versions() == {} and store.serving() is None
+    assert store.records.versions() == {} and store.records.serving() is None
     assert store.sync().number == 40 and sorted(store.versions()) == list(range(1, 41))
     assert again(store).sync().number == 40 and len(store.records.events()) == 40

@@ -26,11 +26,10 @@ OUTCOMES = {"v1": (30, 30, 20), "v2": (55, 6, 24), "v3": (20, 40, 20)}
 def history(workspace: Path) -> None:
     """Three versions of the prompt: v2 applied edit e-short, v3 applied edit e-cite."""
     store = PromptStore(workspace / "prompts" / "support_agent.md")
-    with store.lock():
-        store.sync()
-        store.commit(PROMPT + "Keep replies under 120 words.\n", "apply", edits=[{"edit_id": "e-short"}])
-        store.commit(PROMPT + "Keep replies under 120 words.\nCite the article you used.\n", "apply",
-                     edits=[{"edit_id": "e-cite"}])
+    store.sync()
+    store.commit(PROMPT + "Keep replies under 120 words.\n", "apply", edits=[{"edit_id": "e-short"}])
+    store.commit(PROMPT + "Keep replies under 120 words.\nCite the article you used.\n", "apply",
+                 edits=[{"edit_id": "e-cite"}])
 
 
 def known_drafts() -> list[dict]:

@@ -27,6 +27,7 @@ from loop.redact import scrub, webhook_host
 from tests.backends import KEY, GoogleSheet
 from tests.conftest import PROMPT, draft, edits_tab, read_tab, tick, write_workbook
 from tests.local_server import LocalServer
+from tests.test_prompt_store import old_history
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPT_FILE = "prompts/support_agent.md"
@@ -93,17 +94,15 @@ def test_log_into_a_linked_workbook_keeps_the_link_and_the_target_gets_the_row(w
     assert (shared.parent / "loop.db").is_file() and not (workspace / "loop.db").exists()
 
 
-# --- 12. a history line that is JSON but not a record ------------------------------------------------
+# --- 12. an old history line that is JSON but not a record ------------------------------------------
 
 
-@pytest.mark.parametrize("line", ['{}', '{"event": "version", "version": 4}', '[1, 2]', '"v2"',
+@pytest.mark.parametrize("line", ['{}', '[1, 2]', '"v2"', '{"event": "version", "version": 4}',
                                   '{"event": "rollback", "version": 9, "created_at": "2026-11-01T00:00:00+00:00"}'])
 def test_a_history_line_that_is_not_a_record_is_one_line_naming_the_file_and_the_line(workspace, cli, line):
     write_workbook(workspace / "loop.xlsx", [draft(prompt_version="v1")])
-    store = PromptStore(workspace / PROMPT_FILE)
-    with store.lock():
-        store.sync()
-    with open(store.history / "log.jsonl", "a", encoding="utf-8") as log:
+    folder = old_history(workspace / PROMPT_FILE, versions=(PROMPT,), rollback_to=0)
+    with open(folder / "log.jsonl", "a", encoding="utf-8") as log:
         log.write(line + "\n")
     for command in ("status", "report"):
         one_line_error(cli(command, code=2), "log.jsonl", "line 2", "delete that line")
@@ -111,31 +110,27 @@ def test_a_history_line_that_is_not_a_record_is_one_line_naming_the_file_and_the
 
 def test_a_history_line_cut_short_by_a_crash_is_still_skipped(workspace, cli):
     write_workbook(workspace / "loop.xlsx", [draft(prompt_version="v1")])
-    store = PromptStore(workspace / PROMPT_FILE)
-    with store.lock():
-        store.sync()
-    with open(store.history / "log.jsonl", "a", encoding="utf-8") as log:
+    folder = old_history(workspace / PROMPT_FILE, versions=(PROMPT,), rollback_to=0)
+    with open(folder / "log.jsonl", "a", encoding="utf-8") as log:
         log.write('{"event": "version", "vers\n')
     assert "at v1" in cli("status").output
 
 
-# --- 13. each prompt file has its own history ---------------------------------------------------------
+# --- 13. each prompt file has its own versions ---------------------------------------------------------
 
 
 def _commit(store: PromptStore, text: str) -> None:
-    with store.lock():
-        store.sync()
-        store.commit(text, "apply", edits=[])
+    store.sync()
+    store.commit(text, "apply", edits=[])
 
 
-def test_two_prompt_files_of_one_stem_keep_their_own_histories(workspace, cli):
+def test_two_prompt_files_of_one_stem_keep_their_own_versions(workspace, cli):
     write_workbook(workspace / "loop.xlsx", [draft()])
     md, txt = workspace / "prompts" / "agent.md", workspace / "prompts" / "agent.txt"
     md.write_text("Markdown agent.\n")
     txt.write_text("Text agent.\n")
     _commit(PromptStore(md), "Markdown agent, v2.\n")
     _commit(PromptStore(txt), "Text agent, v2.\n")
-    assert PromptStore(md).history != PromptStore(txt).history
 
     assert "back from v2 to v1" in cli("rollback", "--prompt", str(txt)).output
     assert txt.read_text() == "Text agent.\n"
@@ -146,36 +141,30 @@ def test_two_prompt_files_of_one_stem_keep_their_own_histories(workspace, cli):
 
 def _legacy_history(prompt: Path) -> Path:
     """`<stem>.history/` as an earlier release wrote it: no file name in its log."""
-    store = PromptStore(prompt)
-    _commit(store, prompt.read_text() + "Be brief.\n")
+    folder = old_history(prompt, versions=(prompt.read_text(), prompt.read_text() + "Be brief.\n"), rollback_to=0)
     legacy = prompt.with_name(prompt.stem + ".history")
-    store.history.rename(legacy)
+    folder.rename(legacy)
     log = legacy / "log.jsonl"
     events = [json.loads(line) for line in log.read_text().splitlines()]
     log.write_text("".join(json.dumps({k: v for k, v in e.items() if k != "prompt"}) + "\n" for e in events))
     return legacy
 
 
-def test_an_older_stem_history_stays_with_the_file_it_belongs_to(workspace, cli):
+def test_an_older_stem_history_is_imported_for_the_file_it_belongs_to(workspace, cli):
     write_workbook(workspace / "loop.xlsx", [draft()])
     md, txt = workspace / "prompts" / "agent.md", workspace / "prompts" / "agent.txt"
     md.write_text("Markdown agent.\n")
     legacy = _legacy_history(md)
-    before = {p.name: p.read_bytes() for p in legacy.iterdir() if p.name != ".lock"}
+    before = {p.name: p.read_bytes() for p in legacy.iterdir()}
     txt.write_text("Text agent.\n")  # a second file of the same stem, arriving later
 
-    assert PromptStore(md).history == legacy
-    assert PromptStore(txt).history == txt.with_name("agent.txt.history")
     _commit(PromptStore(txt), "Text agent, v2.\n")
     cli("rollback", "--prompt", str(txt))
-    assert {p.name: p.read_bytes() for p in legacy.iterdir() if p.name != ".lock"} == before
-    assert md.read_text() == "Markdown agent.\nBe brief.\n"
-
-    _commit(PromptStore(md), "Markdown agent, v3.\n")  # writes the file's name into the old log
-    md.write_text("Edited by hand.\n")  # no version holds this text: the name in the log decides
-    assert PromptStore(md).history == legacy and PromptStore(txt).history.name == "agent.txt.history"
+    assert [v.source for v in PromptStore(txt).versions().values()] == ["initial", "apply"]
+    assert "agent.md at v2" in cli("status", "--prompt", str(md)).output  # imported: v1, then v2
+    assert {p.name: p.read_bytes() for p in legacy.iterdir()} == before  # left as it was
     cli("rollback", "--prompt", str(md))
-    assert md.read_text() == "Markdown agent, v3.\n"
+    assert md.read_text() == "Markdown agent.\n"
 
 
 def test_an_older_history_two_files_could_own_is_refused_naming_the_fix(workspace, cli):

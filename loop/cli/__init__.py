@@ -8,7 +8,7 @@ import click
 from loop.cli.collect import init, auth, log, sync, archive, draft, judge
 from loop.cli.improver import improve, check
 from loop.cli.measure import report, schedule, status
-from loop.cli.ship import apply, promote, rollback
+from loop.cli.ship import apply, promote, prompt_command, rollback
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -17,5 +17,5 @@ def main():
     """Improve a support agent's prompt from reviewers' scores and comments."""
 
 
-for command in (init, auth, log, sync, archive, draft, judge, improve, check, apply, promote, rollback, report, schedule, status):
+for command in (init, auth, log, sync, archive, draft, judge, improve, check, apply, promote, rollback, prompt_command, report, schedule, status):
     main.add_command(command)

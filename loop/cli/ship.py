@@ -102,3 +102,24 @@ def promote(workspace, to):
     else:
         click.echo(f"Promoted the canary {done.canary.label}: {done.previous.label} → {done.current.label} for "
                    f"everyone; {prompt} holds it. Undo with `loop rollback`.")
+
+
+@click.command("prompt", short_help="Print the prompt to draft with, as loop.prompt serves it.")
+@click.option("--unit", default=None, metavar="ID", help="The ticket (or conversation) id: its canary arm is sticky.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: text, version, arm and unit.")
+@common
+def prompt_command(workspace, unit, as_json):
+    """Print the prompt to draft with, exactly (no newline added), from the same cache rules as
+    loop.prompt: for agents written in other languages, and for a deploy step."""
+    import json
+
+    from loop.ship.serving import prompt
+
+    if workspace.prompt.exists():
+        workspace.prompt.sync()  # a hand edit of the file is recorded before it is served
+    served = prompt(unit, workspace.settings)
+    if as_json:
+        click.echo(json.dumps({"text": served.text, "version": served.version, "arm": served.arm, "unit": served.unit},
+                              ensure_ascii=False))
+    else:
+        click.echo(served.text, nl=False)

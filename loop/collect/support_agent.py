@@ -26,6 +26,7 @@ from loop.errors import RunFailure, UsageError
 from loop.model import ModelClient
 from loop.prompt_templates import render
 from loop.reviews import read_drafts
+from loop.ship import serving
 from loop.store.history import restore
 from loop.workspace import Workspace
 
@@ -297,17 +298,19 @@ def _run_tool(kb: KnowledgeBase | None, call: _ToolCall, reply: Reply) -> str:
     return json.dumps({"doc_id": document.doc_id, "title": document.title, "text": document.text}, ensure_ascii=False)
 
 
-def draft_all(model: ModelClient, kb: KnowledgeBase | None, prompt: str, tickets: list[Ticket],
-              concurrency: int = 4, on_done: Callable[[], None] = lambda: None) -> list[Reply | DraftFailed]:
+def draft_all(model: ModelClient, kb: KnowledgeBase | None, prompt: str | Callable[[Ticket], str],
+              tickets: list[Ticket], concurrency: int = 4,
+              on_done: Callable[[], None] = lambda: None) -> list[Reply | DraftFailed]:
     """Draft every ticket with at most `concurrency` requests in flight, in the tickets' order: a
-    Reply for each, or the DraftFailed that says why that ticket has none. A model that stays
+    Reply for each, or the DraftFailed that says why that ticket has none. `prompt` is one text, or
+    the text for each ticket (a canary serves some tickets another version). A model that stays
     unreachable (RunFailure) or refuses the requests (UsageError) still ends the run."""
     if kb:
         kb.refresh()
 
     def one(ticket: Ticket) -> Reply | DraftFailed:
         try:
-            return draft_reply(model, kb, prompt, ticket)
+            return draft_reply(model, kb, prompt(ticket) if callable(prompt) else prompt, ticket)
         except DraftFailed as failure:
             return failure
         finally:
@@ -350,13 +353,18 @@ def draft_tickets(where: Settings | Workspace, tickets: str | Path | None = None
     by `knowledge_base.knowledge_base`'s rule."""
     workspace = Workspace.of(where)
     knowledge = bundled_kb(workspace.settings, kb_folder)
-    prompt = workspace.prompt.read()
+    if workspace.prompt.exists():
+        workspace.prompt.sync()  # a hand edit of the file is recorded before anything is served
     batch = find_tickets(workspace, tickets)[:limit]
+    served = [serving.prompt(ticket.ticket_id or None, workspace.settings) for ticket in batch]
+    texts = {id(ticket): p.text for ticket, p in zip(batch, served)}
     on_start(len(batch))
-    results = draft_all(workspace.model, knowledge, prompt, batch, concurrency, on_done=on_done)
-    replies = [r for r in results if isinstance(r, Reply)]
+    results = draft_all(workspace.model, knowledge, lambda ticket: texts[id(ticket)], batch, concurrency,
+                        on_done=on_done)
+    done = [(r, p) for r, p in zip(results, served) if isinstance(r, Reply)]
     drafted = Drafted(failed=[(ticket, str(r)) for ticket, r in zip(batch, results) if isinstance(r, DraftFailed)])
     drafted.trace_ids = traces.log_drafts([{"ticket": r.ticket.ticket, "ticket_id": r.ticket.ticket_id,
-                                            "thread": r.ticket.thread, "draft": r.draft, "kb_sources": r.sources}
-                                           for r in replies], workspace)
+                                            "thread": r.ticket.thread, "draft": r.draft, "kb_sources": r.sources,
+                                            "prompt_version": p.version, "arm": p.arm}
+                                           for r, p in done], workspace)
     return drafted

@@ -27,7 +27,7 @@ from loop.errors import LoopError, RunFailure, UsageError, WorkbookBusy
 
 log = logging.getLogger(__name__)
 
-FIELDS = ("ticket", "draft", "ticket_id", "thread", "kb_sources", "prompt_version")
+FIELDS = ("ticket", "draft", "ticket_id", "thread", "kb_sources", "prompt_version", "arm")
 # How long `loop log` may take to deliver its drafts, every wait and request included, before leaving
 # them pending.
 LOG_WAIT_SECONDS = 5.0
@@ -50,6 +50,8 @@ def normalize(record: dict, line: int | None = None) -> dict:
                              f"{position}, which no file can store; send valid UTF-8 text.")
         # PostgreSQL's text cannot hold a NUL: on both stores it becomes the mark the sheet shows for it
         clean[key] = text.replace("\x00", REPLACEMENT)
+    if clean.get("arm", "") not in ("", "current", "canary"):
+        raise UsageError(f"{where}arm {clean['arm']!r} is neither current nor canary; send what loop.prompt gave.")
     for required in ("ticket", "draft"):
         if not clean.get(required, "").strip():
             raise UsageError(f"{where}{required} is missing or empty; every draft needs a ticket and a draft.")
@@ -107,10 +109,9 @@ def log_drafts(records: list[dict], settings=None, wait: bool = True, on_commit=
     _check_deliverable(workspace)
     if wait:
         _check_sheet(workspace, len(records), started + LOG_WAIT_SECONDS)
-    version = workspace.prompt_version() if any(not r.get("prompt_version") for r in records) else ""
     created_at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    rows = [{"trace_id": str(uuid.uuid4()), "created_at": created_at, **r,
-             "prompt_version": r.get("prompt_version") or version} for r in records]
+    rows = [{"trace_id": str(uuid.uuid4()), "created_at": created_at, **r, **_prompt_of(r, workspace.settings)}
+            for r in records]
     ids = [row["trace_id"] for row in rows]
     outbox = workspace.traces
     with _uninterrupted():
@@ -128,6 +129,21 @@ def log_drafts(records: list[dict], settings=None, wait: bool = True, on_commit=
             log.warning("%s %s in the store (%s) and reach%s the sheet with the next command that writes, or "
                         "`loop sync`.", _reason(reason), waits, workspace.store.shown, "es" if len(ids) == 1 else "")
     return ids
+
+
+def _prompt_of(record: dict, settings) -> dict:
+    """The version a draft is credited to: the one its caller says it was written with (`given`), else
+    the one `loop.prompt` serves its ticket now (`served`); never the prompt file, and never its lock."""
+    if record.get("prompt_version"):
+        return {"prompt_version": record["prompt_version"], "prompt_arm": record.get("arm", ""),
+                "prompt_given": "given"}
+    from loop.ship.serving import prompt
+
+    try:
+        served = prompt(record.get("ticket_id") or None, settings)
+    except UsageError:  # nothing can be served: no version is known anywhere
+        return {"prompt_version": "", "prompt_arm": "", "prompt_given": ""}
+    return {"prompt_version": served.version, "prompt_arm": served.arm, "prompt_given": "served"}
 
 
 @contextmanager
@@ -195,10 +211,14 @@ def _check_sheet(workspace, count: int, deadline: float) -> None:
 
 
 def log_draft(ticket: str, draft: str, *, ticket_id: str = "", thread="", kb_sources="",
-              prompt_version: str = "", settings=None, wait: bool = True) -> str:
-    """Log one draft your agent wrote; returns its trace id. Configuration comes from LOOP_* variables."""
+              prompt_version: str = "", prompt=None, settings=None, wait: bool = True) -> str:
+    """Log one draft your agent wrote; returns its trace id. Configuration comes from LOOP_* variables.
+
+    `prompt`: what `loop.prompt` gave the agent for this draft; its version and arm are recorded."""
     record = {"ticket": ticket, "draft": draft, "ticket_id": ticket_id, "thread": thread,
               "kb_sources": kb_sources, "prompt_version": prompt_version}
+    if prompt is not None:
+        record.update(prompt_version=prompt.version, arm=prompt.arm)
     return log_drafts([record], settings, wait=wait)[0]
 
 

@@ -183,6 +183,9 @@ class Store:
 
 
 _COLUMNS = ("trace_id", "created_at", *FIELDS)
+# how the draft's prompt version is known (`given` by the caller, `served` by loop.prompt now) and its
+# arm: the store keeps them, the sheet never shows them, so reviewers score blind to the arm
+PROMPT_FIELDS = ("prompt_arm", "prompt_given")
 _NULLABLE = ("score", "judge_score")  # no review is NULL, not ""
 
 
@@ -208,12 +211,13 @@ class WorkbookStore:
         """Commit groups of drafts, each in its state, in one transaction; with `skip_known`, drafts the
         store already holds for this workbook are left as they are."""
         conflict = " ON CONFLICT (workbook_id, trace_id) DO NOTHING" if skip_known else ""
-        sql = (f"INSERT INTO drafts (workbook_id, {', '.join(_COLUMNS)}, state, delivered_at) "
-               f"VALUES ({', '.join('?' * (len(_COLUMNS) + 3))}){conflict}")
+        columns = (*_COLUMNS, *PROMPT_FIELDS)
+        sql = (f"INSERT INTO drafts (workbook_id, {', '.join(columns)}, state, delivered_at) "
+               f"VALUES ({', '.join('?' * (len(columns) + 3))}){conflict}")
         stamp = now_text()
         with self.db.transaction() as db:
             for rows, state in groups:
-                db.executemany(sql, [(self.id, *(row.get(c) or "" for c in _COLUMNS), state,
+                db.executemany(sql, [(self.id, *(row.get(c) or "" for c in columns), state,
                                       stamp if state == DELIVERED else None) for row in rows])
 
     # -- delivering ------------------------------------------------------------------------

@@ -27,6 +27,8 @@ from loop.errors import LoopError
 from loop.store import now_text
 
 CURRENT, CANARY = "current", "canary"
+# changes this process committed: a process serves its own change at once, not one cache period later
+changes = 0
 RUNNING, PROMOTED, STOPPED, ROLLED_BACK = "running", "promoted", "stopped", "rolled back"
 _VERSION_COLUMNS = "number, parent, source, created_at, sha256, edits, made_by"
 _CANARY_COLUMNS = "id, version, base, share, salt, started_at, ended_at, outcome, reason"
@@ -134,13 +136,13 @@ class Records:
         return Serving(self.name, int(current), since, int(revision), canary)
 
     def snapshot(self) -> tuple[Serving, dict[int, bytes]] | None:
-        """What serving needs, in one read: the state and the bytes of the versions it serves."""
-        with self.db.transaction():
-            serving = self.serving()
-            if serving is None:
-                return None
-            numbers = {serving.current} | ({serving.canary.version} if serving.canary else set())
-            return serving, {n: self.body(n) for n in numbers}
+        """What serving needs: the state and the bytes of the versions it serves. Plain reads, never a
+        writer's lock (versions never change once recorded, so the bytes always match the state)."""
+        serving = self.serving()
+        if serving is None:
+            return None
+        numbers = {serving.current} | ({serving.canary.version} if serving.canary else set())
+        return serving, {n: self.body(n) for n in numbers}
 
     def canary(self, canary_id: int) -> Canary:
         rows = self.db.execute(f"SELECT {_CANARY_COLUMNS} FROM prompt_canaries WHERE id = ?", (canary_id,))
@@ -179,6 +181,8 @@ class Records:
                 raise ServingChanged(f"The prompt {self.name} was changed by another command meanwhile "
                                      f"({self._last_change()}); nothing was changed here; run again.")
             yield Change(self, db, expected, who or actor())
+        global changes
+        changes += 1
 
     def stop_canary(self, reason: str, who: str | None = None, outcome: str = STOPPED) -> Canary | None:
         """End the running canary (share 0, `reason` recorded); the current version keeps serving.
