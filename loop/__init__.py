@@ -10,7 +10,7 @@ _EXPORTS = {
     "Settings": "config", "resolve": "config", "Workspace": "workspace",
     "log_draft": "collect.traces", "log_drafts": "collect.traces", "improve": "improver.pipeline",
     "apply": "ship.approval", "rollback": "ship.approval", "refresh": "measure.report",
-    "prompt": "ship.serving", "promote": "ship.canary",
+    "prompt": "serving", "promote": "ship.canary",
 }
 __all__ = sorted(_EXPORTS)
 

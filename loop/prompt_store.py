@@ -4,10 +4,11 @@ Every version's exact bytes and what the prompt serves now live in the store (`l
 so every host sharing a store agrees; the file is where people edit, diff and commit the prompt.
 The store's transaction is the commit point of every change: a version is recorded and made current
 (or started as a canary) in one transaction, and only then is the file written. So a command cut
-short between the two leaves a file *behind* the store (its bytes are an older recorded version), and
-the next command that writes the prompt brings it to the current version. A file whose bytes are no
-recorded version was edited by hand: the commands that read the prompt record it as a version of its
-own (its parent: the version of the current lineage closest to it), never overwrite it.
+short between the two leaves a file *behind* the store, and the next command that writes the prompt
+brings it to the current version. The store keeps what each host's file held when loop last wrote or
+recorded it: a file that changed since was edited by hand (even back to an older version's bytes), and
+the commands that read the prompt record it as a version of its own (its parent: the version of the
+current lineage closest to it), never overwrite it.
 
 The prompt is read as UTF-8 (with or without a byte-order mark). Edits work on its text with `\\n`
 line endings; the file keeps its own BOM and line endings, so only the edited passage changes.
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from loop import files
 from loop.errors import UsageError
-from loop.store import prompt_history
+from loop.store import machine, prompt_history, url_of
 from loop.store.prompts import PROMOTED, ROLLED_BACK, Canary, Records, ServingChanged, Serving
 from loop.store.prompts import StoredVersion as Version
 
@@ -123,9 +124,10 @@ class PromptStore:
     @property
     def records(self) -> Records:
         if self._db is None:  # the store the environment configures, as every command opens it
-            from loop.workspace import Workspace
+            from loop.config import resolve
+            from loop.store.db import connect
 
-            self._db = Workspace().store.db
+            self._db = connect(url_of(resolve()))
         return Records(self._db, self.name)
 
     # -- the file --------------------------------------------------------------------------
@@ -228,11 +230,32 @@ class PromptStore:
         return found
 
     def hand_edited(self) -> bool:
-        """Whether the file holds bytes that are no recorded version."""
-        if not self.exists():
+        """Whether the file holds an edit nobody recorded yet (see `_edited_by_hand`)."""
+        serving = self.serving()
+        if serving is None or not self.exists():
             return False
-        digest = sha256(self.read_bytes())
-        return bool(self.versions()) and all(v.sha256 != digest for v in self.versions().values())
+        return self._edited_by_hand(sha256(self.read_bytes()), serving)
+
+    @property
+    def place(self) -> str:
+        """This host's prompt file, as the store tells it from other hosts' files of the same prompt."""
+        return f"{machine()}:{os.path.realpath(self.path)}"
+
+    def _edited_by_hand(self, digest: str, serving: Serving) -> bool:
+        """A file that is not the current version was edited by hand when it changed since loop last
+        wrote or recorded it here (even back to an older version's bytes); when it did not, it is
+        behind the store. A file loop never saw here is behind when it holds a recorded version."""
+        versions = self.versions()
+        if digest == versions[serving.current].sha256:
+            return False
+        seen = self.records.file_seen(self.place)
+        if seen is not None:
+            return digest != seen
+        return all(v.sha256 != digest for v in versions.values())
+
+    def _write(self, data: bytes) -> None:
+        files.write_bytes(self.path, data)
+        self.records.saw_file(self.place, sha256(data))
 
     # -- changes ---------------------------------------------------------------------------
 
@@ -249,13 +272,17 @@ class PromptStore:
                 if not self.exists():
                     return self.versions()[serving.current]
                 data = self.read_bytes()
-                versions = self.versions()
-                if any(v.sha256 == sha256(data) for v in versions.values()):
-                    return versions[serving.current]
+                digest = sha256(data)
+                if not self._edited_by_hand(digest, serving):
+                    current = self.versions()[serving.current]
+                    if digest == current.sha256 and self.records.file_seen(self.place) != digest:
+                        self.records.saw_file(self.place, digest)
+                    return current
                 decode(data, self.path, self.setting)  # refuse a file that is not UTF-8 before recording it
                 with self.records.change(serving) as change:
                     version = change.add_version(data, self._base_of(data), "hand edit")
                     change.make_current(version.number, "hand edit", f"{self.path.name} changed by hand")
+                self.records.saw_file(self.place, digest)
                 return version
             except ServingChanged:
                 continue
@@ -278,6 +305,7 @@ class PromptStore:
         with self.records.change(serving) as change:
             version = change.add_version(data, None, "initial")
             change.make_current(version.number, "initial", f"{self.path.name} recorded")
+        self.records.saw_file(self.place, version.sha256)
         return version
 
     def _import(self, history: prompt_history.History) -> None:
@@ -316,7 +344,7 @@ class PromptStore:
         (another host applied, or a command was cut short after the store's commit)."""
         current = self.sync()
         if self.exists() and sha256(self.read_bytes()) != current.sha256:
-            files.write_bytes(self.path, self.bytes_of(current.number))
+            self._write(self.bytes_of(current.number))
             self.notes.append(f"{self.path} was behind the store; it now holds {current.label}, the current version.")
         return current
 
@@ -337,7 +365,7 @@ class PromptStore:
             else:
                 change.start_canary(version.number, canary_share, f"{source}: {len(edits or [])} edits")
         if canary_share is None:
-            files.write_bytes(self.path, data)
+            self._write(data)
         return version
 
     def rollback(self) -> Rollback:
@@ -358,7 +386,7 @@ class PromptStore:
             except ServingChanged:
                 continue
             target = self.versions()[current.parent]
-            files.write_bytes(self.path, self.bytes_of(target.number))
+            self._write(self.bytes_of(target.number))
             return Rollback(current, target)
         raise ServingChanged(f"The prompt {self.name} kept changing under this command; run it again.")
 
@@ -381,7 +409,7 @@ class PromptStore:
             change.end_canary(PROMOTED, "promoted")
             change.make_current(canary.version, "promote", f"canary {canary.label} at {canary.share:.0%} since "
                                                           f"{canary.started_at}")
-        files.write_bytes(self.path, self.bytes_of(canary.version))
+        self._write(self.bytes_of(canary.version))
         return Promotion(self.records.canary(canary.id), current, self.versions()[canary.version])
 
 

@@ -53,10 +53,9 @@ class Workspace:
 
     @cached_property
     def store(self) -> Store:
-        from loop.sheets.base import is_google
-        from loop.store import Store, default_url
+        from loop.store import Store, url_of
 
-        return Store(self.settings.store or default_url(self.settings.sheet, is_google(self.settings.sheet)))
+        return Store(url_of(self.settings))
 
     @cached_property
     def traces(self) -> WorkbookStore:

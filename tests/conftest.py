@@ -69,7 +69,7 @@ def _literal(sheet, value):
 @pytest.fixture(autouse=True)
 def _prompt_cache(tmp_path_factory, monkeypatch):
     """Each test serves prompts from its own cache: a fresh process cache and its own disk copy."""
-    from loop.ship import serving
+    from loop import serving
 
     monkeypatch.setenv("LOOP_PROMPT_CACHE", str(tmp_path_factory.mktemp("prompt-cache")))
     for name in ("LOOP_PROMPT_NAME", "LOOP_PROMPT_TTL"):

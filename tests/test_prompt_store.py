@@ -130,14 +130,34 @@ def test_bom_crlf_and_mode_are_kept_through_commit_and_rollback(store):
 
 
 def test_a_file_behind_the_store_is_brought_up_not_recorded_as_a_hand_edit(store):
-    commit(store, V2, edits=[EDIT_A])
-    store.path.write_text(PROMPT, encoding="utf-8")  # another host's file, or a cut-short write: still v1
+    store.sync()
+    with store.records.change(store.serving()) as change:  # an apply cut short after the store's commit
+        change.make_current(change.add_version(V2.encode(), 1, "apply", [EDIT_A]).number, "apply")
     other = again(store)
-    assert other.sync().number == 2 and other.read() == V2  # read the store's current version
+    assert other.sync().number == 2 and other.read() == V2  # the store's current version is what is read
     assert len(store.versions()) == 2 and not store.hand_edited()
     other.bring_up()
     assert store.path.read_text(encoding="utf-8") == V2
     assert "was behind the store" in other.notes[0]
+
+
+def test_another_hosts_file_of_an_older_version_is_behind(store, tmp_path):
+    commit(store, V2, edits=[EDIT_A])
+    host2 = tmp_path / "host2" / "support_agent.md"
+    host2.parent.mkdir()
+    host2.write_text(PROMPT, encoding="utf-8")  # deployed before v2 was applied elsewhere
+    second = PromptStore(host2, db=store.records.db)
+    assert not second.hand_edited() and second.bring_up().number == 2
+    assert host2.read_text(encoding="utf-8") == V2 and len(store.versions()) == 2
+
+
+def test_a_file_reverted_by_hand_to_an_older_version_is_a_hand_edit_kept(store):
+    commit(store, V2, edits=[EDIT_A])
+    store.path.write_text(PROMPT, encoding="utf-8")  # someone put v1's text back by hand
+    assert store.hand_edited()
+    version = again(store).bring_up()
+    assert (version.number, version.source, version.parent) == (3, "hand edit", 1)
+    assert store.path.read_text(encoding="utf-8") == PROMPT and store.applied_edits() == {}
 
 
 def test_a_host_without_the_file_reads_the_stores_version(store, tmp_path):

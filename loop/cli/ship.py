@@ -113,7 +113,7 @@ def prompt_command(workspace, unit, as_json):
     loop.prompt: for agents written in other languages, and for a deploy step."""
     import json
 
-    from loop.ship.serving import prompt
+    from loop.serving import prompt
 
     if workspace.prompt.exists():
         workspace.prompt.sync()  # a hand edit of the file is recorded before it is served

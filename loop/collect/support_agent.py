@@ -26,7 +26,7 @@ from loop.errors import RunFailure, UsageError
 from loop.model import ModelClient
 from loop.prompt_templates import render
 from loop.reviews import read_drafts
-from loop.ship import serving
+from loop import serving
 from loop.store.history import restore
 from loop.workspace import Workspace
 

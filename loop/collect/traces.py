@@ -137,7 +137,7 @@ def _prompt_of(record: dict, settings) -> dict:
     if record.get("prompt_version"):
         return {"prompt_version": record["prompt_version"], "prompt_arm": record.get("arm", ""),
                 "prompt_given": "given"}
-    from loop.ship.serving import prompt
+    from loop.serving import prompt
 
     try:
         served = prompt(record.get("ticket_id") or None, settings)

@@ -4,9 +4,8 @@ What enters: the Edits tabs' ticked rows, the Rollout tab's ticks and the prompt
 store. What leaves: one new version of the managed prompt made of exactly those edits (`loop apply`,
 as a canary with `--canary`), the version before it (`loop rollback`), a canary made current
 (`loop promote`), with every edit row marked with what happened to it; and, to agents, the version
-each ticket is drafted with (`loop.prompt`).
+each ticket is drafted with (`loop.prompt`, in `loop.serving`).
 
 - `approval`: `apply` and `rollback`.
 - `canary`: `promote` and `stop`.
-- `serving`: `loop.prompt(unit=…)`, cached per process.
 """

@@ -49,6 +49,13 @@ def default_url(sheet: str, google: bool) -> str:
 
 
 @functools.cache
+def url_of(settings) -> str:
+    """The store `settings` name: LOOP_STORE (or --store), else the default beside the workbook."""
+    from loop.sheets.base import is_google
+
+    return settings.store or default_url(settings.sheet, is_google(settings.sheet))
+
+
 def machine() -> str:
     """This machine, as a name that survives a change of host name: LOOP_MACHINE when set (a container
     without a machine id of its own), else /etc/machine-id (systemd and dbus keep it), else the host name."""

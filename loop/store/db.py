@@ -83,7 +83,8 @@ MIGRATIONS = [
     # prompts served from the store (loop/store/prompts.py): every version's exact bytes, what each
     # prompt serves now (its current version and running canary), every canary, and every change of
     # these with who made it and why; and, per draft, the arm it was written in and whether its version
-    # was given by the caller or recorded as the one served
+    # was given by the caller or recorded as the one served; and what each host's prompt file held when
+    # loop last wrote or recorded it, which tells a file behind the store from one edited by hand
     """
     CREATE TABLE prompt_versions (
         prompt TEXT NOT NULL,
@@ -128,6 +129,13 @@ MIGRATIONS = [
         reason TEXT NOT NULL DEFAULT ''
     );
     CREATE INDEX prompt_events_by_prompt ON prompt_events (prompt, seq);
+    CREATE TABLE prompt_files (
+        prompt TEXT NOT NULL,
+        place TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        at TEXT NOT NULL,
+        PRIMARY KEY (prompt, place)
+    );
     ALTER TABLE drafts ADD COLUMN prompt_arm TEXT NOT NULL DEFAULT '';
     ALTER TABLE drafts ADD COLUMN prompt_given TEXT NOT NULL DEFAULT '';
     """,

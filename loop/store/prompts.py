@@ -161,6 +161,17 @@ class Records:
         keys = ("at", "kind", "current", "canary", "share", "actor", "reason")
         return [dict(zip(keys, row)) for row in rows]
 
+    def file_seen(self, place: str) -> str | None:
+        """The sha256 of what the prompt file at `place` held when loop last wrote or recorded it."""
+        rows = self.db.execute("SELECT sha256 FROM prompt_files WHERE prompt = ? AND place = ?", (self.name, place))
+        return rows[0][0] if rows else None
+
+    def saw_file(self, place: str, digest: str) -> None:
+        with self.db.transaction() as db:
+            db.execute("DELETE FROM prompt_files WHERE prompt = ? AND place = ?", (self.name, place))
+            db.execute("INSERT INTO prompt_files (prompt, place, sha256, at) VALUES (?, ?, ?, ?)",
+                       (self.name, place, digest, now_text()))
+
     # -- changing --------------------------------------------------------------------------
 
     @contextmanager

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from loop import files
 from loop.errors import UsageError
-from loop.store import prompts
+from loop.store import prompts, url_of
 from loop.store.prompts import CANARY, Canary, Records, Serving
 
 log = logging.getLogger("loop.prompt")
@@ -88,7 +88,7 @@ def _source(settings) -> _Source:
         settings = resolve()
     else:
         key = None
-    url, name = store_url(settings), settings.prompt_name or settings.prompt.name
+    url, name = url_of(settings), settings.prompt_name or settings.prompt.name
     with _sources_lock:
         source = _sources.get((url, name))
         if source is None:
@@ -96,13 +96,6 @@ def _source(settings) -> _Source:
         if key is not None:
             _by_environment[key] = source
     return source
-
-
-def store_url(settings) -> str:
-    from loop.sheets.base import is_google
-    from loop.store import default_url
-
-    return settings.store or default_url(settings.sheet, is_google(settings.sheet))
 
 
 def cache_folder() -> Path:
