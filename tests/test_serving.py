@@ -24,7 +24,10 @@ from loop.store.prompts import CURRENT, Records, in_canary
 from tests.conftest import PROMPT, write_workbook
 
 V2 = PROMPT + "Keep replies under 120 words.\n"
-V3 = V2 + "Cite the article you used.\n"
+TTL = 1.0
+# how long past one TTL a change may take to be seen: the refresh's own queries and the serving
+# process's 50 ms poll, on a 2-core machine running other tests beside it
+SLACK = 1.0
 
 # A process that serves the prompt every 50 ms and prints each change it sees, as an agent would.
 SERVER = """
@@ -46,7 +49,7 @@ print("end", flush=True)
 def served(workspace, store_url, monkeypatch):
     """A workspace whose prompt lives in the store under test, v1 recorded."""
     monkeypatch.setenv("LOOP_STORE", store_url)
-    monkeypatch.setenv("LOOP_PROMPT_TTL", "0.5")
+    monkeypatch.setenv("LOOP_PROMPT_TTL", str(TTL))
     write_workbook(workspace / "loop.xlsx", [])
     store = PromptStore(workspace / "prompts" / "support_agent.md", db=connect(store_url))
     store.sync()
@@ -67,23 +70,23 @@ def changes_seen(process: subprocess.Popen) -> list[tuple[float, str, str]]:
 
 
 def test_every_process_serves_each_change_within_one_ttl(served):
-    servers = start_servers(3, 9)
-    time.sleep(2.5)  # every process has served v1
+    servers = start_servers(3, 14)
+    time.sleep(3)  # every process has served v1
     changes = []
     served.sync()
     served.commit(V2, "apply", canary_share=1 - 1e-12)  # a canary every unit falls in
     changes.append((time.monotonic(), "v2", "canary"))
-    time.sleep(2)
+    time.sleep(3)
     served.promote()
     changes.append((time.monotonic(), "v2", CURRENT))
-    time.sleep(2)
+    time.sleep(3)
     served.rollback()
     changes.append((time.monotonic(), "v1", CURRENT))
     for process in servers:
         seen = changes_seen(process)
         assert [(v, a) for _, v, a in seen] == [("v1", CURRENT)] + [(v, a) for _, v, a in changes]
         for (made, _, _), (noticed, _, _) in zip(changes, seen[1:]):
-            assert noticed - made < 0.5 + 0.4, (made, noticed)  # one TTL, and the refresh's own time
+            assert noticed - made < TTL + SLACK, (made, noticed)
 
 
 def test_the_store_stopped_under_serving_processes_and_a_process_started_while_it_is_down(
