@@ -58,6 +58,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_judge.py
 	$(PY) benchmarks/bench_kb.py
 	$(PY) benchmarks/bench_store.py
+	$(PY) benchmarks/bench_canary.py
 
 template: $(STAMP)
 	$(PY) scripts/make_template.py sheets_template.xlsx
