@@ -49,6 +49,8 @@ def report_text(found) -> str:
         return "" if rate is None else f"{rate:.0%}"
 
     lines = [shown(found.headline), "Prompt versions:"] if found.versions else ["Prompt versions:"]
+    if found.canary:
+        lines.insert(1, shown(found.canary.summary))
     if not found.versions:
         lines.append("  No drafts carry a prompt version yet.")
     else:
@@ -164,3 +166,5 @@ def status(workspace, since):
     else:
         extra = " plus unrecorded hand edits" if state.hand_edited else ""
         click.echo(f"Prompt: {prompt} at {state.version.label}{extra}.")
+    if state.canary is not None:
+        click.echo(shown(state.canary.summary))

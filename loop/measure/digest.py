@@ -80,6 +80,8 @@ def report_digest(found, link: str) -> str:
         lines.append(f"• {escape(edit_name(edit))}: {edit.verdict}")
     if found.warning:
         lines.append(f"⚠ {escape(found.warning)}")
+    if found.canary:
+        lines.append(("⛔ " if found.canary.stopped else "") + escape(found.canary.summary))
     lines.append(f"Dashboard: {link}")
     return "\n".join(lines)
 

@@ -31,8 +31,10 @@ from loop.errors import UsageError
 from loop.improver.edits import APPLIED
 from loop.improver.edits import edit_rows, edit_titles
 from loop.improver.review_tabs import diff
-from loop.measure import proportions
+from loop.measure import proportions, side_by_side
+from loop.measure.side_by_side import CanaryFigures
 from loop.reviews import Draft
+from loop.store.prompts import RUNNING
 from loop.sheets import Chart, Grid, RichText, Run, WriteBatch
 from loop.sheets.base import Styled, text_lines
 from loop.workspace import Workspace
@@ -41,7 +43,7 @@ DASHBOARD = "Dashboard"
 TITLE_MARK = "Dashboard, refreshed"  # its second cell (the first, before the headline came): how a refresh knows it
 CHART_ROWS = 18  # rows the chart covers (8 cm at the default row height)
 CHART_ROW = 5  # the chart's top row: under the headline, the mark, the warning and a blank row
-CURRENT, ROLLED_BACK = "current", "rolled back"
+CURRENT, ROLLED_BACK, CANARY, STOPPED_CANARY = "current", "rolled back", "canary", "stopped canary"
 VERSION_HEADERS = ["version", "current from", "until", "drafts", "reviewed", "👍", "👍 rate %", "low %", "high %",
                    "change (points)", "compared with", "p", "verdict", "judge only", "judge 👍 rate %"]
 EDIT_HEADERS = ["change", "pattern", "applied in", "compared with", "failures before", "in pattern before",
@@ -60,7 +62,10 @@ READING = [
     "How to read this",
     "The first line answers \"did the last change help?\": the current version, its 👍 rate, its change from the "
     "version it replaced and the verdict on its edits, in the same words as the tables below.",
-    "version: (current) is the prompt in use; (rolled back) versions were undone by `loop rollback`, on the chart too.",
+    "version: (current) is the prompt in use; (rolled back) versions were undone by `loop rollback`, on the chart too; "
+    "(canary) is being tried on a share of tickets, (stopped canary) only ever ran as a canary that was stopped.",
+    "Canary: its 👍 rate against the current version's on the same days, drafts written during the canary only; "
+    "the interval of the difference holds at every look (docs/canary.md), so reading it daily raises no false alarm.",
     "👍 rate: people's 👍 among the drafts people reviewed; low–high is its 95% Wilson interval. With few "
     "reviews the interval is wide: trust it, not the rate.",
     "change: points from the version it replaced (compared with); p and verdict from a two-sided two-proportion "
@@ -134,6 +139,8 @@ class Report:
     warning: str = ""
     current: str = ""  # the current version's label
     since: str = ""  # when it first became current (ISO text)
+    canary: CanaryFigures | None = None  # the running canary (or the last one stopped) against the current version
+    drafts: list[Draft] = field(default_factory=list, repr=False)  # what the figures were made from
 
     @property
     def headline(self) -> str:
@@ -142,7 +149,8 @@ class Report:
     def as_json(self) -> dict:
         edits = [dict(asdict(e), share_before=e.share_before, share_after=e.share_after) for e in self.edits]
         return {"versions": [asdict(v) for v in self.versions], "edits": edits,
-                "judge": [asdict(j) for j in self.judge], "warning": self.warning, "headline": self.headline}
+                "judge": [asdict(j) for j in self.judge], "warning": self.warning, "headline": self.headline,
+                "canary": self.canary.as_json() if self.canary else None}
 
 
 def report(where: Settings | Workspace, guard_dashboard: bool = False) -> Report:
@@ -170,6 +178,10 @@ def report(where: Settings | Workspace, guard_dashboard: bool = False) -> Report
     result.edits = edit_figures(drafts, applied, workspace.prompt)
     result.judge = judge_figures(drafts)
     result.warning = warning(result.versions)
+    if store.exists() or store.serving() is not None:
+        shown = side_by_side.canary_of(store.records.canaries(), current.number if current else None)
+        result.canary = side_by_side.figures(shown, drafts) if shown else None
+    result.drafts = drafts
     return result
 
 
@@ -189,6 +201,9 @@ def version_figures(drafts: list[Draft], store) -> list[VersionFigures]:
     periods = store.periods() if history else {}
     lineage = {v.label for v in store.lineage()} if history else set()
     current = store.current().label if history else ""
+    canaries = store.records.canaries() if history else []
+    running = next((c.version for c in canaries if c.outcome == RUNNING), None)
+    stopped = {c.version for c in canaries if c.outcome != RUNNING}
     by_version = _by_version(drafts)
     labels = {f"v{n}" for n in history} | set(by_version)
     figures, previous = [], None
@@ -205,7 +220,10 @@ def version_figures(drafts: list[Draft], store) -> list[VersionFigures]:
         change = None
         if base is not None and base.reviewed and reviewed:
             change = proportions.compare(base.up, base.reviewed, up, len(reviewed))
-        state = CURRENT if label == current else ROLLED_BACK if label in _labels(history) - lineage else ""
+        number = _version_number(label)
+        state = (CURRENT if label == current else CANARY if number == running
+                 else STOPPED_CANARY if number in stopped and number not in periods
+                 else ROLLED_BACK if label in _labels(history) - lineage else "")
         figures.append(VersionFigures(
             label, spans[0][0][:16].replace("T", " ") if spans else "", _until(spans), len(written), len(reviewed),
             up, up / len(reviewed) if reviewed else None, low, high, change.difference if change else None,
@@ -330,7 +348,7 @@ def dashboard(found: Report, now: datetime | None = None) -> Grid:
         [headline(found)],
         [Styled(f"{TITLE_MARK} {now:%Y-%m-%d %H:%M} UTC by `loop report`", color=MUTED, italic=True)],
         [Styled(f"⚠ {found.warning}", bold=True, color=BAD)] if found.warning else [],
-        [],
+        [_canary_line(found.canary)] if found.canary else [],
     ]
     bold: set[int] = set()
     lines: dict[int, int] = {}
@@ -401,6 +419,11 @@ def dashboard(found: Report, now: datetime | None = None) -> Grid:
                 row_lines=lines)
 
 
+def _canary_line(canary: CanaryFigures) -> Styled:
+    color = BAD if canary.stopped or canary.verdict == "worse" else GOOD if canary.verdict == "better" else NEUTRAL
+    return Styled(canary.summary, bold=True, color=color)
+
+
 EDIT_CHANGE_WIDTH = 36
 LABELS = {"compared with", "applied in", "verdict"}  # short labels, centred under their centred headers
 
@@ -451,9 +474,14 @@ def _widths(rows: list[list[object]]) -> list[int]:
 
 
 def refresh(where: Settings | Workspace, now: datetime | None = None) -> Report:
-    """Measure, then rewrite the Dashboard tab in one write (delivering any pending drafts with it)."""
+    """Measure, stop a canary the evidence says is worse (the guardrail), then rewrite the Dashboard
+    tab in one write (delivering any pending drafts with it)."""
     workspace = Workspace.of(where)
     found = report(workspace, guard_dashboard=True)
+    if found.canary is not None and not found.canary.stopped:
+        found.canary = side_by_side.guard(workspace.prompt.records, found.drafts)
+        if found.canary.stopped:
+            found.versions = version_figures(found.drafts, workspace.prompt)
     workspace.write(WriteBatch(grids=[dashboard(found, now)]))
     return found
 

@@ -14,6 +14,8 @@ from loop.cell_values import window_start
 from loop.config import DEFAULT_SHEET, Settings
 from loop.improver.edits import APPLIED, PROPOSED, ROLLED_BACK
 from loop.improver.edits import edit_rows, edit_titles
+from loop.measure import side_by_side
+from loop.measure.side_by_side import CanaryFigures
 from loop.prompt_store import Version
 from loop.reviews import Draft, SkippedRow, read_drafts
 from loop.store.history import note_deletions
@@ -38,6 +40,7 @@ class Status:
     deleted_drafts: int = 0  # their rows deleted from the sheet by a person, kept in the store
     store: str = ""  # its URL, password masked
     elsewhere: list = field(default_factory=list)  # other workbooks of the store with drafts waiting: Waiting
+    canary: CanaryFigures | None = None  # the running canary (or the last one stopped), side by side
     sync_command: str = "loop sync"  # what delivers this workbook's pending drafts, run where status runs
 
 
@@ -71,6 +74,9 @@ def status(where: Settings | Workspace, since: str = "14d", now: datetime | None
     result.prompt_exists = store.exists()
     result.version = store.current()
     result.hand_edited = store.hand_edited()
+    shown = side_by_side.canary_of(store.records.canaries(), result.version.number if result.version else None)
+    if shown is not None:
+        result.canary = side_by_side.figures(shown, workspace.drafts(tables.get(schema.DRAFTS))[0])
     outbox = workspace.traces
     note_deletions(outbox, tables[schema.DRAFTS], workspace.read_drafts_tab)
     result.store = workspace.store.shown
