@@ -59,6 +59,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_kb.py
 	$(PY) benchmarks/bench_store.py
 	$(PY) benchmarks/bench_canary.py
+	$(PY) benchmarks/bench_prompt.py
 
 template: $(STAMP)
 	$(PY) scripts/make_template.py sheets_template.xlsx
