@@ -150,3 +150,29 @@ RUN_COLUMNS = [
     ("replay_output_tokens", "Output tokens of the replay check's requests."),
 ]
 RUN_HEADERS = [name for name, _ in RUN_COLUMNS]
+
+# The Rollout tab: a row per canary of the prompt, oldest first (a new canary is appended), its ticks first.
+# `loop apply`, the weekly run and a running `loop sync --watch` act on the ticks, then clear them.
+ROLLOUT = "Rollout"
+ROLLOUT_COLUMNS = [
+    ("promote", 9, "Tick to make the canary's version current for everyone."),
+    ("stop", 9, "Tick to stop the canary: its share goes to 0 and the current version serves every ticket. "
+                "Both ticked: stop wins."),
+    ("version", 9, "The version the canary serves."),
+    ("base", 7, "The current version when the canary started: what it is compared with."),
+    ("share", 8, "The share of tickets it serves (for an ended canary: the share it last had)."),
+    ("since", 18, "When the canary started (UTC)."),
+    ("ended", 18, "When it ended (UTC); empty while it runs."),
+    ("status", 11, "running, promoted, stopped or rolled back."),
+    ("reason", 36, "Why it ended: by whom, a tick, `loop rollback`, or the guardrail's figures."),
+    ("reviews_current", 16, "Reviews of drafts the current version wrote while the canary ran."),
+    ("reviews_canary", 15, "Reviews of drafts the canary wrote."),
+    ("difference", 20, "The canary's 👍 rate minus the current version's, in points, with its interval."),
+    ("verdict", 36, "canary better, canary worse, or too early to tell (and about how many more reviews would)."),
+    ("note", 36, "What the last tick did, or why it was ignored."),
+    ("canary_id", 10, "The canary's id in the store: how its row is found again."),
+]
+ROLLOUT_HEADERS = [name for name, *_ in ROLLOUT_COLUMNS]
+ROLLOUT_TICKS = ("promote", "stop")
+ROLLOUT_FIGURES = ("reviews_current", "reviews_canary", "difference", "verdict")
+ROLLOUT_WRAPPED = ["reason", "verdict", "note"]

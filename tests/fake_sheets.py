@@ -676,6 +676,11 @@ class FakeSheets(LocalServer):
                     self._set_runs(sheet, r0 + i, c0 + j, cell)
                 if format_too and cell.get("userEnteredFormat"):
                     _merge(sheet["formats"].setdefault((r0 + i, c0 + j), {}), cell["userEnteredFormat"])
+                if "dataValidation" in fields.split(",") and "dataValidation" in cell:
+                    area = {"sheetId": sheet["properties"]["sheetId"], "startRowIndex": r0 + i,
+                            "endRowIndex": r0 + i + 1, "startColumnIndex": c0 + j, "endColumnIndex": c0 + j + 1}
+                    sheet["validations"] = [v for v in sheet["validations"] if v["range"] != area]
+                    sheet["validations"].append({"range": area, "rule": copy.deepcopy(cell["dataValidation"])})
         if values_too and r1 is not None:
             for r, c in [(r, c) for r, c in sheet["cells"] if r0 <= r < r1 and c0 <= c < c1]:
                 if r - r0 >= len(rows) or c - c0 >= len(rows[r - r0]):

@@ -68,7 +68,7 @@ def test_the_cron_follows_the_schedule():
         assert check_cron(data["on"]["schedule"][0]["cron"]) == [59, 23, cron_day]
 
 
-def test_the_steps_install_then_improve_then_report():
+def test_the_steps_install_then_improve_then_apply_then_report():
     runs = [step.get("run", "") for step in steps(workflow(Schedule(since="3w", include_judge=True)))]
     uses = [step["uses"] for step in steps(workflow(Schedule())) if "uses" in step]
     assert uses == ["actions/checkout@v4", "actions/setup-python@v5"]
@@ -76,7 +76,10 @@ def test_the_steps_install_then_improve_then_report():
     install = runs.index("pip install .")
     improve = next(i for i, run in enumerate(runs) if run.startswith("loop improve"))
     report = runs.index("loop report")
-    assert install < improve < report
+    assert install < improve < runs.index("loop apply") < report
+    canary = [step.get("run", "") for step in steps(workflow(Schedule(canary="10%")))]
+    assert canary.index("loop apply --canary 10%") == improve + 1 and "10% of tickets" in github_workflow(
+        Schedule(canary="10%"))
     assert shlex.split(runs[improve]) == ["loop", "improve", "--since", "3w", "--include-judge"]
     plain = [step.get("run", "") for step in steps(workflow(Schedule()))]
     assert "loop improve --since 14d" in plain and not any("--include-judge" in run for run in plain)
@@ -141,11 +144,12 @@ def test_the_crontab_line_quotes_paths_and_escapes_percent():
     command = fields[5]
     assert "%" not in command.replace("\\%", "")
     words = shlex.split(command.replace("\\%", "%"))
-    assert AWKWARD in words[1:3] and words.count(AWKWARD + "/.venv/bin/loop") == 2
+    assert AWKWARD in words[1:3] and words.count(AWKWARD + "/.venv/bin/loop") == 3
     assert words[-3:] == [">>", AWKWARD + "/loop-weekly.log", "2>&1"]
 
 
-def test_the_crontab_command_improves_then_reports_and_stops_on_failure(tmp_path):
+@pytest.mark.parametrize("canary", [None, "10%"])
+def test_the_crontab_command_improves_applies_then_reports_and_stops_on_failure(tmp_path, canary):
     """Run the command as cron would hand it to sh, with a stand-in `loop` that records its arguments."""
     workdir = tmp_path / "a 100% folder"
     (workdir / "bin").mkdir(parents=True)
@@ -154,15 +158,18 @@ def test_the_crontab_command_improves_then_reports_and_stops_on_failure(tmp_path
     loop = workdir / "bin/loop"
     loop.write_text('#!/bin/sh\necho "$PWD|$LOOP_SHEET|$*" >> calls\n[ "$1" != "$FAIL" ]\n')
     loop.chmod(0o755)
-    line = crontab_line(Schedule(since="2w"), workdir=str(workdir), loop=str(loop)).split("\n")[1]
+    line = crontab_line(Schedule(since="2w", canary=canary), workdir=str(workdir), loop=str(loop)).split("\n")[1]
     command = line.split(" ", 5)[5].replace("\\%", "%")
     env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
     subprocess.run(["/bin/sh", "-c", command], env=env, check=True)
+    apply = "apply --canary 10%" if canary else "apply"
     assert (workdir / "calls").read_text().splitlines() == [
-        f"{workdir}|https://example.com/sheet|improve --since 2w", f"{workdir}|https://example.com/sheet|report"]
-    (workdir / "calls").unlink()
-    assert subprocess.run(["/bin/sh", "-c", command], env={**env, "FAIL": "improve"}).returncode != 0
-    assert (workdir / "calls").read_text().count("\n") == 1  # no report after a failed improve
+        f"{workdir}|https://example.com/sheet|improve --since 2w", f"{workdir}|https://example.com/sheet|{apply}",
+        f"{workdir}|https://example.com/sheet|report"]
+    for failing, ran in (("improve", 1), ("apply", 2)):
+        (workdir / "calls").unlink()
+        assert subprocess.run(["/bin/sh", "-c", command], env={**env, "FAIL": failing}).returncode != 0
+        assert (workdir / "calls").read_text().count("\n") == ran  # nothing after the step that failed
 
 
 def test_relative_or_multiline_paths_are_refused():
@@ -197,7 +204,10 @@ def test_the_systemd_units():
     assert unit["TimeoutStartSec"] == ["1h"]  # a oneshot service has no start timeout of its own
     assert [shlex.split(line) for line in unit["ExecStart"]] == [
         ["/home/ann/support bot/.venv/bin/loop", "improve", "--since", "14d", "--include-judge"],
+        ["/home/ann/support bot/.venv/bin/loop", "apply"],
         ["/home/ann/support bot/.venv/bin/loop", "report"]]
+    with_canary, _ = systemd_units(Schedule(canary="10"), workdir="/w", loop="/w/loop")
+    assert parse_unit(with_canary)["Service"]["ExecStart"][1] == '"/w/loop" apply --canary 10%%'  # % doubled
     parsed = parse_unit(timer)
     assert parsed["Timer"] == {"OnCalendar": ["Fri *-*-* 23:05:00 UTC"], "Persistent": ["true"]}
     assert parsed["Install"] == {"WantedBy": ["timers.target"]}
@@ -209,7 +219,7 @@ def test_systemd_doubles_percent_and_dollar():
     service, _ = systemd_units(Schedule(), workdir="/a/100%", loop='/a/100%/$x"y/loop')
     unit = parse_unit(service)["Service"]
     assert unit["WorkingDirectory"] == ["/a/100%%"]
-    assert unit["ExecStart"][1] == '"/a/100%%/$$x\\"y/loop" report'
+    assert unit["ExecStart"][2] == '"/a/100%%/$$x\\"y/loop" report'
 
 
 @pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze is not installed")
@@ -241,7 +251,8 @@ def test_systemd_analyze_accepts_the_units(tmp_path):
     ({"hour": 24}, "hour"), ({"hour": -1}, "hour"), ({"minute": 60}, "minute"), ({"hour": True}, "hour"),
     ({"minute": "17"}, "minute"), ({"weekday": 7}, "weekday"), ({"weekday": "funday"}, "weekday"),
     ({"since": "2026-01-01"}, "duration"), ({"since": "14"}, "duration"), ({"since": "0d"}, "duration"),
-    ({"since": "14d; rm -rf ~"}, "duration"),
+    ({"since": "14d; rm -rf ~"}, "duration"), ({"canary": "0%"}, "canary"), ({"canary": "100%"}, "canary"),
+    ({"canary": "10%; rm -rf ~"}, "canary"), ({"canary": "all"}, "canary"),
 ])
 def test_schedule_validation(fields, message):
     with pytest.raises(UsageError, match=message):
@@ -266,10 +277,12 @@ def test_loop_schedule_writes_the_workflow_and_prints_the_others(tmp_path, monke
     triggers = workflow[True]  # PyYAML reads the key `on` as a boolean
     assert triggers["schedule"] == [{"cron": "41 7 * * 5"}] and "workflow_dispatch" in triggers
     runs = [step["run"] for step in workflow["jobs"]["loop"]["steps"] if "run" in step]
-    assert runs[-2:] == ["loop improve --since 14d --include-judge", "loop report"]
+    assert runs[-3:] == ["loop improve --since 14d --include-judge", "loop apply", "loop report"]
     cli("schedule", "--github", code=2)
     cli("schedule", "--github", "--force")
     assert cli("schedule", "--cron").output.splitlines()[-1].startswith("17 6 * * 1 ")
     assert "Persistent=true" in cli("schedule", "--systemd").output
+    assert " apply --canary 25% " in cli("schedule", "--cron", "--canary", "25 %").output.replace("\\%", "%")
+    assert "--canary" in cli("schedule", "--cron", "--canary", "all", code=2).output
     assert "--github, --cron or --systemd" in cli("schedule", code=2).output
     assert "weekday" in cli("schedule", "--cron", "--day", "someday", code=2).output.lower()

@@ -114,7 +114,9 @@ def sync(workspace, watch, number, restore_deleted, trace_ids):
     store = workspace.settings.store or default_url(workspace.settings.sheet, is_google(workspace.settings.sheet))
     click.echo(f"Delivering drafts from {mask_url(store)} to {workspace.settings.sheet} every {watch:g} s; "
                "Ctrl-C stops.", err=True)
-    outbox.watch(workspace, watch)
+    from loop.measure.report import watch_round
+
+    outbox.watch(workspace, watch, also=watch_round)
 
 
 def _restore_deleted(workspace, asked: bool, trace_ids) -> None:

@@ -79,7 +79,7 @@ def report_text(found) -> str:
     return "\n".join(lines)
 
 
-@click.command(short_help="Run improve and report weekly: GitHub Actions, cron or systemd.")
+@click.command(short_help="Run improve, apply and report weekly: GitHub Actions, cron or systemd.")
 @click.option("--github", "kind", flag_value="github", help="Write .github/workflows/loop-weekly.yml.")
 @click.option("--cron", "kind", flag_value="cron", help="Print a crontab line (the machine's local time).")
 @click.option("--systemd", "kind", flag_value="systemd", help="Print a systemd user service and timer.")
@@ -88,11 +88,12 @@ def report_text(found) -> str:
 @click.option("--minute", default=17, show_default=True, type=int, help="Minute; off the hour, when schedulers are busy.")
 @click.option("--since", default="14d", show_default=True, help="Review window of each run: 14d, 2w.")
 @click.option("--include-judge", is_flag=True, help="Pass --include-judge to improve.")
+@click.option("--canary", metavar="SHARE", help="Apply the ticked edits as a canary on this share of tickets: 10%.")
 @click.option("--force", is_flag=True, help="Replace an existing workflow file.")
 @click.option("--debug", is_flag=True, help="Show a traceback on errors.")
-def schedule(kind, day, hour, minute, since, include_judge, force, debug):
-    """Run `loop improve` and then `loop report` once a week on their own. The digest goes out when
-    LOOP_NOTIFY_URL is set where they run."""
+def schedule(kind, day, hour, minute, since, include_judge, canary, force, debug):
+    """Run `loop improve`, `loop apply` (what reviewers ticked since the last run) and `loop report`
+    once a week on their own. The digest goes out when LOOP_NOTIFY_URL is set where they run."""
 
     def run():
         from loop.measure import schedule as weekly
@@ -101,7 +102,7 @@ def schedule(kind, day, hour, minute, since, include_judge, force, debug):
         if kind is None:
             raise UsageError("Choose where it runs: --github, --cron or --systemd.")
         plan = weekly.Schedule(weekday=day, hour=hour, minute=minute, since=since, include_judge=include_judge,
-                               notify=True)
+                               notify=True, canary=canary)
         if kind == "github":
             path = weekly.write_workflow(plan, Path.cwd(), force=force)
             click.echo(f"Wrote {path}: {plan.when()} UTC, and on demand from the Actions tab. Add the secrets it "

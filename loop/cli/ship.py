@@ -13,12 +13,17 @@ from loop.cli.edge import common, plural
               help="Serve the new version to this share of tickets first (e.g. 10%); the rest keep the current one.")
 @common
 def apply(workspace, canary):
-    """Apply the ticked edits as one new prompt version (with --canary, first to a share of tickets)."""
-    from loop.ship import approval
+    """Act on the Rollout tab's ticks, then apply the ticked edits as one new prompt version (with
+    --canary, first to a share of tickets)."""
+    from loop.ship import approval, rollout
     from loop.ship.canary import parse_share
 
     share = parse_share(canary) if canary is not None else None
+    for line in rollout.said(rollout.act(workspace)):
+        click.echo(line)
     report = approval.apply(workspace, canary_share=share)
+    if report.applied:
+        rollout.refresh(workspace)
     prompt = workspace.settings.prompt
     for note in report.notes:
         click.echo(note)
@@ -57,7 +62,8 @@ def apply(workspace, canary):
     others += [f"{len(report.rolled_back)} marked rolled back"] if report.rolled_back else []
     click.echo(f"Summary: {len(report.applied)} applied, {len(report.stale)} stale, {len(report.ignored)} ignored, "
                f"{plural(len(report.duplicates), 'duplicate')}{''.join(', ' + o for o in others)}; "
-               f"{prompt} is at {report.version.label}.")
+               + (f"{prompt} is at {report.previous.label}, the canary {report.version.label} serves {share:.0%}."
+                  if report.applied and share is not None else f"{prompt} is at {report.version.label}."))
 
 
 @click.command(short_help="Restore the prompt version before the current one, or end the running canary.")

@@ -21,6 +21,8 @@ warning are coloured and worded as in the headline.
 
 from __future__ import annotations
 
+import logging
+
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
@@ -32,6 +34,7 @@ from loop.improver.edits import APPLIED
 from loop.improver.edits import edit_rows, edit_titles
 from loop.improver.review_tabs import diff
 from loop.measure import proportions, side_by_side
+from loop.ship import rollout
 from loop.measure.side_by_side import CanaryFigures
 from loop.reviews import Draft
 from loop.store.prompts import RUNNING
@@ -39,6 +42,7 @@ from loop.sheets import Chart, Grid, RichText, Run, WriteBatch
 from loop.sheets.base import Styled, text_lines
 from loop.workspace import Workspace
 
+log = logging.getLogger("loop")
 DASHBOARD = "Dashboard"
 TITLE_MARK = "Dashboard, refreshed"  # its second cell (the first, before the headline came): how a refresh knows it
 CHART_ROWS = 18  # rows the chart covers (8 cm at the default row height)
@@ -483,7 +487,45 @@ def refresh(where: Settings | Workspace, now: datetime | None = None) -> Report:
         if found.canary.stopped:
             found.versions = version_figures(found.drafts, workspace.prompt)
     workspace.write(WriteBatch(grids=[dashboard(found, now)]))
+    rollout.refresh(workspace, rollout_figures(workspace.prompt.records, found.drafts))
     return found
+
+
+def rollout_figures(records, drafts: list[Draft]):
+    """The Rollout tab's side-by-side cells for a canary's version, from the same figures as the Dashboard's."""
+    canaries = {c.version: c for c in records.canaries()}
+
+    def figures(version: int) -> dict | None:
+        found = side_by_side.figures(canaries[version], drafts)
+        return {"reviews_current": found.current.reviewed, "reviews_canary": found.canary.reviewed,
+                "difference": f"{found.points:+.0f} points [{found.low:+.0f}, {found.high:+.0f}]",
+                "verdict": found.verdict}
+
+    return figures
+
+
+def watch_round(workspace: Workspace) -> None:
+    """What a running `loop sync --watch` does besides delivering, every half minute: act on the
+    Rollout tab's ticks, and every GUARD_EVERY seconds let the guardrail stop a canary the evidence
+    says is worse (it reads the Drafts tab, so not every round)."""
+    import time
+
+    rollout.act_and_log(workspace)
+    last = getattr(workspace, "_guarded_at", None)
+    if last is not None and time.monotonic() - last < GUARD_EVERY:
+        return
+    workspace._guarded_at = time.monotonic()
+    store = workspace.prompt
+    if store.canary() is None:
+        return
+    drafts, _ = workspace.drafts(workspace.workbook.read([schema.DRAFTS]).get(schema.DRAFTS))
+    found = side_by_side.guard(store.records, drafts)
+    if found is not None and found.stopped:
+        log.warning("%s", found.summary)
+        rollout.refresh(workspace, rollout_figures(store.records, drafts))
+
+
+GUARD_EVERY = 300.0
 
 
 def _percent(rate: float | None) -> float | str:

@@ -1,8 +1,12 @@
 """`loop schedule`: run the loop once a week on its own, as a GitHub Actions workflow, a crontab
 line or a pair of systemd user units.
 
-Each run is `loop improve --since <window>` and then, only if that succeeded, `loop report`, so a failed
-improve shows as a failed job; a week with no newly reviewed failure is fine (improve writes nothing).
+Each run is a chain, each step only if the one before succeeded, so a failure shows as a failed job:
+`loop improve --since <window>` proposes edits; `loop apply` (`--canary SHARE` when asked) acts on the
+Rollout tab's ticks and applies the edits reviewers ticked since the last run (the new Edits tab has no
+ticks yet), or nothing in a week with none ticked; `loop report` refreshes the Dashboard and its
+guardrail stops a canary the figures show worse. A week with no newly reviewed failure is fine
+(improve writes nothing).
 The texts are written out by hand to keep their comments; every value put in them is checked or
 quoted for its reader first, so none can turn into shell or YAML of its own.
 """
@@ -38,6 +42,7 @@ class Schedule:
     since: str = "14d"  # the review window; a rolling duration, as a fixed date would grow every week
     include_judge: bool = False
     notify: bool = False  # pass LOOP_NOTIFY_URL to the workflow, for the digest
+    canary: str | None = None  # apply ticked edits as a canary on this share of tickets ("10%"); None: for everyone
 
     def __post_init__(self):
         day = _NAMES.get(self.weekday.strip().lower(), -1) if isinstance(self.weekday, str) else self.weekday
@@ -57,6 +62,8 @@ class Schedule:
             raise UsageError(f"--since {self.since!r} reaches back before the year 1900; a weekly run needs a "
                              "shorter duration, such as 14d, 2w or 36h.") from None
         object.__setattr__(self, "since", since)
+        if self.canary is not None:
+            object.__setattr__(self, "canary", _share(self.canary))
 
     def when(self) -> str:
         return f"every {DAYS[self.weekday]} at {self.hour:02d}:{self.minute:02d}"
@@ -68,17 +75,37 @@ class Schedule:
     def improve_args(self) -> list[str]:
         return ["improve", "--since", self.since] + (["--include-judge"] if self.include_judge else [])
 
+    def apply_args(self) -> list[str]:
+        return ["apply"] + (["--canary", self.canary] if self.canary else [])
+
+    def steps(self) -> list[list[str]]:
+        """The chain's commands, in order: each runs only if the one before succeeded."""
+        return [self.improve_args(), self.apply_args(), ["report"]]
+
+
+def _share(text: object) -> str:
+    """A canary's share as `loop apply --canary` reads it (10%, or 10), checked now, as every scheduled
+    run would refuse it."""
+    from loop.ship.canary import parse_share, percent
+
+    return percent(parse_share(str(text)))
+
 
 def github_workflow(plan: Schedule) -> str:
     """The workflow's text. Secrets reach the shell only through `env:`: pasted into a `run:`
     script, a value could become part of the script."""
     notify = "      LOOP_NOTIFY_URL: ${{ secrets.LOOP_NOTIFY_URL }}\n" if plan.notify else ""
     notify_note = "#   LOOP_NOTIFY_URL              the webhook the digest is posted to\n" if plan.notify else ""
+    applied = f"as a canary on {plan.canary} of tickets" if plan.canary else "for every ticket"
     return f"""\
-# loop weekly: {plan.when()} UTC, `loop improve --since {plan.since}` proposes prompt edits from
-# the failures reviewed in the window (nothing is written when none is new), then `loop report`
-# updates the Dashboard. Written by `loop schedule`. `pip install .` must install loop: run it in
-# this project's repository, or in one that lists loop as a dependency.
+# loop weekly: {plan.when()} UTC. `loop improve --since {plan.since}` proposes prompt edits from
+# the failures reviewed in the window (nothing is written when none is new); `{" ".join(["loop"] + plan.apply_args())}`
+# acts on the Rollout tab's ticks and applies the edits reviewers ticked since the last run,
+# {applied} (nothing in a week with none ticked); `loop report` updates the Dashboard
+# and stops a running canary its figures show worse. With LOOP_STORE on PostgreSQL the agents
+# serve the new version from the store within a minute. Written by `loop schedule`.
+# `pip install .` must install loop: run it in this project's repository, or in one that lists
+# loop as a dependency.
 # Secrets (Settings > Secrets and variables > Actions):
 #   OPENAI_API_KEY               the model's API key
 #   OPENAI_BASE_URL              optional: another OpenAI-compatible server
@@ -131,6 +158,8 @@ jobs:
           if [ -n "$BASE_URL" ]; then echo "OPENAI_BASE_URL=$BASE_URL" >> "$GITHUB_ENV"; fi
       - name: Improve
         run: loop {" ".join(plan.improve_args())}
+      - name: Apply what was ticked
+        run: loop {" ".join(plan.apply_args())}
       - name: Report
         run: loop report
 """
@@ -162,9 +191,9 @@ def crontab_line(plan: Schedule, workdir: str, loop: str) -> str:
     env = f'"$HOME/{ENV_FILE}"'
     program = shlex.quote(loop)
     command = (f"(cd {shlex.quote(workdir)} && if [ -r {env} ]; then set -a; . {env}; set +a; fi"
-               f" && {program} {shlex.join(plan.improve_args())} && {program} report)"
+               f" && {' && '.join(f'{program} {shlex.join(step)}' for step in plan.steps())})"
                f" >> {shlex.quote(str(Path(workdir) / 'loop-weekly.log'))} 2>&1")
-    return (f"# loop weekly: improve, then report, {plan.when()} (the machine's local time); "
+    return (f"# loop weekly: improve, apply what was ticked, then report, {plan.when()} (the machine's local time); "
             f"settings in ~/{ENV_FILE}\n{plan.cron()} {command.replace('%', chr(92) + '%')}")
 
 
@@ -177,7 +206,7 @@ def _systemd_word(word: str) -> str:
 
 def systemd_units(plan: Schedule, workdir: str, loop: str) -> tuple[str, str]:
     """The service and timer texts. A oneshot service runs its ExecStart= lines in order and stops
-    at the first that fails, so the report runs only after improve succeeded."""
+    at the first that fails, so each step of the chain runs only after the one before succeeded."""
     workdir, loop = _absolute(workdir, "working folder"), _absolute(loop, "loop program")
     program = _systemd_word(loop)
     where = "~/.config/systemd/user/loop-weekly"
@@ -185,16 +214,14 @@ def systemd_units(plan: Schedule, workdir: str, loop: str) -> tuple[str, str]:
 # {where}.service: loop weekly, started by loop-weekly.timer.
 # Put OPENAI_API_KEY=..., LOOP_SHEET=... (and any other LOOP_ setting) one a line in ~/{ENV_FILE}.
 [Unit]
-Description=loop weekly: improve the prompt from reviews, then report
+Description=loop weekly: improve the prompt from reviews, apply what was ticked, then report
 
 [Service]
 Type=oneshot
 TimeoutStartSec=1h
 WorkingDirectory={workdir.replace("%", "%%")}
 EnvironmentFile=-%h/{ENV_FILE}
-ExecStart={program} {" ".join(plan.improve_args())}
-ExecStart={program} report
-"""
+{"".join(f"ExecStart={program} {' '.join(step).replace('%', '%%')}" + chr(10) for step in plan.steps())}"""
     timer = f"""\
 # {where}.timer: starts loop-weekly.service {plan.when()} UTC.
 # Enable: systemctl --user daemon-reload && systemctl --user enable --now loop-weekly.timer

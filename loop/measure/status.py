@@ -63,7 +63,7 @@ def status(where: Settings | Workspace, since: str = "14d", now: datetime | None
     drafts, skipped = read_drafts(tables.get(schema.DRAFTS))
     result = Status(start, drafts, [d for d in drafts if d.created_at >= start], skipped, edit_tabs)
     store = workspace.prompt
-    in_prompt = {v.label for v in store.lineage()}
+    in_prompt = {v.label for v in store.lineage(with_canary=True)}
     for row in edit_rows({title: tables[title] for title in edit_tabs}):
         state = row.edit.status or "?"
         if state in (PROPOSED, ROLLED_BACK) and row.ticked:

@@ -103,8 +103,8 @@ class NewTab:
     """A tab to create, filled with rows, with a frozen header row (and `frozen_columns` frozen
     columns at its left).
 
-    `checkbox_column` holds TRUE/FALSE checkboxes (on every row but the `muted_rows`, which are
-    greyed); `dropdowns` offers choices (not enforced) in a column; `wrap` names the columns whose
+    `checkbox_column` (and each of `checkbox_columns`) holds TRUE/FALSE checkboxes (on every row but
+    the `muted_rows`, which are greyed); `dropdowns` offers choices (not enforced) in a column; `wrap` names the columns whose
     text wraps, and rows are then made tall enough to read (up to `most_lines` lines).
     `section_rows` are rows that head a block of the rows below them (bold, on a tinted fill, their
     first cell's text running across). A column is never narrower than its header."""
@@ -113,6 +113,7 @@ class NewTab:
     headers: list[str]
     rows: list[list[object]]
     checkbox_column: str | None = None
+    checkbox_columns: tuple[str, ...] = ()  # more columns of checkboxes, after `checkbox_column`
     column_widths: dict[str, int] = field(default_factory=dict)
     dropdowns: dict[str, list[str]] = field(default_factory=dict)
     wrap: set[str] = field(default_factory=set)
@@ -121,6 +122,10 @@ class NewTab:
     frozen_columns: int = 0
     section_rows: set[int] = field(default_factory=set)  # indexes into rows
     most_lines: int = 8
+
+    def checkboxes(self) -> list[str]:
+        """Every column that holds checkboxes."""
+        return ([self.checkbox_column] if self.checkbox_column else []) + list(self.checkbox_columns)
 
     def width(self, header: str) -> int | None:
         """The column's width in characters: as asked, and at least its header's length."""
@@ -193,6 +198,7 @@ class Append:
     values: dict[str, object]
     key: str | None = None
     lines: int | None = None  # the row made this many lines tall (its wrapped text, capped); None: left as it is
+    checkboxes: tuple[str, ...] = ()  # columns whose new cells are checkboxes on Google (TRUE/FALSE cells locally)
 
 
 @dataclass

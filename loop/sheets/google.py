@@ -349,9 +349,14 @@ class GoogleWorkbook:
             row = [None] * width
             for key, value in append.values.items():
                 row[column_of[normalize_header(key)]] = value
-            rows.setdefault(append.tab, []).append(google_cells.row(row, self.cell_limit, ids))
+            new_row = google_cells.row(row, self.cell_limit, ids)
+            for name in append.checkboxes:
+                new_row["values"][column_of[normalize_header(name)]]["dataValidation"] = google_cells.CHECKBOX
+            rows.setdefault(append.tab, []).append(new_row)
         for tab, tab_rows in rows.items():  # one appendCells per tab carries all of its rows, in order
-            requests_.append({"appendCells": {"sheetId": ids[tab], "rows": tab_rows, "fields": CELL_FIELDS}})
+            ticks = any("dataValidation" in c for r in tab_rows for c in r["values"])
+            requests_.append({"appendCells": {"sheetId": ids[tab], "rows": tab_rows,
+                                              "fields": CELL_FIELDS + (",dataValidation" if ticks else "")}})
         for grid in batch.grids:  # written whole: the old tab (and its chart) goes, the new one takes its place
             old = sheets.get(grid.title)
             if old is not None:

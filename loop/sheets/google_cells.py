@@ -17,6 +17,7 @@ GREY = {"red": 0.5, "green": 0.5, "blue": 0.5}
 DATE_FORMAT = {"type": "DATE_TIME", "pattern": "yyyy-mm-dd hh:mm:ss"}
 # What a write sets on each cell: the value, its rich text runs and its number format (for dates).
 CELL_FIELDS = "userEnteredValue,textFormatRuns,userEnteredFormat.numberFormat"
+CHECKBOX = {"condition": {"type": "BOOLEAN"}, "showCustomUi": True}  # a TRUE/FALSE cell shown as a checkbox
 # What a new tab (or a tab written whole) sets on each cell: also the look a `Styled` cell asks for.
 STYLED_FIELDS = "userEnteredValue,textFormatRuns,userEnteredFormat"
 
@@ -153,13 +154,13 @@ def new_tab_requests(tab: NewTab, sheet_id: int, sheet_ids: dict[str, int]) -> l
             "cell": {"userEnteredFormat": {"textFormat": {"bold": True}, "wrapStrategy": "OVERFLOW_CELL",
                                            "backgroundColorStyle": {"rgbColor": _rgb(SECTION_FILL)}}},
             "fields": "userEnteredFormat(textFormat.bold,wrapStrategy,backgroundColorStyle)"}})
-    if tab.checkbox_column:
-        column = tab.headers.index(tab.checkbox_column)
+    for name in tab.checkboxes():
+        column = tab.headers.index(name)
         ticked = [i for i in range(len(tab.rows)) if i not in tab.muted_rows and i not in tab.section_rows]
         for start, end in _spans(ticked):
             requests.append({"setDataValidation": {
                 "range": _area(sheet_id, start + 1, end + 2, column, column + 1),
-                "rule": {"condition": {"type": "BOOLEAN"}, "showCustomUi": True}}})
+                "rule": CHECKBOX}})
     for header, choices in tab.dropdowns.items():
         column = tab.headers.index(header)
         requests.append({"setDataValidation": {

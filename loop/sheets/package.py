@@ -270,9 +270,9 @@ class Package:
     def add_tab(self, tab: NewTab, index: int | None = None) -> str:
         """A new tab made from `tab`, with the cell formats it needs; returns its part name. Its checkbox
         column gets Excel 365's in-cell checkbox where the workbook can carry one (`checkbox_style`)."""
-        checkbox = self.checkbox_style() if tab.checkbox_column and any(
-            isinstance(row[tab.headers.index(tab.checkbox_column)], bool) for row in tab.rows
-            if len(row) > tab.headers.index(tab.checkbox_column)) else None
+        columns = [tab.headers.index(name) for name in tab.checkboxes()]
+        checkbox = self.checkbox_style() if any(
+            isinstance(row[column], bool) for row in tab.rows for column in columns if len(row) > column) else None
         return self.add_sheet(tab.title, new_sheet_xml(tab, self.style, self.default_font(), checkbox), index)
 
     def checkbox_style(self) -> int | None:

@@ -48,7 +48,7 @@ def new_sheet_xml(tab: NewTab, formats: Formats, font: tuple[str, str] | None = 
             + "".join(cell_xml("", f"{column_letter(i)}1", h, header) for i, h in enumerate(tab.headers, start=1))
             + "</row>"]
     links = []
-    checkbox = tab.headers.index(tab.checkbox_column) + 1 if tab.checkbox_column else None
+    checkboxes = [tab.headers.index(name) + 1 for name in tab.checkboxes()]
     for index, values in enumerate(tab.rows):
         number = index + 2
         muted, section = index in tab.muted_rows, index in tab.section_rows
@@ -58,7 +58,7 @@ def new_sheet_xml(tab: NewTab, formats: Formats, font: tuple[str, str] | None = 
             ref = f"{column_letter(column)}{number}"
             look = dict(color=GREY if muted else None, wrap=name in tab.wrap and not section, top=True,
                         bold=section, fill=SECTION_FILL if section else None)
-            if column == checkbox and isinstance(value, bool) and checkbox_style is not None and not muted:
+            if column in checkboxes and isinstance(value, bool) and checkbox_style is not None and not muted:
                 cells.append(cell_xml("", ref, value, str(checkbox_style)))
                 continue
             cells.append(styled_cell(ref, value, look, style, font))
@@ -71,7 +71,7 @@ def new_sheet_xml(tab: NewTab, formats: Formats, font: tuple[str, str] | None = 
         lines = tab.row_lines(index)
         rows.append(f'<row r="{number}"{row_height_attributes(lines) if lines > 1 else ""}>' + "".join(cells) + "</row>")
     validations = []
-    if tab.checkbox_column:
+    for checkbox in checkboxes:
         letter = column_letter(checkbox)
         ticks = _ranges([i + 2 for i in range(len(tab.rows)) if i not in tab.muted_rows and i not in tab.section_rows],
                         letter)

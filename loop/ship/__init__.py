@@ -8,4 +8,5 @@ each ticket is drafted with (`loop.prompt`, in `loop.serving`).
 
 - `approval`: `apply` and `rollback`.
 - `canary`: `promote` and `stop`.
+- `rollout`: the Rollout tab, a row per canary, and the promote and stop ticks acted on from it.
 """

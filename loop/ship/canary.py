@@ -22,6 +22,11 @@ def parse_share(text: str, option: str = "--canary") -> float:
     return value / 100
 
 
+def percent(share: float) -> str:
+    """A share as people write it: 0.1 → "10%", 0.125 → "12.5%"."""
+    return f"{share * 100:g}%"
+
+
 def promote(where: Settings | Workspace, to: float | None = None, who: str | None = None) -> Promotion:
     """Make the running canary current for everyone (the prompt file written here), or raise its
     share to `to` (only upward)."""

@@ -138,8 +138,10 @@ def sync(workspace) -> int:
             return total
 
 
-def watch(workspace, seconds: float, rounds: int | None = None) -> None:
-    """Deliver every `seconds` until stopped (Ctrl-C or SIGTERM end it quietly). A round that fails for
+def watch(workspace, seconds: float, rounds: int | None = None, also=None, also_every: float = 30.0) -> None:
+    """Deliver every `seconds` until stopped (Ctrl-C or SIGTERM end it quietly); `also(workspace)` runs
+    after a round's delivery at most every `also_every` seconds (the sheet is read then, so not every
+    round of a fast watch spends a read of the Sheets API's quota). A round that fails for
     a reason that may pass (a server restarting, a lock held, a sheet open in Excel) is a warning,
     said once until it changes, and the next round tries again on a fresh connection where the old
     one was lost. A store that refuses to work (StoreUnusable: credentials, a newer schema, read-only)
@@ -153,12 +155,15 @@ def watch(workspace, seconds: float, rounds: int | None = None) -> None:
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, stop)
-    last_problem = None
+    last_problem, last_also = None, None
     try:
         while rounds is None or rounds > 0:
             started = time.monotonic()
             try:
                 sync(workspace)
+                if also is not None and (last_also is None or started - last_also >= also_every):
+                    last_also = started
+                    also(workspace)
                 if last_problem is not None:
                     log.info("Delivering again: the store and the sheet answer.")
                 last_problem = None
