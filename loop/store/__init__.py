@@ -48,7 +48,6 @@ def default_url(sheet: str, google: bool) -> str:
     return str(path.parent / "loop.db")
 
 
-@functools.cache
 def url_of(settings) -> str:
     """The store `settings` name: LOOP_STORE (or --store), else the default beside the workbook."""
     from loop.sheets.base import is_google
@@ -56,6 +55,7 @@ def url_of(settings) -> str:
     return settings.store or default_url(settings.sheet, is_google(settings.sheet))
 
 
+@functools.cache
 def machine() -> str:
     """This machine, as a name that survives a change of host name: LOOP_MACHINE when set (a container
     without a machine id of its own), else /etc/machine-id (systemd and dbus keep it), else the host name."""
