@@ -79,7 +79,7 @@ _ENVIRONMENT = ("LOOP_STORE", "LOOP_SHEET", "LOOP_PROMPT", "LOOP_PROMPT_NAME", "
 def _source(settings) -> _Source:
     if settings is None:  # the common case, kept to a few dict lookups
         environ = os.environ
-        key = tuple(environ.get(name) for name in _ENVIRONMENT)
+        key = (os.getcwd(), *(environ.get(name) for name in _ENVIRONMENT))  # relative paths mean this folder
         found = _by_environment.get(key)
         if found is not None:
             return found
@@ -90,9 +90,10 @@ def _source(settings) -> _Source:
         key = None
     url, name = url_of(settings), settings.prompt_name or settings.prompt.name
     with _sources_lock:
-        source = _sources.get((url, name))
+        place = (os.getcwd(), url, name)
+        source = _sources.get(place)
         if source is None:
-            source = _sources[(url, name)] = _Source(url, name, settings)
+            source = _sources[place] = _Source(url, name, settings)
         if key is not None:
             _by_environment[key] = source
     return source

@@ -26,7 +26,7 @@ def desk(workspace, store_url, monkeypatch):
 
 
 def reviews(version: str, up: int, down: int, after: datetime) -> list[dict]:
-    at = after.replace(tzinfo=None, microsecond=0) + timedelta(seconds=2)
+    at = after.replace(tzinfo=None, microsecond=0)  # after the canary started, before anything ended it
     return ([draft(score="👍", comment="", prompt_version=version, created_at=at) for _ in range(up)]
             + [draft(score="👎", prompt_version=version, created_at=at) for _ in range(down)])
 
@@ -57,8 +57,34 @@ def test_the_guardrail_stops_a_worse_canary_and_the_report_says_so(desk, workspa
     book = openpyxl.load_workbook(workspace / "loop.xlsx")
     cells = [c for row in book["Dashboard"].iter_rows(values_only=True) for c in row if isinstance(c, str)]
     assert any(c.startswith("Canary v2 (stopped") for c in cells) and "v2 (stopped canary)" in cells
+    rollout = {r["canary_id"]: r for r in read_tab(workspace / "loop.xlsx", "Rollout")}[1]
+    assert (rollout["status"], rollout["reviews_canary"], rollout["reviews_current"]) == ("stopped", 60, 60)
+    assert rollout["verdict"] == "worse" and rollout["difference"].startswith("-50 points")
     again = json.loads(cli("report", "--json").output)["canary"]
     assert again["stopped"] and len(desk.records.events()) == 3  # stopped once: initial, canary, stop
+
+
+def test_a_running_watch_stops_a_worse_canary_and_says_why(desk, workspace, caplog):
+    from loop.config import resolve
+    from loop.measure.report import watch_round
+    from loop.store import outbox
+    from loop.workspace import Workspace
+
+    after = started_canary(desk)
+    write_workbook(workspace / "loop.xlsx", reviews("v1", 50, 10, after) + reviews("v2", 20, 40, after))
+    outbox.watch(Workspace(resolve()), 0.01, rounds=1, also=watch_round)
+    assert desk.serving().canary is None and "guardrail" in desk.records.canaries()[0].reason
+    assert any("Stopped: the guardrail" in r.getMessage() for r in caplog.records)
+
+
+def test_the_digest_names_a_stopped_canary(desk, workspace):
+    from loop.measure import digest
+    from loop.measure.report import refresh
+
+    after = started_canary(desk)
+    write_workbook(workspace / "loop.xlsx", reviews("v1", 50, 10, after) + reviews("v2", 20, 40, after))
+    text = digest.report_digest(refresh(None), "https://example.invalid/dashboard")
+    assert "⛔ Canary v2 (stopped" in text and "guardrail" in text
 
 
 def test_too_early_says_how_many_more_reviews_would_tell_and_never_promotes(desk, workspace, cli):

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import openpyxl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -218,6 +219,9 @@ def test_the_bundled_agent_drafts_each_ticket_with_its_arm(served, store_url, mo
     for ticket_id, version, arm, given in stored_prompt_columns(store_url):
         expected = "canary" if in_canary(canary.salt, ticket_id, 0.5) else "current"
         assert (arm, version, given) == (expected, "v2" if expected == "canary" else "v1", "given")
+    sheet = openpyxl.load_workbook(workspace / "loop.xlsx")["Drafts"]
+    cells = [c for row in sheet.iter_rows(values_only=True) for c in row]
+    assert "arm" not in cells[:30] and "canary" not in cells  # reviewers score without seeing the arm
     prompts = [r["messages"][0]["content"] for r in model.requests]
     assert {V2 in p for p in prompts} == {True, False}
 
