@@ -62,8 +62,10 @@ class CanaryFigures:
         share = f"{self.share:.0%} of tickets" if not self.stopped else "stopped"
         head = (f"Canary {self.version} ({share}, since {self.since[:16].replace('T', ' ')}): "
                 f"👍 {_rate(self.canary)} vs {self.base} {_rate(self.current)}")
-        if self.canary.reviewed and self.current.reviewed:
+        if min(self.canary.reviewed, self.current.reviewed) >= sequential.MIN_REVIEWS:
             head += f": {self.points:+.0f} points [{self.low:+.0f}, {self.high:+.0f}]"
+        elif self.canary.reviewed and self.current.reviewed:
+            head += f": {self.points:+.0f} points (no interval before {sequential.MIN_REVIEWS} reviews per arm)"
         if self.stopped:
             return f"{head}. Stopped: {self.reason}"
         if self.verdict == "better":
