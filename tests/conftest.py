@@ -266,7 +266,19 @@ class PrivateServer:
         return done.stdout.strip()
 
     def start(self) -> None:
-        self._script("start", self.folder, str(self.port))
+        """Start it again. Clients retrying a stopped server's port can, now and then, hold that very
+        port for an instant (a TCP connect to a closed local port may connect to itself), so a start
+        refused for an address in use is tried again."""
+        import time
+
+        for attempt in range(10):
+            try:
+                self._script("start", self.folder, str(self.port))
+                return
+            except RuntimeError as refused:
+                if "Address already in use" not in str(refused) or attempt == 9:
+                    raise
+                time.sleep(0.5)
 
     def stop(self) -> None:
         self._script("stop", self.folder)
