@@ -18,6 +18,26 @@ Z95 = 1.959963984540054
 ALPHA = 0.05
 
 
+@dataclass(frozen=True)
+class Tally:
+    """People's reviews of some drafts: how many, the 👍 among them, the rate and its Wilson interval."""
+
+    reviewed: int
+    up: int
+    rate: float | None
+    low: float | None
+    high: float | None
+
+
+def tally(scores: list[str | None], up_mark: str) -> Tally:
+    """The reviews among `scores` (None: not reviewed by a person) and their 👍 rate with its interval."""
+    reviewed = [s for s in scores if s is not None]
+    up = sum(s == up_mark for s in reviewed)
+    if not reviewed:
+        return Tally(0, 0, None, None, None)
+    return Tally(len(reviewed), up, up / len(reviewed), *wilson(up, len(reviewed)))
+
+
 def wilson(successes: int, trials: int, z: float = Z95) -> tuple[float, float]:
     """The 95% Wilson score interval of successes/trials; (0, 1) when there are no trials."""
     if trials <= 0:

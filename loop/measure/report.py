@@ -214,11 +214,10 @@ def version_figures(drafts: list[Draft], store) -> list[VersionFigures]:
     reviewed_figures: dict[str, VersionFigures] = {}
     for label in sorted(labels, key=_version_order):
         written = by_version.get(label, [])
-        reviewed = [d for d in written if d.score is not None]
-        up = sum(d.score == UP for d in reviewed)
+        people = proportions.tally([d.score for d in written], UP)
+        reviewed, up, low, high = [d for d in written if d.score is not None], people.up, people.low, people.high
         judged = [d for d in written if d.score is None and d.judge_score is not None]
         judge_up = sum(d.judge_score == UP for d in judged)
-        low, high = proportions.wilson(up, len(reviewed)) if reviewed else (None, None)
         spans = periods.get(_version_number(label), [])
         base = _replaced(label, history, reviewed_figures) if _version_number(label) in history else previous
         change = None

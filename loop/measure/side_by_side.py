@@ -120,10 +120,8 @@ def guard(records, drafts: list[Draft]) -> CanaryFigures | None:
 
 
 def _arm_figures(label: str, drafts: list[Draft]) -> ArmFigures:
-    reviewed = [d for d in drafts if d.score is not None]
-    up = sum(d.score == UP for d in reviewed)
-    low, high = proportions.wilson(up, len(reviewed)) if reviewed else (None, None)
-    return ArmFigures(label, len(drafts), len(reviewed), up, up / len(reviewed) if reviewed else None, low, high)
+    found = proportions.tally([d.score for d in drafts], UP)
+    return ArmFigures(label, len(drafts), found.reviewed, found.up, found.rate, found.low, found.high)
 
 
 def _arm(arm: ArmFigures) -> dict:
