@@ -303,19 +303,33 @@ def private_postgres(postgres_server):
 
     if not glob.glob("/usr/lib/postgresql/*/bin/initdb"):
         _no_postgres("no PostgreSQL binaries for a private cluster (apt-get install postgresql)")
-    from filelock import FileLock
+    from filelock import FileLock, Timeout
 
     folder = tempfile.mkdtemp(dir="/tmp", prefix="loop-private-pg-")
     os.chmod(folder, 0o755)
-    with FileLock("/tmp/loop-private-pg.lock"):  # test processes side by side never pick the same port
-        for port in range(54340, 54350):
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", port)):
-                    break
-        server = PrivateServer(folder, port, f"postgresql://loop:loop@127.0.0.1:{port}/postgres")
-        server.start()
+    # A port is held by its own lock for the whole session: a probe alone is no reservation, since
+    # a test that stops its server frees the port, and another test process would take it.
+    held = None
+    for port in range(54340, 54350):
+        lock = FileLock(f"/tmp/loop-private-pg-{port}.lock")
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            continue
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)):
+                held = lock
+                break
+        lock.release()
+    if held is None:
+        _no_postgres("no free port in 54340-54349 for a private PostgreSQL cluster")
+    server = PrivateServer(folder, port, f"postgresql://loop:loop@127.0.0.1:{port}/postgres")
     try:
+        server.start()
         yield server
     finally:
-        server.stop()
+        try:
+            server.stop()
+        finally:
+            held.release()
         shutil.rmtree(folder, ignore_errors=True)

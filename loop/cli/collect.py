@@ -1,4 +1,4 @@
-"""The commands that collect drafts: `init`, `auth`, `log`, `sync`, `archive`, `draft`, `judge`."""
+"""The commands that collect drafts: `init`, `auth`, `log`, `sync`, `serve`, `archive`, `draft`, `judge`."""
 
 from __future__ import annotations
 
@@ -130,6 +130,22 @@ def _restore_deleted(workspace, asked: bool, trace_ids) -> None:
         click.echo(f"not restored {shown(trace_id)}: the store holds no deleted draft of this workbook with that id",
                    err=True)
     click.echo(f"Restored {plural(len(restored), 'deleted draft')}; they go back to the sheet with their reviews.")
+
+
+@click.command(short_help="Receive OpenTelemetry traces (OTLP/HTTP); agent spans become drafts.")
+@click.option("--listen", default="127.0.0.1:4318", show_default=True, metavar="HOST:PORT",
+              help="Where to receive POST /v1/traces. Beyond loopback only with LOOP_OTLP_TOKEN set.")
+@common
+def serve(workspace, listen):
+    """Receive OTLP/HTTP traces (protobuf or JSON, gzip) from an instrumented agent: its answers
+    become drafts, committed to the store and delivered to the sheet. Runs until stopped."""
+    from loop.collect import receiver
+
+    def ready(address):
+        click.echo(f"Receiving OTLP traces on http://{listen.rpartition(':')[0]}:{address[1]}/v1/traces into "
+                   f"{workspace.store.shown}, for {workspace.settings.sheet}; Ctrl-C stops.", err=True)
+
+    receiver.serve(workspace.settings, listen, ready)
 
 
 @click.command(short_help="Take old reviewed drafts out of the Drafts tab; the store keeps them.")

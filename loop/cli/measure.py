@@ -155,6 +155,11 @@ def status(workspace, since):
         there = " on another machine" if other.elsewhere else ""
         click.echo(f"Pending for {shown(other.where)}{there}: {plural(other.pending, 'draft')} "
                    f"(`{shown(other.command)}`{' run there' if there else ''} writes them).")
+    if state.without_content[0]:
+        from loop.collect.span_drafts import CONTENT_SETTINGS
+
+        click.echo(f"Traces: {plural(state.without_content[0], 'model call span')} received without content (last "
+                   f"{state.without_content[1]}), so no draft; turn content on: {CONTENT_SETTINGS}.")
     if state.skipped:
         click.echo(f"Unreadable rows: {len(state.skipped)} (first: {shown(state.skipped[0])})")
     summary = ", ".join(f"{count} {name}" for name, count in sorted(state.edits.items())) or "none"

@@ -131,6 +131,28 @@ def log_drafts(records: list[dict], settings=None, wait: bool = True, on_commit=
     return ids
 
 
+def log_traced(rows: list[dict], settings=None) -> tuple[list[str], list[str]]:
+    """Commit drafts that came from a tracing tool, each with its own trace id (derived from its span)
+    and time: one the store already holds is left as it is, so a span sent or imported twice is one
+    draft. Returns the trace ids kept and, for each row refused, why. Delivery is left to the caller."""
+    from loop.store import PENDING
+    from loop.workspace import Workspace
+
+    workspace = Workspace.of(settings)
+    _check_deliverable(workspace)
+    kept, refused = [], []
+    for row in rows:
+        try:
+            fields = normalize({key: row[key] for key in FIELDS if row.get(key)})
+        except UsageError as error:
+            refused.append(f"{row.get('origin_id') or row['trace_id']}: {error}")
+            continue
+        kept.append({**row, **fields, **_prompt_of(fields, workspace.settings)})
+    if kept:
+        workspace.traces.add_many([(kept, PENDING)], skip_known=True)
+    return [row["trace_id"] for row in kept], refused
+
+
 def _prompt_of(record: dict, settings) -> dict:
     """The version a draft is credited to: the one its caller says it was written with (`given`), else
     the one `loop.prompt` serves its ticket now (`served`); never the prompt file, and never its lock."""

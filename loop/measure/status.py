@@ -42,6 +42,7 @@ class Status:
     elsewhere: list = field(default_factory=list)  # other workbooks of the store with drafts waiting: Waiting
     canary: CanaryFigures | None = None  # the running canary (or the last one stopped), side by side
     sync_command: str = "loop sync"  # what delivers this workbook's pending drafts, run where status runs
+    without_content: tuple[int, str] = (0, "")  # model call spans `loop serve` took without content, and when
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,9 @@ def status(where: Settings | Workspace, since: str = "14d", now: datetime | None
     note_deletions(outbox, tables[schema.DRAFTS], workspace.read_drafts_tab)
     result.store = workspace.store.shown
     result.sync_command = sync_command(workspace)
+    from loop.collect.receiver import WITHOUT_CONTENT
+
+    result.without_content = workspace.store.counted(WITHOUT_CONTENT)
     for count in workspace.store.counts():
         if count.identity == outbox.identity:
             result.pending_drafts, result.archived_drafts = count.pending, count.archived

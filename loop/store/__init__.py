@@ -152,6 +152,17 @@ class Store:
         self.db.workbook_id(identity, location)
         return WorkbookStore(self, identity, location)
 
+    def count(self, counter: str, by: int) -> None:
+        """Add `by` to a running count the store keeps (the receiver's spans without content)."""
+        with self.db.transaction() as db:
+            db.execute("INSERT INTO trace_counts (counter, count, at) VALUES (?, ?, ?) ON CONFLICT (counter) DO UPDATE "
+                       "SET count = trace_counts.count + excluded.count, at = excluded.at", (counter, by, now_text()))
+
+    def counted(self, counter: str) -> tuple[int, str]:
+        """A running count and when it last grew; (0, "") before it ever did."""
+        rows = self.db.execute("SELECT count, at FROM trace_counts WHERE counter = ?", (counter,))
+        return (int(rows[0][0]), rows[0][1]) if rows else (0, "")
+
     def stored(self, number: int) -> WorkbookStore | None:
         """Workbook `number` as the store holds it (`loop status` names it), wherever this command runs."""
         rows = self.db.execute("SELECT id, identity, location FROM workbooks WHERE id = ?", (number,))
@@ -191,9 +202,11 @@ class Store:
 
 _COLUMNS = ("trace_id", "created_at", *FIELDS)
 # how the draft's prompt version is known (`given` by the caller, `served` by loop.prompt now) and its
-# arm: the store keeps them, the sheet never shows them, so reviewers score blind to the arm
-PROMPT_FIELDS = ("prompt_arm", "prompt_given")
+# arm, and the tracing tool it came from: the store keeps them, the sheet never shows them, so
+# reviewers score blind to the arm
+PROMPT_FIELDS = ("prompt_arm", "prompt_given", "origin", "origin_id")
 _NULLABLE = ("score", "judge_score")  # no review is NULL, not ""
+JUDGE_FIELDS = ("judge_score", "judge_comment", "judge_version")
 
 
 class WorkbookStore:
@@ -218,14 +231,14 @@ class WorkbookStore:
         """Commit groups of drafts, each in its state, in one transaction; with `skip_known`, drafts the
         store already holds for this workbook are left as they are."""
         conflict = " ON CONFLICT (workbook_id, trace_id) DO NOTHING" if skip_known else ""
-        columns = (*_COLUMNS, *PROMPT_FIELDS)
+        columns = (*_COLUMNS, *PROMPT_FIELDS, *JUDGE_FIELDS)  # a traced draft may come judged
         sql = (f"INSERT INTO drafts (workbook_id, {', '.join(columns)}, state, delivered_at) "
                f"VALUES ({', '.join('?' * (len(columns) + 3))}){conflict}")
         stamp = now_text()
         with self.db.transaction() as db:
             for rows, state in groups:
-                db.executemany(sql, [(self.id, *(row.get(c) or "" for c in columns), state,
-                                      stamp if state == DELIVERED else None) for row in rows])
+                db.executemany(sql, [(self.id, *(row.get(c) if c in _NULLABLE else row.get(c) or "" for c in columns),
+                                      state, stamp if state == DELIVERED else None) for row in rows])
 
     # -- delivering ------------------------------------------------------------------------
 

@@ -139,6 +139,31 @@ MIGRATIONS = [
     ALTER TABLE drafts ADD COLUMN prompt_arm TEXT NOT NULL DEFAULT '';
     ALTER TABLE drafts ADD COLUMN prompt_given TEXT NOT NULL DEFAULT '';
     """,
+    # drafts that came from a tracing tool: where (`otlp`, `phoenix`, ...) and that tool's own id for the
+    # span, so the reviews go back to it; what the receiver counted; the spans of traces it has not seen
+    # whole yet; each import's cursor
+    """
+    ALTER TABLE drafts ADD COLUMN origin TEXT NOT NULL DEFAULT '';
+    ALTER TABLE drafts ADD COLUMN origin_id TEXT NOT NULL DEFAULT '';
+    CREATE TABLE trace_counts (
+        counter TEXT PRIMARY KEY,
+        count BIGINT NOT NULL,
+        at TEXT NOT NULL
+    );
+    CREATE TABLE trace_spans (
+        trace_id TEXT NOT NULL,
+        span_id TEXT NOT NULL,
+        span TEXT NOT NULL,
+        at TEXT NOT NULL,
+        PRIMARY KEY (trace_id, span_id)
+    );
+    CREATE INDEX trace_spans_by_time ON trace_spans (at);
+    CREATE TABLE trace_sources (
+        source TEXT PRIMARY KEY,
+        cursor TEXT NOT NULL,
+        at TEXT NOT NULL
+    );
+    """,
 ]
 
 
