@@ -60,6 +60,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_store.py
 	$(PY) benchmarks/bench_canary.py
 	$(PY) benchmarks/bench_prompt.py
+	$(PY) benchmarks/bench_otlp.py
 
 template: $(STAMP)
 	$(PY) scripts/make_template.py sheets_template.xlsx

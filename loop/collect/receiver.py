@@ -5,7 +5,8 @@ Spans become drafts through the commit point of `loop log` (`traces.log_traced`)
 answered 200 only once its drafts are committed to the store; a store that cannot commit is
 answered 503 with Retry-After, which every OTLP exporter retries, so a span is committed or sent
 again, never dropped. A span's draft id is derived from its trace and span ids, so a span sent
-twice is one draft. Delivery to the sheet runs in the background, as `loop sync --watch` does.
+twice is one draft. Delivery to the sheet is a `loop sync --watch` of its own, started and stopped
+with the receiver.
 
 Answers follow the OTLP specification: an `ExportTraceServiceResponse` in the request's content
 type (with `partial_success` naming the spans refused and why), 400 for a body that does not
@@ -81,9 +82,7 @@ class Receiver:
         self.workspace = Workspace(settings)
         self._commit = threading.Lock()  # one commit at a time on this process's connection
         self._slots = threading.BoundedSemaphore(MAX_IN_FLIGHT)
-        self.arrived = threading.Event()  # drafts were committed: the delivery loop goes now
         self._said_content = False
-        self._waiting_traces = True  # spans kept by an earlier run may be waiting for their sweep
         self._store_trouble = ""
 
     def check(self) -> None:
@@ -125,8 +124,6 @@ class Receiver:
             return error_answer(503, f"The store cannot commit the spans now ({error}); send again.", media,
                                 retry=True)
         self._recovered()
-        if mapped.rows:
-            self.arrived.set()
         if mapped.without_content and not self._said_content:
             self._said_content = True
             log.warning("%d model call span(s) carried no message content, so no draft could be made of them; the "
@@ -171,8 +168,6 @@ class Receiver:
             kept = buffer.waiting(quiet)
             mapped, refused = self._commit_traces([s for trace in quiet for s in kept.get(trace, [])])
             buffer.done(quiet)
-        if mapped.rows:
-            self.arrived.set()
         for reason in (mapped.refused + refused)[:SHOW_REFUSED]:
             log.warning("Not a draft: %s", reason)
 
@@ -204,34 +199,31 @@ class Receiver:
             self._store_trouble = ""
             log.warning("The store commits again; taking spans.")
 
-    def deliver_forever(self, stop: threading.Event) -> None:
-        """Deliver what was committed, soon after it arrives and every 30 s besides (drafts another
-        process committed, a sheet that was busy): on a connection of its own."""
-        from loop.store.outbox import sync
-        from loop.workspace import Workspace
-
-        workspace = Workspace(self.settings)
+    def sweep_forever(self, stop: threading.Event) -> None:
+        """Every DELIVER_EVERY seconds, take the traces that went quiet."""
         said = ""
-        while not stop.is_set():
-            self.arrived.wait(DELIVER_EVERY if self._waiting_traces else 30.0)
-            if stop.is_set():
-                break
-            self.arrived.clear()
+        while not stop.wait(DELIVER_EVERY):
             try:
                 self.sweep()
-                self._waiting_traces = SpanBuffer(workspace.store.db).count() > 0
-                sync(workspace)
-                if said:
-                    log.warning("Delivering again.")
                 said = ""
             except (LoopError, OSError) as error:
                 if str(error) != said:
                     said = str(error)
-                    log.warning("%s The drafts wait in the store; delivery is tried again.", error)
-                stop.wait(DELIVER_EVERY)
-                self.arrived.set()
-                continue
-            stop.wait(DELIVER_EVERY)
+                    log.warning("%s The waiting traces are taken once the store answers.", error)
+
+
+def delivery_command(settings) -> list[str]:
+    """`loop sync --watch`, for the same sheet and store: delivery runs in a process of its own, so
+    writing a large workbook never holds up the requests (nor their memory)."""
+    import sys
+
+    words = [sys.executable, "-m", "loop", "sync", "--watch", f"{DELIVER_EVERY:g}", "--sheet", settings.sheet,
+             "--prompt", str(settings.prompt)]
+    if settings.store:
+        words += ["--store", settings.store]
+    if settings.credentials:
+        words += ["--credentials", settings.credentials]
+    return words
 
 
 class _TooLarge(Exception):
@@ -343,6 +335,7 @@ class Server(ThreadingHTTPServer):
 def serve(settings, listen: str = DEFAULT_LISTEN, ready=None) -> None:
     """Receive until SIGTERM or Ctrl-C; `ready(address)` is called once the port is bound."""
     import signal
+    import subprocess
 
     token = os.environ.get("LOOP_OTLP_TOKEN", "").strip() or None
     host, port = parse_listen(listen, token)
@@ -353,8 +346,9 @@ def serve(settings, listen: str = DEFAULT_LISTEN, ready=None) -> None:
     except OSError as error:
         raise UsageError(f"Cannot listen on {listen} ({error.strerror}); choose another --listen.") from None
     stop = threading.Event()
-    delivery = threading.Thread(target=receiver.deliver_forever, args=(stop,), name="loop-deliver", daemon=True)
-    delivery.start()
+    sweeper = threading.Thread(target=receiver.sweep_forever, args=(stop,), name="loop-sweep", daemon=True)
+    sweeper.start()
+    delivery = None
 
     def end(signum, frame):
         threading.Thread(target=server.shutdown, daemon=True).start()
@@ -363,6 +357,7 @@ def serve(settings, listen: str = DEFAULT_LISTEN, ready=None) -> None:
     try:
         if ready:
             ready(server.server_address)
+        delivery = subprocess.Popen(delivery_command(settings))
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:
         pass
@@ -370,8 +365,13 @@ def serve(settings, listen: str = DEFAULT_LISTEN, ready=None) -> None:
         signal.signal(signal.SIGTERM, previous)
         server.server_close()
         stop.set()
-        receiver.arrived.set()
-        delivery.join(10)
+        sweeper.join(10)
+        if delivery is not None:
+            delivery.terminate()
+            try:
+                delivery.wait(30)
+            except subprocess.TimeoutExpired:
+                delivery.kill()
         try:  # what arrived last goes out before the process ends
             from loop.store.outbox import sync
 
