@@ -28,7 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from loop.collect import span_drafts, spans, traces
 from loop.errors import LoopError, UsageError
-from loop.store.span_buffer import SpanBuffer
+from loop.collect.span_buffer import SpanBuffer
 
 log = logging.getLogger("loop.serve")
 
