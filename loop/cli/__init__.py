@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from loop.cli.collect import init, auth, log, sync, serve, archive, draft, judge
+from loop.cli.collect import init, auth, log, sync, serve, import_command, export_command, archive, draft, judge
 from loop.cli.improver import improve, check
 from loop.cli.measure import report, schedule, status
 from loop.cli.ship import apply, promote, prompt_command, rollback
@@ -17,5 +17,5 @@ def main():
     """Improve a support agent's prompt from reviewers' scores and comments."""
 
 
-for command in (init, auth, log, sync, serve, archive, draft, judge, improve, check, apply, promote, rollback, prompt_command, report, schedule, status):
+for command in (init, auth, log, sync, serve, import_command, export_command, archive, draft, judge, improve, check, apply, promote, rollback, prompt_command, report, schedule, status):
     main.add_command(command)

@@ -148,6 +148,54 @@ def serve(workspace, listen):
     receiver.serve(workspace.settings, listen, ready)
 
 
+TOOLS = ("phoenix", "langfuse", "langsmith")
+
+
+def _adapter(tool: str):
+    if tool == "phoenix":
+        from loop.collect.phoenix import Phoenix
+
+        return Phoenix()
+    if tool == "langfuse":
+        from loop.collect.langfuse import Langfuse
+
+        return Langfuse()
+    from loop.collect.langsmith import LangSmith
+
+    return LangSmith()
+
+
+@click.command("import", short_help="Pull traces and the scores people gave them from a tracing tool.")
+@click.argument("tool", type=click.Choice(TOOLS))
+@click.option("--since", default="14d", show_default=True,
+              help="The window: 14d, 2w, 36h or a date. A later run resumes where the last one ended.")
+@common
+def import_command(workspace, tool, since):
+    """Pull the agent's traces from Phoenix, Langfuse or LangSmith as drafts, with the scores people
+    gave them as reviews (automated scores as judge scores); running it again doubles nothing."""
+    from loop.collect import tracing_tools
+
+    report = tracing_tools.import_from(_adapter(tool), workspace, since)
+    for reason in report.refused[:SHOW_SKIPPED]:
+        click.echo(f"not imported: {shown(reason)}", err=True)
+    kept = (f"; {plural(report.kept, 'review')} changed there kept as reviewed here" if report.kept else "")
+    click.echo(f"Imported {plural(report.drafts, 'new draft')} from {tool} ({report.known} already here), "
+               f"{plural(report.reviews, 'review')}, {plural(report.judged, 'judge score')}{kept}.")
+
+
+@click.command("export", short_help="Send the sheet's reviews back to the tracing tool as human feedback.")
+@click.argument("tool", type=click.Choice(TOOLS))
+@click.option("--since", default="14d", show_default=True, help="Reviews of drafts created in this window.")
+@common
+def export_command(workspace, tool, since):
+    """Send each person's review of a draft that came from Phoenix, Langfuse or LangSmith back to it,
+    on the same trace, as its human feedback; a review changed later updates it there."""
+    from loop.collect import tracing_tools
+
+    sent, same = tracing_tools.export_to(_adapter(tool), workspace, since)
+    click.echo(f"Sent {plural(sent, 'review')} to {tool}; {same} already there.")
+
+
 @click.command(short_help="Take old reviewed drafts out of the Drafts tab; the store keeps them.")
 @click.option("--older-than", "older_than", required=True, help="Age of the drafts to take out: 90d, 12w, or a date.")
 @common

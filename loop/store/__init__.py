@@ -207,6 +207,7 @@ _COLUMNS = ("trace_id", "created_at", *FIELDS)
 PROMPT_FIELDS = ("prompt_arm", "prompt_given", "origin", "origin_id")
 _NULLABLE = ("score", "judge_score")  # no review is NULL, not ""
 JUDGE_FIELDS = ("judge_score", "judge_comment", "judge_version")
+IMPORTED_FIELDS = ("score", "comment", "final_reply", "reviewer", *JUDGE_FIELDS)  # a traced draft may come reviewed
 
 
 class WorkbookStore:
@@ -231,7 +232,7 @@ class WorkbookStore:
         """Commit groups of drafts, each in its state, in one transaction; with `skip_known`, drafts the
         store already holds for this workbook are left as they are."""
         conflict = " ON CONFLICT (workbook_id, trace_id) DO NOTHING" if skip_known else ""
-        columns = (*_COLUMNS, *PROMPT_FIELDS, *JUDGE_FIELDS)  # a traced draft may come judged
+        columns = (*_COLUMNS, *PROMPT_FIELDS, *IMPORTED_FIELDS)
         sql = (f"INSERT INTO drafts (workbook_id, {', '.join(columns)}, state, delivered_at) "
                f"VALUES ({', '.join('?' * (len(columns) + 3))}){conflict}")
         stamp = now_text()

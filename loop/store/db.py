@@ -141,7 +141,7 @@ MIGRATIONS = [
     """,
     # drafts that came from a tracing tool: where (`otlp`, `phoenix`, ...) and that tool's own id for the
     # span, so the reviews go back to it; what the receiver counted; the spans of traces it has not seen
-    # whole yet; each import's cursor
+    # whole yet; each import's cursor, and the review last imported from and exported to each tool
     """
     ALTER TABLE drafts ADD COLUMN origin TEXT NOT NULL DEFAULT '';
     ALTER TABLE drafts ADD COLUMN origin_id TEXT NOT NULL DEFAULT '';
@@ -158,6 +158,14 @@ MIGRATIONS = [
         PRIMARY KEY (trace_id, span_id)
     );
     CREATE INDEX trace_spans_by_time ON trace_spans (at);
+    CREATE TABLE trace_reviews (
+        trace_id TEXT NOT NULL,
+        source TEXT NOT NULL,
+        imported TEXT NOT NULL DEFAULT '',
+        exported TEXT NOT NULL DEFAULT '',
+        at TEXT NOT NULL,
+        PRIMARY KEY (trace_id, source)
+    );
     CREATE TABLE trace_sources (
         source TEXT PRIMARY KEY,
         cursor TEXT NOT NULL,
