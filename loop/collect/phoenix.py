@@ -35,6 +35,11 @@ class Phoenix:
         try:
             return call(*args, **kwargs)
         except Exception as error:  # the client raises httpx's errors, and ValueError on bad answers
+            if getattr(getattr(error, "response", None), "status_code", None) == 404:
+                from loop.errors import UsageError
+
+                raise UsageError(f"Phoenix has no project {self.project!r}; set PHOENIX_PROJECT to the project your "
+                                 "agent's traces go to (its openinference.project.name). Nothing was changed.") from None
             raise unreachable("Phoenix", SETTING, error) from None
 
     def drafts(self, since: datetime) -> list[dict]:
