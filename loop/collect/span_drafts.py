@@ -143,23 +143,26 @@ def _draft(span: Span, below: list[Span]) -> dict | str | None:
     """A draft row for `span`, a reason it cannot be one, or None when it is no draft (no content, or
     a model call that answered only with a tool call)."""
     inputs, output = _conversation(span)
+    conversation = inputs  # where the thread and the tools' answers are read
     calls = [s for s in below if _is_model_call(s)]
-    if (not inputs or output is None) and calls:  # an agent span: its model calls hold the text
+    if calls:  # an agent span: its model calls hold the whole conversation, and the text it lacks
         answered = [s for s in calls if (_conversation(s)[1] or Message("", "")).text.strip()]
         last = (answered or calls)[-1]
         first_inputs = next((c for c in (_conversation(s)[0] for s in calls) if c), [])
-        inputs = inputs or _conversation(last)[0] or first_inputs
+        conversation = _conversation(last)[0] or first_inputs or inputs
+        inputs = inputs or conversation
         output = output if output is not None and output.text.strip() else _conversation(last)[1]
     if not inputs and output is None:
         return None
     if output is None or not output.text.strip():
         return None if output is not None and output.tool_calls else "it has no answer text"
-    turns = [m for m in inputs if m.role in ("user", "assistant", "human", "ai") and m.text.strip()]
-    asked = [i for i, m in enumerate(turns) if m.role in ("user", "human")]
+    asked = [m for m in inputs if m.role in ("user", "human") and m.text.strip()]
     if not asked:
         return "it has no user message to take as the ticket"
-    ticket = turns[asked[-1]].text
-    thread = "\n".join(_line(m) for m in turns[:asked[-1]])
+    ticket = asked[-1].text
+    turns = [m for m in conversation if m.role in ("user", "assistant", "human", "ai") and m.text.strip()]
+    before = [i for i, m in enumerate(turns) if m.role in ("user", "human")]
+    thread = "\n".join(_line(m) for m in turns[:before[-1]]) if before else ""
     everything = [span, *below]
     row = {
         "trace_id": draft_id(span),
@@ -168,7 +171,7 @@ def _draft(span: Span, below: list[Span]) -> dict | str | None:
         "draft": output.text,
         "ticket_id": _first(everything, "loop.ticket_id", "ticket.id", "gen_ai.conversation.id", "session.id"),
         "thread": thread,
-        "kb_sources": ", ".join(_sources(below, inputs)),
+        "kb_sources": ", ".join(_sources(below, conversation)),
         "prompt_version": _first(everything, "loop.prompt_version", "gen_ai.prompt.version",
                                  "llm.prompt_template.version"),
         "arm": arm if (arm := _first(everything, "loop.prompt_arm")) in ("current", "canary") else "",
