@@ -66,7 +66,7 @@ class Phoenix:
                 origin_id=by_span.get(item.get("span_id", ""), ""), name=item.get("name", ""),
                 human=item.get("annotator_kind") == "HUMAN", label=result.get("label"), value=result.get("score"),
                 comment=result.get("explanation") or "", author=str(item.get("user_id") or "phoenix"),
-                at=str(item.get("updated_at") or ""), text=result.get("explanation") or result.get("label") or ""))
+                at=str(item.get("updated_at") or "")))
         return [s for s in scores if s.origin_id]
 
     def send(self, origin_id: str, review: Review) -> None:

@@ -78,7 +78,7 @@ def review_names() -> set[str] | None:
 
 def person_review(scores: list[Score], names: set[str] | None) -> Review | None:
     """The newest person's score as a review, with the newest correction (there) as its final reply."""
-    corrections = [s for s in scores if s.human and s.name.casefold() in CORRECTION_NAMES and (s.text or s.comment)]
+    corrections = [s for s in scores if s.human and (s.text or (s.name.casefold() in CORRECTION_NAMES and s.comment))]
     rated = [s for s in scores if s.human and (names is None or s.name in names)
              and span_drafts.thumb(s.label, s.value)]
     if not rated:

@@ -1,0 +1,164 @@
+"""LangSmith, through its own SDK (`langsmith`): a project's runs in (`list_runs`), feedback in
+(`list_feedback`) and out (`create_feedback`, then `update_feedback`). Settings are the SDK's own:
+LANGSMITH_API_KEY, LANGSMITH_ENDPOINT, LANGSMITH_PROJECT (default `default`).
+
+A run is read as a span: a root chain run is the agent's (its inputs the ticket, its outputs the
+answer), an llm run a model call with its messages, a tool or retriever run a source. Feedback a
+person left in LangSmith (source `app`) is a review, with its `correction` as the final reply; API
+feedback counts as a review only when its key is in LOOP_IMPORT_REVIEW_NAMES; model feedback is a
+judge score."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from datetime import datetime
+
+from loop.collect import span_drafts
+from loop.collect.spans import Span
+from loop.collect.tracing_tools import Review, Score, need, review_names, unreachable
+
+FEEDBACK_KEY = "loop review"
+SETTING = "LANGSMITH_ENDPOINT and LANGSMITH_API_KEY (and LANGSMITH_PROJECT)"
+NAMESPACE = uuid.UUID("b3f0c1d2-7a4e-5b6c-8d9e-0f1a2b3c4d5e")  # our feedback's ids, one per run
+
+
+class LangSmith:
+    name = "langsmith"
+    origins = ("langsmith",)
+
+    def __init__(self):
+        try:
+            from langsmith import Client
+        except ImportError:
+            from loop.errors import UsageError
+
+            raise UsageError("Importing from LangSmith needs its SDK: pip install langsmith") from None
+        need("LANGSMITH_API_KEY", "LangSmith", "lsv2_pt_…")
+        self.client = Client(auto_batch_tracing=False)
+        self.project = (os.environ.get("LANGSMITH_PROJECT") or os.environ.get("LANGCHAIN_PROJECT") or "default").strip()
+
+    def _call(self, call, **kwargs):
+        try:
+            result = call(**kwargs)
+            return list(result) if not isinstance(result, (dict, list)) and hasattr(result, "__iter__") else result
+        except Exception as error:  # the SDK raises its LangSmithError family, and requests' errors
+            if type(error).__name__ == "LangSmithNotFoundError":
+                from loop.errors import UsageError
+
+                raise UsageError(f"LangSmith has no project {self.project!r}; set LANGSMITH_PROJECT to the project "
+                                 "your agent traces to. Nothing was changed.") from None
+            raise unreachable("LangSmith", SETTING, error) from None
+
+    def drafts(self, since: datetime) -> list[dict]:
+        runs = self._call(self.client.list_runs, project_name=self.project, start_time=since)
+        rows = span_drafts.drafts_of([_span(run) for run in runs]).rows
+        for row in rows:
+            row["origin"] = "langsmith"
+        return rows
+
+    def scores(self, origin_ids: list[str]) -> list[Score]:
+        by_run = {str(uuid.UUID(origin_id.partition(":")[2])): origin_id for origin_id in origin_ids}
+        names = review_names()
+        found: list[Score] = []
+        ids = sorted(by_run)
+        for start in range(0, len(ids), 100):
+            for item in self._call(self.client.list_feedback, run_ids=ids[start:start + 100]):
+                score = _score(item, by_run, names)
+                if score is not None:
+                    found.append(score)
+        return found
+
+    def send(self, origin_id: str, review: Review) -> None:
+        run_id = str(uuid.UUID(origin_id.partition(":")[2]))
+        feedback_id = uuid.uuid5(NAMESPACE, run_id)
+        score = 1 if review.score == "up" else 0
+        try:
+            self.client.update_feedback(feedback_id, score=score, comment=review.comment or None,
+                                        correction={"final_reply": review.final_reply} if review.final_reply else None)
+            return
+        except Exception as error:  # not there yet: create it
+            if type(error).__name__ != "LangSmithNotFoundError":
+                raise unreachable("LangSmith", SETTING, error) from None
+        self._call(self.client.create_feedback, run_id=run_id, key=FEEDBACK_KEY, score=score,
+                   comment=review.comment or None, feedback_id=feedback_id,
+                   correction={"final_reply": review.final_reply} if review.final_reply else None,
+                   source_info={"from": "loop", "reviewer": review.reviewer})
+
+
+def _score(item, by_run: dict[str, str], names) -> Score | None:
+    origin_id = by_run.get(str(getattr(item, "run_id", "")).lower())
+    if origin_id is None or getattr(item, "key", "") == FEEDBACK_KEY:
+        return None  # not ours to read, or our own sent back by `loop export`
+    source = getattr(item, "feedback_source", None)
+    kind = (source.get("type") if isinstance(source, dict) else getattr(source, "type", None)) or "api"
+    key = getattr(item, "key", "")
+    correction = getattr(item, "correction", None)
+    if isinstance(correction, dict):
+        correction = correction.get("final_reply") or correction.get("output") or json.dumps(correction)
+    value = getattr(item, "value", None)
+    moment = getattr(item, "modified_at", None) or getattr(item, "created_at", None)
+    user = (source.get("user_id") if isinstance(source, dict) else getattr(source, "user_id", None)) or "langsmith"
+    return Score(origin_id=origin_id, name=key,
+                 human=kind == "app" or bool(names and key in names),
+                 label=value if isinstance(value, str) else None, value=getattr(item, "score", None),
+                 comment=getattr(item, "comment", None) or "", author=str(user),
+                 at=moment.isoformat() if hasattr(moment, "isoformat") else str(moment or ""),
+                 text=str(correction or ""))
+
+
+def _span(run) -> Span:
+    """A LangSmith run as a span: a root chain is the agent's, an llm run a model call."""
+    run_type = getattr(run, "run_type", "chain")
+    root = getattr(run, "parent_run_id", None) is None
+    kind = {"llm": "LLM", "tool": "TOOL", "retriever": "RETRIEVER"}.get(run_type, "AGENT" if root else "CHAIN")
+    attributes: dict = {"openinference.span.kind": kind}
+    inputs, outputs = getattr(run, "inputs", None) or {}, getattr(run, "outputs", None) or {}
+    if kind == "LLM":
+        for i, message in enumerate(m for m in inputs.get("messages") or [] if isinstance(m, dict)):
+            attributes[f"llm.input_messages.{i}.message.role"] = str(message.get("role", ""))
+            attributes[f"llm.input_messages.{i}.message.content"] = _text(message.get("content"))
+        choices = outputs.get("choices") or []
+        answer = (choices[0].get("message") or {}) if choices and isinstance(choices[0], dict) else outputs
+        if answer.get("content") is not None or answer.get("tool_calls"):
+            attributes["llm.output_messages.0.message.role"] = "assistant"
+            attributes["llm.output_messages.0.message.content"] = _text(answer.get("content"))
+    else:
+        attributes["input.value"] = json.dumps(inputs, ensure_ascii=False, default=str)
+        shown = outputs.get("output") if isinstance(outputs, dict) and set(outputs) == {"output"} else outputs
+        attributes["output.value"] = shown if isinstance(shown, str) else json.dumps(shown, ensure_ascii=False,
+                                                                                     default=str)
+    metadata = (getattr(run, "extra", None) or {}).get("metadata") or {}
+    for key in ("session_id", "thread_id", "conversation_id"):
+        if metadata.get(key):
+            attributes["session.id"] = str(metadata[key])
+            break
+    if metadata.get("prompt_version"):
+        attributes["loop.prompt_version"] = str(metadata["prompt_version"])
+    return Span(trace_id=uuid.UUID(str(run.trace_id)).hex, span_id=uuid.UUID(str(run.id)).hex,
+                parent_id=uuid.UUID(str(run.parent_run_id)).hex if not root else "", name=getattr(run, "name", "") or "",
+                start=_ns(getattr(run, "start_time", None)), end=_ns(getattr(run, "end_time", None)),
+                attributes=attributes)
+
+
+def _text(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "\n".join(str(p.get("text", "")) if isinstance(p, dict) else str(p) for p in value)
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _ns(moment) -> int:
+    if not moment:
+        return 0
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        from datetime import timezone
+
+        moment = moment.replace(tzinfo=timezone.utc)
+    return int(moment.timestamp() * 1e9)
