@@ -3,6 +3,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 LOOP := $(VENV)/bin/loop
 STAMP := $(VENV)/.installed
+# OpenLLMetry (traceloop-sdk) pins instrumentations of its own: its test emitter lives in its own virtualenv.
+TRACELOOP_VENV ?= .venv-traceloop
+TRACELOOP_STAMP := $(TRACELOOP_VENV)/.installed
 DEMO_DIR ?= .demo
 DEMO_SINCE ?= 2026-11-01
 
@@ -18,8 +21,13 @@ $(STAMP): pyproject.toml | $(PY)
 
 install: $(STAMP)
 
-test: $(STAMP)
-	$(PY) -m pytest -n 2
+$(TRACELOOP_STAMP): tests/traceloop-requirements.txt
+	python3 -m venv $(TRACELOOP_VENV)
+	$(TRACELOOP_VENV)/bin/python -m pip install --quiet -r tests/traceloop-requirements.txt
+	touch $(TRACELOOP_STAMP)
+
+test: $(STAMP) $(TRACELOOP_STAMP)
+	LOOP_TEST_TRACELOOP=$(TRACELOOP_VENV)/bin/python $(PY) -m pytest -n 2
 
 # The demo works on a copy of examples/: the agent drafts new tickets, the judge pre-scores them,
 # the improver proposes edits from the reviewed drafts (and, with --include-judge, the judged ones),

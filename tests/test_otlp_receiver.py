@@ -285,3 +285,29 @@ def test_beyond_loopback_a_token_is_required_and_checked(workspace, served, cli,
         pass
     traces.shutdown()
     assert wait_for(lambda: [(r["ticket"], r["draft"]) for r in drafts(workspace)] == [("Refund?", "Within 30 days.")])
+
+
+def test_an_agent_instrumented_with_openllmetry_in_its_own_environment(served, workspace, model):
+    """traceloop-sdk pins instrumentations of its own, so it runs in a virtualenv of its own
+    (`make test` builds .venv-traceloop), with traceloop's own exporter."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    python = os.environ.get("LOOP_TEST_TRACELOOP")
+    if not python or not Path(python).exists():
+        if os.environ.get("CI"):
+            pytest.fail("LOOP_TEST_TRACELOOP names no python with traceloop-sdk; `make test` builds one")
+        pytest.skip("no traceloop-sdk environment: `make test` builds .venv-traceloop")
+    receiver = served()
+    base = receiver.url.rsplit("/v1/traces", 1)[0]
+    done = subprocess.run([python, str(Path(__file__).parent / "traceloop_agent.py"), base, model.url, "T-77",
+                           "Where is the reset link?"], capture_output=True, text=True, timeout=180,
+                          env={**os.environ, "TRACELOOP_METRICS_ENABLED": "false", "TRACELOOP_LOGGING_ENABLED": "false",
+                               "TRACELOOP_TRACE_CONTENT": "true"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    answer = done.stdout.strip().splitlines()[-1]
+    assert wait_for(lambda: len(drafts(workspace)) == 1), receiver.stderr
+    [row] = drafts(workspace)
+    assert (row["ticket"], row["draft"], row["ticket_id"], row["kb_sources"]) == (
+        "Where is the reset link?", answer, "T-77", "kb-reset-password")

@@ -7,9 +7,9 @@ the older `gen_ai.user.message` / `gen_ai.choice` events), OpenLLMetry's flatten
 `gen_ai.prompt.{i}.*` / `gen_ai.completion.{i}.*`, and OpenInference's `llm.input_messages.{i}.*`
 and `input.value` / `output.value`.
 
-By default an agent span (`gen_ai.operation.name` `invoke_agent`, OpenInference kind AGENT) is a
-draft, its text taken from itself or the model calls under it; in a trace without one, every model
-call that answers in text is. `LOOP_OTLP_SPAN` chooses instead: a span name, `attribute=value`, or
+By default an agent span (`gen_ai.operation.name` `invoke_agent`, OpenInference kind AGENT,
+OpenLLMetry kind agent) is a draft, its text taken from itself or the model calls under it; in a
+trace without one, every model call that answers in text is. `LOOP_OTLP_SPAN` chooses instead: a span name, `attribute=value`, or
 an attribute a span must carry.
 """
 
@@ -114,7 +114,8 @@ def _below(span: Span, children: dict[str, list[Span]]) -> list[Span]:
 def _is_agent(span: Span) -> bool:
     attributes = span.attributes
     return (attributes.get("gen_ai.operation.name") == "invoke_agent"
-            or str(attributes.get("openinference.span.kind", "")).upper() == "AGENT")
+            or str(attributes.get("openinference.span.kind", "")).upper() == "AGENT"
+            or attributes.get("traceloop.span.kind") == "agent")
 
 
 def _is_model_call(span: Span) -> bool:
@@ -169,7 +170,9 @@ def _draft(span: Span, below: list[Span]) -> dict | str | None:
         "created_at": _moment(span.end or span.start),
         "ticket": ticket,
         "draft": output.text,
-        "ticket_id": _first(everything, "loop.ticket_id", "ticket.id", "gen_ai.conversation.id", "session.id"),
+        "ticket_id": _first(everything, "loop.ticket_id", "ticket.id", "gen_ai.conversation.id", "session.id",
+                            "traceloop.association.properties.ticket_id",
+                            "traceloop.association.properties.session_id"),
         "thread": thread,
         "kb_sources": ", ".join(_sources(below, conversation)),
         "prompt_version": _first(everything, "loop.prompt_version", "gen_ai.prompt.version",
@@ -390,23 +393,41 @@ def _genai_events(span: Span):
 
 
 def _values(span: Span):
-    """OpenInference's input.value / output.value on an agent or chain span: the ticket and the answer."""
+    """An agent or chain span's own input and output (OpenInference's input.value / output.value,
+    OpenLLMetry's traceloop.entity.input / .output): the ticket and the answer."""
     attributes = span.attributes
-    if "output.value" not in attributes or _is_model_call(span) or _is_source(span):
+    if _is_model_call(span) or _is_source(span):
         return [], None
-    asked = _plain(attributes.get("input.value"))
-    return ([Message("user", asked)] if asked else []), Message("assistant", _plain(attributes["output.value"]))
+    for given, made in (("input.value", "output.value"), ("traceloop.entity.input", "traceloop.entity.output")):
+        if made in attributes:
+            asked = _plain(attributes.get(given))
+            return ([Message("user", asked)] if asked else []), Message("assistant", _plain(attributes[made]))
+    return [], None
+
+
+_TEXT_KEYS = ("message", "input", "query", "question", "ticket", "output", "answer", "content")
 
 
 def _plain(value) -> str:
-    """A value as text: a JSON object's message, input, query or output field, else the text itself."""
-    if isinstance(value, str):
-        parsed = _json_object(value)
-        for key in ("message", "input", "query", "question", "ticket", "output", "answer", "content"):
-            if isinstance(parsed.get(key), str):
-                return parsed[key]
+    """A value as text: a JSON string's text, a JSON object's message, input, query… field (or its
+    first text argument, as OpenLLMetry records a call's `args`), else the text itself."""
+    if not isinstance(value, str):
+        return "" if value is None else str(value)
+    try:
+        parsed = json.loads(value)
+    except ValueError:
         return value
-    return "" if value is None else str(value)
+    if isinstance(parsed, str):
+        return parsed
+    if isinstance(parsed, dict):
+        for holder in (parsed, parsed.get("kwargs") if isinstance(parsed.get("kwargs"), dict) else {}):
+            for key in _TEXT_KEYS:
+                if isinstance(holder.get(key), str):
+                    return holder[key]
+        arguments = parsed.get("args")
+        if isinstance(arguments, list) and arguments and isinstance(arguments[0], str):
+            return arguments[0]
+    return value
 
 
 def _json_list(value) -> list:
