@@ -57,6 +57,7 @@ class FakeLangfuse(LocalServer):
         self.observations: list[dict] = []
         self.scores: dict[str, dict] = {}
         self.requests: list[tuple[str, str]] = []
+        self.queries: list[tuple[str, dict]] = []  # each GET's path and query, as sent
         self._lock = threading.Lock()
 
     # -- what a person does in Langfuse's UI ---------------------------------------------------------
@@ -86,6 +87,8 @@ class FakeLangfuse(LocalServer):
             return self._json(handler, 401, {"message": "Invalid credentials. Confirm that you've configured the "
                                                         "correct host."})
         query = {key: values[-1] for key, values in parse_qs(url.query).items()}
+        with self._lock:
+            self.queries.append((url.path, query))
         route = (handler.command, url.path)
         if route == ("POST", "/api/public/otel/v1/traces"):
             if handler.headers.get("Content-Encoding") == "gzip":

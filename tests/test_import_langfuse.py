@@ -5,6 +5,8 @@ an agent observation."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 import pytest
 
 from tests.conftest import read_tab, write_workbook
@@ -71,6 +73,10 @@ def test_import_and_export_with_the_langfuse_sdk(langfuse, workspace, model, cli
     assert not any(path == "/api/public/traces" for _, path in langfuse.requests)
 
     assert "Imported 0 new drafts from langfuse (2 already here), 0 reviews" in cli("import", "langfuse").output
+    # the second import resumed from the cursor (10 minutes before the newest draft), not 14 days back
+    first, second = [datetime.fromisoformat(q["fromStartTime"].replace("Z", "+00:00"))
+                     for path, q in langfuse.queries if path == "/api/public/v2/observations"][:2]
+    assert second - first > timedelta(days=13) and datetime.now(timezone.utc) - second < timedelta(minutes=11)
     # end-user feedback sent with the SDK's create_score counts once its name is named
     from langfuse import Langfuse
 
