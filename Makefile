@@ -27,7 +27,7 @@ $(TRACELOOP_STAMP): tests/traceloop-requirements.txt
 	touch $(TRACELOOP_STAMP)
 
 test: $(STAMP) $(TRACELOOP_STAMP)
-	LOOP_TEST_TRACELOOP=$(TRACELOOP_VENV)/bin/python $(PY) -m pytest -n 2
+	LOOP_TEST_TRACELOOP=$(abspath $(TRACELOOP_VENV))/bin/python $(PY) -m pytest -n 2
 
 # The demo works on a copy of examples/: the agent drafts new tickets, the judge pre-scores them,
 # the improver proposes edits from the reviewed drafts (and, with --include-judge, the judged ones),

@@ -295,6 +295,8 @@ def test_an_agent_instrumented_with_openllmetry_in_its_own_environment(served, w
     from pathlib import Path
 
     python = os.environ.get("LOOP_TEST_TRACELOOP")
+    if python and not Path(python).is_absolute():  # named from the repository's root, as `make test` runs
+        python = str(Path(__file__).resolve().parents[1] / python)
     if not python or not Path(python).exists():
         if os.environ.get("CI"):
             pytest.fail("LOOP_TEST_TRACELOOP names no python with traceloop-sdk; `make test` builds one")
