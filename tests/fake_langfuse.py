@@ -11,6 +11,7 @@ rendered in the SDK's generated `langfuse.api` types) describes them.
 - `GET /api/public/v3/scores`: `traceId` (comma-separated), cursor pages, `fields` groups `details`
   (comment, metadata), `subject`, `annotation` (authorUserId).
 - `POST /api/public/scores`: a batch of CreateScoreRequest; a score's `id` upserts it; 202 Accepted.
+- `GET /api/public/traces`: 410, as Langfuse answers the deprecated page-based listing for new projects.
 
 Every request needs HTTP basic auth with the project's public and secret key (401 otherwise). A
 person scoring in Langfuse's UI is `annotate(...)`: a score with source ANNOTATION.
@@ -100,6 +101,9 @@ class FakeLangfuse(LocalServer):
             return self._json(handler, 200, self._scores(query))
         if route == ("POST", "/api/public/scores"):
             return self._create_scores(handler, json.loads(body or b"[]"))
+        if route == ("GET", "/api/public/traces"):  # the page-based listing, gone for new projects
+            return self._json(handler, 410, {"message": "GET /api/public/traces is deprecated; use "
+                                                        "GET /api/public/v2/observations."})
         if route == ("GET", "/api/public/projects"):
             return self._json(handler, 200, {"data": [{"id": PROJECT, "name": "support", "metadata": {}}]})
         self._json(handler, 404, {"message": f"no route {handler.command} {url.path}"})
