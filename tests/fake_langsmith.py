@@ -7,7 +7,9 @@ specification (https://api.smith.langchain.com/openapi.json) describes them.
   `session_name` making its tracer session (project) on first use.
 - `GET /sessions?name=`: the tracer sessions (projects) by name, as a list.
 - `POST /runs/query`: `session` (ids), `start_time`, `is_root`, `run_type`, `trace`, `limit`,
-  `cursor`: `{"runs": [...], "cursors": {"next": …}}`.
+  `cursor`: `{"runs": [...], "cursors": {"next": …}}` (the SDK's `list_runs`, deprecated).
+- `POST /api/v2/runs/query`: `project_ids`, `min_start_time`, `page_size`, `selects`, `cursor`, as
+  the SDK's `client.runs` calls it: `{"items": [...], "next_cursor": …}`.
 - `GET /feedback`: `run` (repeated), `key`, `limit`, `offset`: a list of feedback records.
 - `POST /feedback`, `PATCH /feedback/{feedback_id}`: create (its `id` may be given) and update.
 
@@ -20,7 +22,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from urllib.parse import parse_qs, urlsplit
 
 from tests.local_server import LocalServer
@@ -66,7 +68,7 @@ class FakeLangSmith(LocalServer):
         query = parse_qs(url.query)
         path, method = url.path, handler.command
         if (method, path) == ("GET", "/info"):
-            return self._json(handler, 200, {"version": "0.10.0", "license_expiration_time": None,
+            return self._json(handler, 200, {"version": "0.16.2", "license_expiration_time": None,
                                              "batch_ingest_config": {"use_multipart_endpoint": False,
                                                                      "scale_up_qsize_trigger": 1000},
                                              "instance_flags": {}})
@@ -90,6 +92,8 @@ class FakeLangSmith(LocalServer):
             return self._json(handler, 200, found)
         if (method, path) == ("POST", "/runs/query"):
             return self._json(handler, 200, self._query(json.loads(body or b"{}")))
+        if (method, path) == ("POST", "/api/v2/runs/query"):
+            return self._query_v2(handler, json.loads(body or b"{}"))
         if (method, path) == ("GET", "/feedback"):
             return self._json(handler, 200, self._list_feedback(query))
         if (method, path) == ("POST", "/feedback"):
@@ -139,6 +143,43 @@ class FakeLangSmith(LocalServer):
         page = found[start:start + limit]
         more = start + limit < len(found)
         return {"runs": page, "cursors": {"next": str(start + limit) if more else None}}
+
+    def _query_v2(self, handler, body: dict) -> None:
+        """The v2 query: `project_ids` (required), `min_start_time` (default a day ago), `page_size`
+        (1 to 1000), `selects` (only `id` without them), `cursor`; `{"items", "next_cursor"}`."""
+        if not body.get("project_ids"):
+            return self._json(handler, 400, {"detail": "project_ids or reference_dataset_id is required"})
+        size = int(body.get("page_size") or 100)
+        if not 1 <= size <= 1000:
+            return self._json(handler, 400, {"detail": "page_size must be between 1 and 1000"})
+        since = _dt(body["min_start_time"]) if body.get("min_start_time") else datetime.now(timezone.utc) - timedelta(days=1)
+        projects = set(body["project_ids"])
+        with self._lock:
+            found = [self._v2(r) for r in self.runs.values() if r["session_id"] in projects
+                     and _dt(r["start_time"]) >= since
+                     and (body.get("is_root") is None or (r["parent_run_id"] is None) == body["is_root"])
+                     and (not body.get("run_type") or r["run_type"] == body["run_type"])
+                     and (not body.get("trace_id") or r["trace_id"] == body["trace_id"])]
+        found.sort(key=lambda r: (r["start_time"], r["id"]))
+        start = int(body.get("cursor") or 0)
+        selects = [name.lower() for name in body.get("selects") or ["ID"]]
+        page = [{k: v for k, v in r.items() if k in selects} for r in found[start:start + size]]
+        more = start + size < len(found)
+        self._json(handler, 200, {"items": page, "next_cursor": str(start + size) if more else None})
+
+    def _v2(self, run: dict) -> dict:
+        """A run in the v2 shape: its ancestors as `parent_run_ids`, its metadata on its own."""
+        ancestors, parent = [], run["parent_run_id"]
+        while parent:
+            ancestors.insert(0, str(parent))
+            parent = self.runs.get(str(parent), {}).get("parent_run_id")
+        metadata = (run["extra"] or {}).get("metadata") or {}
+        return {"id": run["id"], "name": run["name"], "run_type": run["run_type"], "status": run["status"].upper(),
+                "start_time": run["start_time"], "end_time": run["end_time"], "inputs": run["inputs"],
+                "outputs": run["outputs"], "extra": run["extra"], "metadata": metadata, "error": run["error"],
+                "parent_run_ids": ancestors, "trace_id": run["trace_id"], "project_id": run["session_id"],
+                "thread_id": metadata.get("thread_id"), "is_root": run["parent_run_id"] is None,
+                "dotted_order": run["dotted_order"], "tags": run["tags"]}
 
     def _list_feedback(self, query: dict) -> list:
         runs = set(query.get("run") or [])

@@ -72,6 +72,8 @@ def test_import_and_export_with_the_langsmith_sdk(langsmith, workspace, model, c
     assert (rows["T-2"]["score"], rows["T-2"]["judge_score"], rows["T-2"]["judge_comment"]) == (
         None, "👍", "answers it")
     assert "Imported 0 new drafts from langsmith (2 already here), 0 reviews" in cli("import", "langsmith").output
+    assert ("POST", "/api/v2/runs/query") in langsmith.requests  # the current query, not the deprecated one
+    assert ("POST", "/runs/query") not in langsmith.requests
 
     # end-user feedback through the SDK's create_feedback counts once its key is named
     from langsmith import Client

@@ -1,5 +1,6 @@
-"""LangSmith, through its own SDK (`langsmith`): a project's runs in (`list_runs`), feedback in
-(`list_feedback`) and out (`create_feedback`, then `update_feedback`). Settings are the SDK's own:
+"""LangSmith, through its own SDK (`langsmith`): a project's runs in (the v2 runs query,
+`client.runs.query_v2`), feedback in (`list_feedback`) and out (`create_feedback` on the project,
+then `update_feedback`). Settings are the SDK's own:
 LANGSMITH_API_KEY, LANGSMITH_ENDPOINT, LANGSMITH_PROJECT (default `default`).
 
 A run is read as a span: a root chain run is the agent's (its inputs the ticket, its outputs the
@@ -10,8 +11,10 @@ judge score."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import types
 import uuid
 from datetime import datetime
 
@@ -20,6 +23,8 @@ from loop.collect.spans import Span
 from loop.collect.tracing_tools import Review, Score, need, review_names, unreachable
 
 FEEDBACK_KEY = "loop review"
+SELECTS = ("ID", "NAME", "RUN_TYPE", "START_TIME", "END_TIME", "INPUTS", "OUTPUTS", "METADATA", "EXTRA",
+           "PARENT_RUN_IDS", "TRACE_ID", "THREAD_ID")
 SETTING = "LANGSMITH_ENDPOINT and LANGSMITH_API_KEY (and LANGSMITH_PROJECT)"
 NAMESPACE = uuid.UUID("b3f0c1d2-7a4e-5b6c-8d9e-0f1a2b3c4d5e")  # our feedback's ids, one per run
 
@@ -38,11 +43,12 @@ class LangSmith:
         need("LANGSMITH_API_KEY", "LangSmith", "lsv2_pt_…")
         self.client = Client(auto_batch_tracing=False)
         self.project = (os.environ.get("LANGSMITH_PROJECT") or os.environ.get("LANGCHAIN_PROJECT") or "default").strip()
+        self._project: str | None = None
 
     def _call(self, call, **kwargs):
         try:
             result = call(**kwargs)
-            return list(result) if not isinstance(result, (dict, list)) and hasattr(result, "__iter__") else result
+            return list(result) if isinstance(result, types.GeneratorType) else result
         except Exception as error:  # the SDK raises its LangSmithError family, and requests' errors
             if type(error).__name__ == "LangSmithNotFoundError":
                 from loop.errors import UsageError
@@ -52,11 +58,23 @@ class LangSmith:
             raise unreachable("LangSmith", SETTING, error) from None
 
     def drafts(self, since: datetime) -> list[dict]:
-        runs = self._call(self.client.list_runs, project_name=self.project, start_time=since)
+        """The project's runs through the v2 runs query (`client.runs.query_v2`; `list_runs` is deprecated)."""
+        project = self._project_id()
+        async def every_page():  # the Client's `runs` resource is the SDK's async one
+            pages = self.client.runs.query_v2(project_ids=[project], min_start_time=since, page_size=1000,
+                                              selects=list(SELECTS))
+            return [run async for run in pages]
+
+        runs = self._call(lambda: asyncio.run(every_page()))
         rows = span_drafts.drafts_of([_span(run) for run in runs]).rows
         for row in rows:
             row["origin"] = "langsmith"
         return rows
+
+    def _project_id(self) -> str:
+        if self._project is None:
+            self._project = str(self._call(self.client.read_project, project_name=self.project).id)
+        return self._project
 
     def scores(self, origin_ids: list[str]) -> list[Score]:
         by_run = {str(uuid.UUID(origin_id.partition(":")[2])): origin_id for origin_id in origin_ids}
@@ -81,7 +99,8 @@ class LangSmith:
         except Exception as error:  # not there yet: create it
             if type(error).__name__ != "LangSmithNotFoundError":
                 raise unreachable("LangSmith", SETTING, error) from None
-        self._call(self.client.create_feedback, run_id=run_id, key=FEEDBACK_KEY, score=score,
+        self._call(self.client.create_feedback, run_id=run_id, session_id=self._project_id(), key=FEEDBACK_KEY,
+                   score=score,
                    comment=review.comment or None, feedback_id=feedback_id,
                    correction={"final_reply": review.final_reply} if review.final_reply else None,
                    source_info={"from": "loop", "reviewer": review.reviewer})
@@ -110,8 +129,10 @@ def _score(item, by_run: dict[str, str], names) -> Score | None:
 
 def _span(run) -> Span:
     """A LangSmith run as a span: a root chain is the agent's, an llm run a model call."""
-    run_type = getattr(run, "run_type", "chain")
-    root = getattr(run, "parent_run_id", None) is None
+    run_type = getattr(run, "run_type", None) or "chain"
+    ancestors = getattr(run, "parent_run_ids", None) or []
+    parent = ancestors[-1] if ancestors else getattr(run, "parent_run_id", None)
+    root = parent is None
     kind = {"llm": "LLM", "tool": "TOOL", "retriever": "RETRIEVER"}.get(run_type, "AGENT" if root else "CHAIN")
     attributes: dict = {"openinference.span.kind": kind}
     inputs, outputs = getattr(run, "inputs", None) or {}, getattr(run, "outputs", None) or {}
@@ -129,7 +150,9 @@ def _span(run) -> Span:
         shown = outputs.get("output") if isinstance(outputs, dict) and set(outputs) == {"output"} else outputs
         attributes["output.value"] = shown if isinstance(shown, str) else json.dumps(shown, ensure_ascii=False,
                                                                                      default=str)
-    metadata = (getattr(run, "extra", None) or {}).get("metadata") or {}
+    metadata = getattr(run, "metadata", None) or (getattr(run, "extra", None) or {}).get("metadata") or {}
+    if getattr(run, "thread_id", None):
+        metadata = {"thread_id": run.thread_id, **metadata}
     for key in ("session_id", "thread_id", "conversation_id"):
         if metadata.get(key):
             attributes["session.id"] = str(metadata[key])
@@ -137,7 +160,7 @@ def _span(run) -> Span:
     if metadata.get("prompt_version"):
         attributes["loop.prompt_version"] = str(metadata["prompt_version"])
     return Span(trace_id=uuid.UUID(str(run.trace_id)).hex, span_id=uuid.UUID(str(run.id)).hex,
-                parent_id=uuid.UUID(str(run.parent_run_id)).hex if not root else "", name=getattr(run, "name", "") or "",
+                parent_id=uuid.UUID(str(parent)).hex if not root else "", name=getattr(run, "name", "") or "",
                 start=_ns(getattr(run, "start_time", None)), end=_ns(getattr(run, "end_time", None)),
                 attributes=attributes)
 
