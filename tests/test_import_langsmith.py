@@ -78,8 +78,8 @@ def test_import_and_export_with_the_langsmith_sdk(langsmith, workspace, model, c
     # end-user feedback through the SDK's create_feedback counts once its key is named
     from langsmith import Client
 
-    Client(auto_batch_tracing=False).create_feedback(run_id=runs["T-2"], key="user_score", score=1,
-                                                     comment="solved it")
+    Client(auto_batch_tracing=False).create_feedback(run_id=runs["T-2"], key="user_score", score=1, comment="solved it",
+                                                     session_id=langsmith.sessions["support"]["id"])
     monkeypatch.setenv("LOOP_IMPORT_REVIEW_NAMES", "user_score")
     assert "1 review," in cli("import", "langsmith").output
     assert drafts(workspace)["T-2"]["score"] == "👍"
