@@ -11,6 +11,7 @@ import re
 from datetime import date, datetime, time, timedelta, timezone
 
 UP, DOWN = "up", "down"
+SCORE_MARKS = {UP: "👍", DOWN: "👎"}  # how the sheet shows a score
 
 _DOWN_WORDS = {"👎", "down", "thumbs down", "bad", "no", "n", "0", "-", "false", "fail"}
 _UP_WORDS = {"👍", "up", "thumbs up", "good", "yes", "y", "1", "+", "true", "pass"}

@@ -27,7 +27,7 @@ import uuid
 from datetime import datetime, timezone
 from urllib.parse import parse_qs, urlsplit
 
-from tests.local_server import LocalServer
+from tests.local_server import LocalServer, moment, send_json
 
 PUBLIC, SECRET = "pk-lf-test", "sk-lf-test"
 PROJECT = "project-support"
@@ -85,7 +85,7 @@ class FakeLangfuse(LocalServer):
             self.requests.append((handler.command, url.path))
         expected = "Basic " + base64.b64encode(f"{self.public_key}:{self.secret_key}".encode()).decode()
         if handler.headers.get("Authorization") != expected:
-            return self._json(handler, 401, {"message": "Invalid credentials. Confirm that you've configured the "
+            return send_json(handler, 401, {"message": "Invalid credentials. Confirm that you've configured the "
                                                         "correct host."})
         query = {key: values[-1] for key, values in parse_qs(url.query).items()}
         with self._lock:
@@ -96,17 +96,17 @@ class FakeLangfuse(LocalServer):
                 body = gzip.decompress(body)
             return self._otlp(handler, body)
         if route == ("GET", "/api/public/v2/observations"):
-            return self._json(handler, 200, self._observations(query))
+            return send_json(handler, 200, self._observations(query))
         if route == ("GET", "/api/public/v3/scores"):
-            return self._json(handler, 200, self._scores(query))
+            return send_json(handler, 200, self._scores(query))
         if route == ("POST", "/api/public/scores"):
             return self._create_scores(handler, json.loads(body or b"[]"))
         if route == ("GET", "/api/public/traces"):  # the page-based listing, gone for new projects
-            return self._json(handler, 410, {"message": "GET /api/public/traces is deprecated; use "
+            return send_json(handler, 410, {"message": "GET /api/public/traces is deprecated; use "
                                                         "GET /api/public/v2/observations."})
         if route == ("GET", "/api/public/projects"):
-            return self._json(handler, 200, {"data": [{"id": PROJECT, "name": "support", "metadata": {}}]})
-        self._json(handler, 404, {"message": f"no route {handler.command} {url.path}"})
+            return send_json(handler, 200, {"data": [{"id": PROJECT, "name": "support", "metadata": {}}]})
+        send_json(handler, 404, {"message": f"no route {handler.command} {url.path}"})
 
     def _otlp(self, handler, body: bytes) -> None:
         from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (ExportTraceServiceRequest,
@@ -150,8 +150,8 @@ class FakeLangfuse(LocalServer):
         keep = [name for group in groups for name in fields.get(group, ())]
         with self._lock:
             found = [o for o in self.observations
-                     if (not query.get("fromStartTime") or _dt(o["startTime"]) >= _dt(query["fromStartTime"]))
-                     and (not query.get("toStartTime") or _dt(o["startTime"]) < _dt(query["toStartTime"]))
+                     if (not query.get("fromStartTime") or moment(o["startTime"]) >= moment(query["fromStartTime"]))
+                     and (not query.get("toStartTime") or moment(o["startTime"]) < moment(query["toStartTime"]))
                      and (not query.get("traceId") or o["traceId"] == query["traceId"])
                      and (not query.get("type") or o["type"] == query["type"])]
         found.sort(key=lambda o: (o["startTime"], o["id"]))
@@ -181,10 +181,10 @@ class FakeLangfuse(LocalServer):
 
     def _create_scores(self, handler, batch) -> None:
         if not isinstance(batch, list):
-            return self._json(handler, 400, {"message": "Expected an array of scores"})
+            return send_json(handler, 400, {"message": "Expected an array of scores"})
         for item in batch:
             if "name" not in item or "value" not in item:
-                return self._json(handler, 400, {"message": "name and value are required"})
+                return send_json(handler, 400, {"message": "name and value are required"})
             data_type = item.get("dataType") or "NUMERIC"
             value = item["value"]
             if data_type == "BOOLEAN":
@@ -194,21 +194,9 @@ class FakeLangfuse(LocalServer):
                                      score_id=item.get("id"))
             with self._lock:
                 self.scores[score_id]["metadata"] = item.get("metadata") or {}
-        self._json(handler, 202, {"message": "Accepted"})
-
-    @staticmethod
-    def _json(handler, status: int, payload: dict) -> None:
-        data = json.dumps(payload).encode()
-        handler.send_response(status)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(data)))
-        handler.end_headers()
-        handler.wfile.write(data)
+        send_json(handler, 202, {"message": "Accepted"})
 
 
-def _dt(moment: str) -> datetime:
-    parsed = datetime.fromisoformat(moment.replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
 def _page(items: list, query: dict, default: int = 50) -> tuple[list, str | None]:

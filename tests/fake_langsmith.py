@@ -25,16 +25,11 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from urllib.parse import parse_qs, urlsplit
 
-from tests.local_server import LocalServer
+from tests.local_server import LocalServer, moment, send_json
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat()
-
-
-def _dt(moment: str) -> datetime:
-    parsed = datetime.fromisoformat(str(moment).replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
 class FakeLangSmith(LocalServer):
@@ -64,44 +59,44 @@ class FakeLangSmith(LocalServer):
         with self._lock:
             self.requests.append((handler.command, url.path))
         if handler.headers.get("x-api-key") != self.api_key:
-            return self._json(handler, 401, {"detail": "Invalid token"})
+            return send_json(handler, 401, {"detail": "Invalid token"})
         query = parse_qs(url.query)
         path, method = url.path, handler.command
         if (method, path) == ("GET", "/info"):
-            return self._json(handler, 200, {"version": "0.16.2", "license_expiration_time": None,
+            return send_json(handler, 200, {"version": "0.16.2", "license_expiration_time": None,
                                              "batch_ingest_config": {"use_multipart_endpoint": False,
                                                                      "scale_up_qsize_trigger": 1000},
                                              "instance_flags": {}})
         if (method, path) == ("POST", "/runs"):
             self._post_run(json.loads(body))
-            return self._json(handler, 202, {"message": "Run created"})
+            return send_json(handler, 202, {"message": "Run created"})
         if method == "PATCH" and path.startswith("/runs/"):
             self._patch_run(path.rsplit("/", 1)[1], json.loads(body))
-            return self._json(handler, 202, {"message": "Run updated"})
+            return send_json(handler, 202, {"message": "Run updated"})
         if (method, path) == ("POST", "/runs/batch"):
             batch = json.loads(body)
             for run in batch.get("post") or []:
                 self._post_run(run)
             for run in batch.get("patch") or []:
                 self._patch_run(run["id"], run)
-            return self._json(handler, 202, {"message": "Runs batch ingested"})
+            return send_json(handler, 202, {"message": "Runs batch ingested"})
         if (method, path) == ("GET", "/sessions"):
             name = (query.get("name") or [None])[-1]
             with self._lock:
                 found = [s for s in self.sessions.values() if name is None or s["name"] == name]
-            return self._json(handler, 200, found)
+            return send_json(handler, 200, found)
         if (method, path) == ("POST", "/runs/query"):
-            return self._json(handler, 200, self._query(json.loads(body or b"{}")))
+            return send_json(handler, 200, self._query(json.loads(body or b"{}")))
         if (method, path) == ("POST", "/api/v2/runs/query"):
             return self._query_v2(handler, json.loads(body or b"{}"))
         if (method, path) == ("GET", "/feedback"):
-            return self._json(handler, 200, self._list_feedback(query))
+            return send_json(handler, 200, self._list_feedback(query))
         if (method, path) == ("POST", "/feedback"):
-            return self._json(handler, 200, self._create_feedback(json.loads(body)))
+            return send_json(handler, 200, self._create_feedback(json.loads(body)))
         if method == "PATCH" and path.startswith("/feedback/"):
             found = self._update_feedback(path.rsplit("/", 1)[1], json.loads(body))
-            return self._json(handler, 200 if found else 404, found or {"detail": "Feedback not found"})
-        self._json(handler, 404, {"detail": f"Not Found: {method} {path}"})
+            return send_json(handler, 200 if found else 404, found or {"detail": "Feedback not found"})
+        send_json(handler, 404, {"detail": f"Not Found: {method} {path}"})
 
     def _post_run(self, run: dict) -> None:
         with self._lock:
@@ -133,7 +128,7 @@ class FakeLangSmith(LocalServer):
         with self._lock:
             found = [r for r in self.runs.values()
                      if (not sessions or r["session_id"] in sessions)
-                     and (not body.get("start_time") or _dt(r["start_time"]) >= _dt(body["start_time"]))
+                     and (not body.get("start_time") or moment(r["start_time"]) >= moment(body["start_time"]))
                      and (body.get("is_root") is None or (r["parent_run_id"] is None) == body["is_root"])
                      and (not body.get("run_type") or r["run_type"] == body["run_type"])
                      and (not body.get("trace") or r["trace_id"] == str(body["trace"]))]
@@ -148,15 +143,15 @@ class FakeLangSmith(LocalServer):
         """The v2 query: `project_ids` (required), `min_start_time` (default a day ago), `page_size`
         (1 to 1000), `selects` (only `id` without them), `cursor`; `{"items", "next_cursor"}`."""
         if not body.get("project_ids"):
-            return self._json(handler, 400, {"detail": "project_ids or reference_dataset_id is required"})
+            return send_json(handler, 400, {"detail": "project_ids or reference_dataset_id is required"})
         size = int(body.get("page_size") or 100)
         if not 1 <= size <= 1000:
-            return self._json(handler, 400, {"detail": "page_size must be between 1 and 1000"})
-        since = _dt(body["min_start_time"]) if body.get("min_start_time") else datetime.now(timezone.utc) - timedelta(days=1)
+            return send_json(handler, 400, {"detail": "page_size must be between 1 and 1000"})
+        since = moment(body["min_start_time"]) if body.get("min_start_time") else datetime.now(timezone.utc) - timedelta(days=1)
         projects = set(body["project_ids"])
         with self._lock:
             found = [self._v2(r) for r in self.runs.values() if r["session_id"] in projects
-                     and _dt(r["start_time"]) >= since
+                     and moment(r["start_time"]) >= since
                      and (body.get("is_root") is None or (r["parent_run_id"] is None) == body["is_root"])
                      and (not body.get("run_type") or r["run_type"] == body["run_type"])
                      and (not body.get("trace_id") or r["trace_id"] == body["trace_id"])]
@@ -165,7 +160,7 @@ class FakeLangSmith(LocalServer):
         selects = [name.lower() for name in body.get("selects") or ["ID"]]
         page = [{k: v for k, v in r.items() if k in selects} for r in found[start:start + size]]
         more = start + size < len(found)
-        self._json(handler, 200, {"items": page, "next_cursor": str(start + size) if more else None})
+        send_json(handler, 200, {"items": page, "next_cursor": str(start + size) if more else None})
 
     def _v2(self, run: dict) -> dict:
         """A run in the v2 shape: its ancestors as `parent_run_ids`, its metadata on its own."""
@@ -211,12 +206,3 @@ class FakeLangSmith(LocalServer):
                     found[key] = body[key]
             found["modified_at"] = _now()
             return dict(found)
-
-    @staticmethod
-    def _json(handler, status: int, payload) -> None:
-        data = json.dumps(payload).encode()
-        handler.send_response(status)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(data)))
-        handler.end_headers()
-        handler.wfile.write(data)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import sys
 import threading
 import traceback
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -56,3 +58,19 @@ class LocalServer:
 
     def handle(self, handler: BaseHTTPRequestHandler) -> None:
         raise NotImplementedError
+
+
+def send_json(handler: BaseHTTPRequestHandler, status: int, payload) -> None:
+    """Answer with `payload` as JSON."""
+    data = json.dumps(payload).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
+def moment(text: str) -> datetime:
+    """An ISO-8601 time as an API sends it (a `Z`, an offset, or none for UTC)."""
+    parsed = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)

@@ -1,5 +1,6 @@
-"""`loop serve` run as a real process for tests and benchmarks, and real OpenTelemetry emitters
-pointed at it: the SDK with its OTLP/HTTP exporters (protobuf and JSON)."""
+"""`loop serve` run as a real process for tests and benchmarks, real OpenTelemetry emitters pointed
+at it (the SDK with its OTLP/HTTP exporters, protobuf and JSON), the agent they trace, and the sheet
+as the tracing tests read it and a person reviews in it."""
 
 from __future__ import annotations
 
@@ -103,3 +104,26 @@ def run_agent(client, ticket: str, earlier: list[dict] = (), model: str = "suppo
                           "text": "Reset your password. Open Settings, then Security, then Reset password."}
             messages.append({"role": "tool", "tool_call_id": call.id, "content": json.dumps(result)})
     raise AssertionError("the agent never answered")
+
+
+def drafts(workspace) -> dict[str, dict]:
+    """The Drafts rows of the workspace's loop.xlsx, by ticket id."""
+    from tests.conftest import read_tab
+
+    return {row["ticket_id"]: row for row in read_tab(workspace / "loop.xlsx", "Drafts")}
+
+
+def review_in_sheet(workspace, ticket_id: str, score: str, comment: str) -> None:
+    """A person reviews a row in the sheet."""
+    import openpyxl
+
+    path = workspace / "loop.xlsx"
+    book = openpyxl.load_workbook(path)
+    sheet = book["Drafts"]
+    headers = [cell.value for cell in sheet[1]]
+    for row in sheet.iter_rows(min_row=2):
+        if row[headers.index("ticket_id")].value == ticket_id:
+            row[headers.index("score")].value = score
+            row[headers.index("comment")].value = comment
+            row[headers.index("reviewer")].value = "dana"
+    book.save(path)

@@ -9,9 +9,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tests.conftest import read_tab, write_workbook
+from tests.conftest import write_workbook
 from tests.fake_langfuse import FakeLangfuse
-from tests.otlp_helpers import run_agent
+from tests.otlp_helpers import drafts, review_in_sheet, run_agent
 from tests.test_store import stored
 
 
@@ -46,13 +46,8 @@ def trace_agent(model, tickets) -> dict[str, str]:
     return traces
 
 
-def drafts(workspace) -> dict[str, dict]:
-    return {row["ticket_id"]: row for row in read_tab(workspace / "loop.xlsx", "Drafts")}
-
 
 def test_import_and_export_with_the_langfuse_sdk(langfuse, workspace, model, cli, monkeypatch):
-    from tests.test_import_phoenix import review_in_sheet
-
     traces = trace_agent(model, [("T-1", "Where is the reset link?", []),
                                  ("T-2", "It still fails.", [{"role": "user", "content": "I cannot log in."},
                                                              {"role": "assistant", "content": "Reset it."}])])

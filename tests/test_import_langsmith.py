@@ -9,10 +9,9 @@ import uuid
 
 import pytest
 
-from tests.conftest import read_tab, write_workbook
+from tests.conftest import write_workbook
 from tests.fake_langsmith import FakeLangSmith
-from tests.otlp_helpers import run_agent
-from tests.test_import_phoenix import review_in_sheet
+from tests.otlp_helpers import drafts, review_in_sheet, run_agent
 from tests.test_store import stored
 
 
@@ -49,9 +48,6 @@ def trace_agent(model, tickets) -> dict[str, str]:
         agent(ticket, earlier, langsmith_extra={"metadata": {"thread_id": thread}})
     return {thread: roots[ticket] for thread, ticket, _ in tickets}
 
-
-def drafts(workspace) -> dict[str, dict]:
-    return {row["ticket_id"]: row for row in read_tab(workspace / "loop.xlsx", "Drafts")}
 
 
 def test_import_and_export_with_the_langsmith_sdk(langsmith, workspace, model, cli, monkeypatch):

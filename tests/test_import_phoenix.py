@@ -15,12 +15,11 @@ import uuid
 from pathlib import Path
 
 import openai
-import openpyxl
 import pytest
 import requests
 
-from tests.conftest import read_tab, write_workbook
-from tests.otlp_helpers import run_agent
+from tests.conftest import write_workbook
+from tests.otlp_helpers import drafts, review_in_sheet, run_agent
 from tests.test_store import stored
 
 
@@ -111,24 +110,6 @@ def agent_spans(client, project: str, count: int) -> dict[str, str]:
         if len(agents) == count or time.monotonic() > deadline:
             return agents
         time.sleep(0.3)
-
-
-def drafts(workspace) -> dict[str, dict]:
-    return {row["ticket_id"]: row for row in read_tab(workspace / "loop.xlsx", "Drafts")}
-
-
-def review_in_sheet(workspace, ticket_id: str, score: str, comment: str) -> None:
-    """A person reviews a row in the sheet."""
-    path = workspace / "loop.xlsx"
-    book = openpyxl.load_workbook(path)
-    sheet = book["Drafts"]
-    headers = [cell.value for cell in sheet[1]]
-    for row in sheet.iter_rows(min_row=2):
-        if row[headers.index("ticket_id")].value == ticket_id:
-            row[headers.index("score")].value = score
-            row[headers.index("comment")].value = comment
-            row[headers.index("reviewer")].value = "dana"
-    book.save(path)
 
 
 def test_import_and_export_with_a_real_phoenix_server(phoenix, phoenix_server, workspace, model, cli):

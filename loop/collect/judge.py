@@ -14,6 +14,7 @@ from typing import Callable, Literal
 from pydantic import BaseModel, ConfigDict
 
 from loop import review_records, schema
+from loop.cell_values import SCORE_MARKS
 from loop.config import Settings
 from loop.errors import LoopError, UsageError
 from loop.model import ModelClient, Usage, dumps_data
@@ -22,7 +23,6 @@ from loop.reviews import Draft, read_drafts
 from loop.sheets import CellUpdate, WriteBatch
 from loop.workspace import Workspace
 
-SCORE_MARKS = {"up": "👍", "down": "👎"}
 # The least room a draft needs in a judge request, in characters.
 MIN_DRAFT_ROOM = 1_000
 

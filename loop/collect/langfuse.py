@@ -13,50 +13,34 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from loop.collect import span_drafts
 from loop.collect.spans import Span
-from loop.collect.tracing_tools import Review, Score, need, review_names, unreachable
+from loop.collect.tracing_tools import Adapter, Review, Score, need, nanoseconds, review_names, text_of
 
 ANNOTATION = "loop review"
 SETTING = "LANGFUSE_BASE_URL (or LANGFUSE_HOST), LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY"
 _KINDS = {"GENERATION": "LLM", "AGENT": "AGENT", "TOOL": "TOOL", "RETRIEVER": "RETRIEVER", "CHAIN": "CHAIN"}
 
 
-class Langfuse:
-    name = "langfuse"
+class Langfuse(Adapter):
+    name, title, setting = "langfuse", "Langfuse", SETTING
     origins = ("langfuse",)
 
     def __init__(self):
-        try:
-            from langfuse import Langfuse as Client
-        except ImportError:
-            from loop.errors import UsageError
-
-            raise UsageError("Importing from Langfuse needs its SDK: pip install langfuse") from None
+        client = self.client_module("langfuse", "langfuse").Langfuse
         need("LANGFUSE_PUBLIC_KEY", "Langfuse", "pk-lf-…")
         need("LANGFUSE_SECRET_KEY", "Langfuse", "sk-lf-…")
-        self.client = Client(tracing_enabled=False)
-        self.api = self.client.api
-
-    def _call(self, call, **kwargs):
-        try:
-            return call(**kwargs)
-        except Exception as error:  # the SDK raises its ApiError, httpx's errors and pydantic's
-            raise unreachable("Langfuse", SETTING, error) from None
+        self.api = client(tracing_enabled=False).api
 
     def drafts(self, since: datetime) -> list[dict]:
         observations, cursor = [], None
         while True:
-            page = self._call(self.api.observations.get_many, fields="core,basic,io,prompt", limit=1000,
+            page = self.call(self.api.observations.get_many, fields="core,basic,io,prompt", limit=1000,
                               cursor=cursor, from_start_time=since)
             observations.extend(page.data)
             cursor = page.meta.cursor
             if not cursor or not page.data:
                 break
-        rows = span_drafts.drafts_of([_span(o) for o in observations]).rows
-        for row in rows:
-            row["origin"] = "langfuse"
-        return rows
+        return self.rows([_span(o) for o in observations])
 
     def scores(self, origin_ids: list[str]) -> list[Score]:
         by_trace: dict[str, list[str]] = {}
@@ -68,7 +52,7 @@ class Langfuse:
         for start in range(0, len(traces), 50):
             cursor = None
             while True:
-                page = self._call(self.api.scores.get_many, trace_id=",".join(traces[start:start + 50]),
+                page = self.call(self.api.scores.get_many, trace_id=",".join(traces[start:start + 50]),
                                   fields="details,subject,annotation", limit=100, cursor=cursor)
                 found.extend(s for item in page.data if (s := _score(item, by_trace, names)) is not None)
                 cursor = page.meta.cursor
@@ -84,7 +68,7 @@ class Langfuse:
             id=f"loop-{trace_id}-{observation_id}", trace_id=trace_id, observation_id=observation_id or None,
             name=ANNOTATION, value=1 if review.score == "up" else 0, data_type="BOOLEAN", comment=review.comment or None,
             metadata={"from": "loop", "reviewer": review.reviewer, "final_reply": review.final_reply})
-        self._call(self.api.scores.create, request=[request])
+        self.call(self.api.scores.create, request=[request])
 
 
 def _score(item, by_trace: dict[str, list[str]], names) -> Score | None:
@@ -124,22 +108,22 @@ def _span(observation) -> Span:
     if kind == "LLM" and isinstance(messages, list):
         for i, message in enumerate(m for m in messages if isinstance(m, dict)):
             attributes[f"llm.input_messages.{i}.message.role"] = str(message.get("role", ""))
-            attributes[f"llm.input_messages.{i}.message.content"] = _text(message.get("content"))
+            attributes[f"llm.input_messages.{i}.message.content"] = text_of(message.get("content"))
         answer = output.get("content") if isinstance(output, dict) else output
         if answer is not None:
             attributes["llm.output_messages.0.message.role"] = "assistant"
-            attributes["llm.output_messages.0.message.content"] = _text(answer)
+            attributes["llm.output_messages.0.message.content"] = text_of(answer)
     else:
         if inputs is not None:
-            attributes["input.value"] = _text(inputs)
+            attributes["input.value"] = text_of(inputs)
         if output is not None:
-            attributes["output.value"] = _text(output)
+            attributes["output.value"] = text_of(output)
     if data.get("session_id"):
         attributes["session.id"] = data["session_id"]
     if data.get("prompt_version") is not None:
         attributes["llm.prompt_template.version"] = str(data["prompt_version"])
     return Span(trace_id=data.get("trace_id") or "", span_id=data["id"], parent_id=data.get("parent_observation_id") or "",
-                name=data.get("name") or "", start=_ns(data.get("start_time")), end=_ns(data.get("end_time")),
+                name=data.get("name") or "", start=nanoseconds(data.get("start_time")), end=nanoseconds(data.get("end_time")),
                 attributes=attributes)
 
 
@@ -151,19 +135,3 @@ def _decoded(value):
         except ValueError:
             return value
     return value
-
-
-def _text(value) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list):
-        return "\n".join(str(p.get("text", "")) if isinstance(p, dict) else str(p) for p in value)
-    return json.dumps(value, ensure_ascii=False)
-
-
-def _ns(moment) -> int:
-    if not moment:
-        return 0
-    if isinstance(moment, str):
-        moment = datetime.fromisoformat(moment.replace("Z", "+00:00"))
-    return int(moment.timestamp() * 1e9)

@@ -14,13 +14,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import types
 import uuid
 from datetime import datetime
 
-from loop.collect import span_drafts
 from loop.collect.spans import Span
-from loop.collect.tracing_tools import Review, Score, need, review_names, unreachable
+from loop.collect.tracing_tools import Adapter, Review, Score, need, nanoseconds, review_names, text_of, unreachable
 
 FEEDBACK_KEY = "loop review"
 SELECTS = ("ID", "NAME", "RUN_TYPE", "START_TIME", "END_TIME", "INPUTS", "OUTPUTS", "METADATA", "EXTRA",
@@ -29,33 +27,22 @@ SETTING = "LANGSMITH_ENDPOINT and LANGSMITH_API_KEY (and LANGSMITH_PROJECT)"
 NAMESPACE = uuid.UUID("b3f0c1d2-7a4e-5b6c-8d9e-0f1a2b3c4d5e")  # our feedback's ids, one per run
 
 
-class LangSmith:
-    name = "langsmith"
+class LangSmith(Adapter):
+    name, title, setting = "langsmith", "LangSmith", SETTING
     origins = ("langsmith",)
 
     def __init__(self):
-        try:
-            from langsmith import Client
-        except ImportError:
-            from loop.errors import UsageError
-
-            raise UsageError("Importing from LangSmith needs its SDK: pip install langsmith") from None
+        client = self.client_module("langsmith", "langsmith").Client
         need("LANGSMITH_API_KEY", "LangSmith", "lsv2_pt_…")
-        self.client = Client(auto_batch_tracing=False)
+        self.client = client(auto_batch_tracing=False)
         self.project = (os.environ.get("LANGSMITH_PROJECT") or os.environ.get("LANGCHAIN_PROJECT") or "default").strip()
         self._project: str | None = None
 
-    def _call(self, call, **kwargs):
-        try:
-            result = call(**kwargs)
-            return list(result) if isinstance(result, types.GeneratorType) else result
-        except Exception as error:  # the SDK raises its LangSmithError family, and requests' errors
-            if type(error).__name__ == "LangSmithNotFoundError":
-                from loop.errors import UsageError
-
-                raise UsageError(f"LangSmith has no project {self.project!r}; set LANGSMITH_PROJECT to the project "
-                                 "your agent traces to. Nothing was changed.") from None
-            raise unreachable("LangSmith", SETTING, error) from None
+    def missing(self, error: Exception) -> str | None:
+        if type(error).__name__ == "LangSmithNotFoundError":
+            return (f"LangSmith has no project {self.project!r}; set LANGSMITH_PROJECT to the project your agent "
+                    "traces to. Nothing was changed.")
+        return None
 
     def drafts(self, since: datetime) -> list[dict]:
         """The project's runs through the v2 runs query (`client.runs.query_v2`; `list_runs` is deprecated)."""
@@ -65,15 +52,12 @@ class LangSmith:
                                               selects=list(SELECTS))
             return [run async for run in pages]
 
-        runs = self._call(lambda: asyncio.run(every_page()))
-        rows = span_drafts.drafts_of([_span(run) for run in runs]).rows
-        for row in rows:
-            row["origin"] = "langsmith"
-        return rows
+        runs = self.call(lambda: asyncio.run(every_page()))
+        return self.rows([_span(run) for run in runs])
 
     def _project_id(self) -> str:
         if self._project is None:
-            self._project = str(self._call(self.client.read_project, project_name=self.project).id)
+            self._project = str(self.call(self.client.read_project, project_name=self.project).id)
         return self._project
 
     def scores(self, origin_ids: list[str]) -> list[Score]:
@@ -82,7 +66,7 @@ class LangSmith:
         found: list[Score] = []
         ids = sorted(by_run)
         for start in range(0, len(ids), 100):
-            for item in self._call(self.client.list_feedback, run_ids=ids[start:start + 100]):
+            for item in self.call(self.client.list_feedback, run_ids=ids[start:start + 100]):
                 score = _score(item, by_run, names)
                 if score is not None:
                     found.append(score)
@@ -99,7 +83,7 @@ class LangSmith:
         except Exception as error:  # not there yet: create it
             if type(error).__name__ != "LangSmithNotFoundError":
                 raise unreachable("LangSmith", SETTING, error) from None
-        self._call(self.client.create_feedback, run_id=run_id, session_id=self._project_id(), key=FEEDBACK_KEY,
+        self.call(self.client.create_feedback, run_id=run_id, session_id=self._project_id(), key=FEEDBACK_KEY,
                    score=score,
                    comment=review.comment or None, feedback_id=feedback_id,
                    correction={"final_reply": review.final_reply} if review.final_reply else None,
@@ -139,12 +123,12 @@ def _span(run) -> Span:
     if kind == "LLM":
         for i, message in enumerate(m for m in inputs.get("messages") or [] if isinstance(m, dict)):
             attributes[f"llm.input_messages.{i}.message.role"] = str(message.get("role", ""))
-            attributes[f"llm.input_messages.{i}.message.content"] = _text(message.get("content"))
+            attributes[f"llm.input_messages.{i}.message.content"] = text_of(message.get("content"))
         choices = outputs.get("choices") or []
         answer = (choices[0].get("message") or {}) if choices and isinstance(choices[0], dict) else outputs
         if answer.get("content") is not None or answer.get("tool_calls"):
             attributes["llm.output_messages.0.message.role"] = "assistant"
-            attributes["llm.output_messages.0.message.content"] = _text(answer.get("content"))
+            attributes["llm.output_messages.0.message.content"] = text_of(answer.get("content"))
     else:
         attributes["input.value"] = json.dumps(inputs, ensure_ascii=False, default=str)
         shown = outputs.get("output") if isinstance(outputs, dict) and set(outputs) == {"output"} else outputs
@@ -161,27 +145,5 @@ def _span(run) -> Span:
         attributes["loop.prompt_version"] = str(metadata["prompt_version"])
     return Span(trace_id=uuid.UUID(str(run.trace_id)).hex, span_id=uuid.UUID(str(run.id)).hex,
                 parent_id=uuid.UUID(str(parent)).hex if not root else "", name=getattr(run, "name", "") or "",
-                start=_ns(getattr(run, "start_time", None)), end=_ns(getattr(run, "end_time", None)),
+                start=nanoseconds(getattr(run, "start_time", None)), end=nanoseconds(getattr(run, "end_time", None)),
                 attributes=attributes)
-
-
-def _text(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list):
-        return "\n".join(str(p.get("text", "")) if isinstance(p, dict) else str(p) for p in value)
-    return json.dumps(value, ensure_ascii=False)
-
-
-def _ns(moment) -> int:
-    if not moment:
-        return 0
-    if isinstance(moment, str):
-        moment = datetime.fromisoformat(moment.replace("Z", "+00:00"))
-    if moment.tzinfo is None:
-        from datetime import timezone
-
-        moment = moment.replace(tzinfo=timezone.utc)
-    return int(moment.timestamp() * 1e9)

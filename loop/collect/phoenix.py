@@ -8,54 +8,38 @@ from __future__ import annotations
 import os
 from datetime import datetime
 
-from loop.collect import span_drafts
 from loop.collect.spans import Event, Span
-from loop.collect.tracing_tools import Review, Score, unreachable
+from loop.collect.tracing_tools import Adapter, Review, Score, nanoseconds
 
 PAGE = 1000
 ANNOTATION = "loop review"  # the name reviews from the sheet go back under
 SETTING = "PHOENIX_BASE_URL (and PHOENIX_API_KEY)"
 
 
-class Phoenix:
-    name = "phoenix"
+class Phoenix(Adapter):
+    name, title, setting = "phoenix", "Phoenix", SETTING
     origins = ("otlp", "phoenix")  # a draft `loop serve` received may be in Phoenix too
 
     def __init__(self):
-        try:
-            from phoenix.client import Client
-        except ImportError:
-            from loop.errors import UsageError
-
-            raise UsageError("Importing from Phoenix needs its client: pip install arize-phoenix-client") from None
-        self.client = Client()
+        self.client = self.client_module("phoenix.client", "arize-phoenix-client").Client()
         self.project = (os.environ.get("PHOENIX_PROJECT") or os.environ.get("PHOENIX_PROJECT_NAME") or "default").strip()
 
-    def _call(self, call, *args, **kwargs):
-        try:
-            return call(*args, **kwargs)
-        except Exception as error:  # the client raises httpx's errors, and ValueError on bad answers
-            if getattr(getattr(error, "response", None), "status_code", None) == 404:
-                from loop.errors import UsageError
-
-                raise UsageError(f"Phoenix has no project {self.project!r}; set PHOENIX_PROJECT to the project your "
-                                 "agent's traces go to (its openinference.project.name). Nothing was changed.") from None
-            raise unreachable("Phoenix", SETTING, error) from None
+    def missing(self, error: Exception) -> str | None:
+        if getattr(getattr(error, "response", None), "status_code", None) == 404:
+            return (f"Phoenix has no project {self.project!r}; set PHOENIX_PROJECT to the project your agent's "
+                    "traces go to (its openinference.project.name). Nothing was changed.")
+        return None
 
     def drafts(self, since: datetime) -> list[dict]:
-        found = self._call(self.client.spans.get_spans, project_identifier=self.project, start_time=since,
-                           limit=1_000_000)
-        spans = [_span(item) for item in found]
-        rows = span_drafts.drafts_of(spans, os.environ.get("LOOP_OTLP_SPAN", "").strip()).rows
-        for row in rows:
-            row["origin"] = "phoenix"
-        return rows
+        found = self.call(self.client.spans.get_spans, project_identifier=self.project, start_time=since,
+                          limit=1_000_000)
+        return self.rows([_span(item) for item in found])
 
     def scores(self, origin_ids: list[str]) -> list[Score]:
         by_span = {origin_id.rpartition(":")[2]: origin_id for origin_id in origin_ids}
         if not by_span:
             return []
-        found = self._call(self.client.spans.get_span_annotations, span_ids=list(by_span),
+        found = self.call(self.client.spans.get_span_annotations, span_ids=list(by_span),
                            project_identifier=self.project)
         scores = []
         for item in found:
@@ -70,7 +54,7 @@ class Phoenix:
         return [s for s in scores if s.origin_id]
 
     def send(self, origin_id: str, review: Review) -> None:
-        self._call(self.client.spans.add_span_annotation, span_id=origin_id.rpartition(":")[2],
+        self.call(self.client.spans.add_span_annotation, span_id=origin_id.rpartition(":")[2],
                    annotation_name=ANNOTATION, annotator_kind="HUMAN", label=review.score,
                    score=1.0 if review.score == "up" else 0.0, explanation=review.comment or None,
                    metadata={"from": "loop", "reviewer": review.reviewer, "final_reply": review.final_reply},
@@ -85,13 +69,7 @@ def _span(item: dict) -> Span:
     context = item.get("context") or {}
     return Span(trace_id=context.get("trace_id", ""), span_id=context.get("span_id", ""),
                 parent_id=item.get("parent_id") or "", name=item.get("name", ""),
-                start=_nanoseconds(item.get("start_time")), end=_nanoseconds(item.get("end_time")),
+                start=nanoseconds(item.get("start_time")), end=nanoseconds(item.get("end_time")),
                 attributes=attributes,
-                events=[Event(e.get("name", ""), _nanoseconds(e.get("timestamp")), e.get("attributes") or {})
+                events=[Event(e.get("name", ""), nanoseconds(e.get("timestamp")), e.get("attributes") or {})
                         for e in item.get("events") or []])
-
-
-def _nanoseconds(moment) -> int:
-    if not moment:
-        return 0
-    return int(datetime.fromisoformat(str(moment).replace("Z", "+00:00")).timestamp() * 1e9)

@@ -87,7 +87,7 @@ class Receiver:
 
     def check(self) -> None:
         """Refuse to start on a store or sheet setting that no request could ever get past."""
-        traces.log_traced([], self.workspace)
+        traces.check_deliverable(self.workspace)
         self.workspace.traces.id  # opens the store, migrating it; StoreUnusable and the like say why here
 
     def allowed(self, authorization: str) -> bool:
@@ -339,7 +339,7 @@ def serve(settings, listen: str = DEFAULT_LISTEN, ready=None) -> None:
 
     token = os.environ.get("LOOP_OTLP_TOKEN", "").strip() or None
     host, port = parse_listen(listen, token)
-    receiver = Receiver(settings, token, os.environ.get("LOOP_OTLP_SPAN", "").strip())
+    receiver = Receiver(settings, token, span_drafts.choice())
     receiver.check()
     try:
         server = Server((host, port), handler_for(receiver))

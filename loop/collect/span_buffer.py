@@ -52,6 +52,3 @@ class SpanBuffer:
                     chunk = ids[start:start + 500]
                     db.execute(f"DELETE FROM trace_spans WHERE trace_id IN ({', '.join('?' * len(chunk))})",
                                tuple(chunk))
-
-    def count(self) -> int:
-        return self.db.execute("SELECT COUNT(DISTINCT trace_id) FROM trace_spans")[0][0]

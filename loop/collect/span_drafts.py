@@ -16,6 +16,7 @@ an attribute a span must carry.
 from __future__ import annotations
 
 import json
+import os
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -51,6 +52,11 @@ class Mapped:
     rows: list[dict] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
     without_content: int = 0
+
+
+def choice() -> str:
+    """The span to take as a draft, as LOOP_OTLP_SPAN names it ("" for the default)."""
+    return os.environ.get("LOOP_OTLP_SPAN", "").strip()
 
 
 def draft_id(span: Span) -> str:
@@ -271,6 +277,17 @@ def _ids_in(result) -> list[str]:
 _ID_KEYS = ("doc_id", "document_id", "id", "url", "source")
 
 
+def _call(name, arguments) -> str:
+    """A tool call as a reviewer reads it: `name(arguments)`."""
+    return f"{name or ''}({_compact('' if arguments is None else arguments)})"
+
+
+def _function_calls(calls) -> list[str]:
+    """OpenAI-shaped tool calls ({"function": {"name", "arguments"}}) as `name(arguments)`."""
+    return [_call((c.get("function") or {}).get("name"), (c.get("function") or {}).get("arguments"))
+            for c in calls or [] if isinstance(c, dict)]
+
+
 def _compact(value) -> str:
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
     return re.sub(r"\s+", " ", text)[:120]
@@ -321,7 +338,7 @@ def _part_message(message) -> Message | None:
         if kind == "text":
             texts.append(str(part.get("content", "")))
         elif kind == "tool_call":
-            calls.append(f"{part.get('name', '')}({_compact(part.get('arguments', ''))})")
+            calls.append(_call(part.get("name"), part.get("arguments")))
         elif kind == "tool_call_response":
             texts.append(str(part.get("response", "") if not isinstance(part.get("response"), (dict, list))
                              else json.dumps(part["response"], ensure_ascii=False)))
@@ -345,30 +362,30 @@ def _last_answer(outputs: list[Message]) -> Message | None:
     return Message("assistant", text, [c for m in outputs for c in m.tool_calls])
 
 
+def _flattened(span: Span, given: str, made: str, read):
+    """Messages flattened into `given{i}.…` and `made{i}.…` attributes, each read by `read`."""
+    inputs = [read(m) for m in _indexed(span.attributes, given)]
+    return inputs, _last_answer([read(m) for m in _indexed(span.attributes, made)])
+
+
 def _openinference(span: Span):
-    attributes = span.attributes
-    inputs = [_oi_message(m) for m in _indexed(attributes, "llm.input_messages.")]
-    outputs = [_oi_message(m) for m in _indexed(attributes, "llm.output_messages.")]
-    return inputs, _last_answer(outputs)
+    return _flattened(span, "llm.input_messages.", "llm.output_messages.", _oi_message)
 
 
 def _oi_message(fields: dict) -> Message:
     texts = [str(fields.get("message.content", ""))]
     texts += [str(c.get("message_content.text", "")) for c in _indexed(fields, "message.contents.")]
-    calls = [f"{c.get('tool_call.function.name', '')}({_compact(c.get('tool_call.function.arguments', ''))})"
+    calls = [_call(c.get("tool_call.function.name"), c.get("tool_call.function.arguments"))
              for c in _indexed(fields, "message.tool_calls.")]
     return Message(str(fields.get("message.role", "")), "\n".join(t for t in texts if t), calls)
 
 
 def _openllmetry(span: Span):
-    attributes = span.attributes
-    inputs = [_flat_message(m) for m in _indexed(attributes, "gen_ai.prompt.")]
-    outputs = [_flat_message(m) for m in _indexed(attributes, "gen_ai.completion.")]
-    return inputs, _last_answer(outputs)
+    return _flattened(span, "gen_ai.prompt.", "gen_ai.completion.", _flat_message)
 
 
 def _flat_message(fields: dict) -> Message:
-    calls = [f"{c.get('name', '')}({_compact(c.get('arguments', ''))})" for c in _indexed(fields, "tool_calls.")]
+    calls = [_call(c.get("name"), c.get("arguments")) for c in _indexed(fields, "tool_calls.")]
     return Message(str(fields.get("role", "")), _content_text(fields.get("content", "")), calls)
 
 
@@ -380,15 +397,12 @@ def _genai_events(span: Span):
         if event.name in ("gen_ai.system.message", "gen_ai.user.message", "gen_ai.assistant.message",
                           "gen_ai.tool.message"):
             role = event.name.split(".")[1]
-            calls = [f"{(c.get('function') or {}).get('name', '')}({_compact((c.get('function') or {}).get('arguments', ''))})"
-                     for c in attributes.get("tool_calls") or [] if isinstance(c, dict)]
-            inputs.append(Message(role, _content_text(attributes.get("content", "")), calls))
+            inputs.append(Message(role, _content_text(attributes.get("content", "")),
+                                  _function_calls(attributes.get("tool_calls"))))
         elif event.name == "gen_ai.choice":
-            message = attributes.get("message")
-            message = _json_object(message)
-            calls = [f"{(c.get('function') or {}).get('name', '')}({_compact((c.get('function') or {}).get('arguments', ''))})"
-                     for c in message.get("tool_calls") or [] if isinstance(c, dict)]
-            outputs.append(Message("assistant", _content_text(message.get("content", "")), calls))
+            message = _json_object(attributes.get("message"))
+            outputs.append(Message("assistant", _content_text(message.get("content", "")),
+                                   _function_calls(message.get("tool_calls"))))
     return inputs, _last_answer(outputs)
 
 

@@ -106,7 +106,7 @@ def log_drafts(records: list[dict], settings=None, wait: bool = True, on_commit=
     records = [normalize(r) for r in records]
     if not records:
         return []
-    _check_deliverable(workspace)
+    check_deliverable(workspace)
     if wait:
         _check_sheet(workspace, len(records), started + LOG_WAIT_SECONDS)
     created_at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -139,7 +139,7 @@ def log_traced(rows: list[dict], settings=None) -> tuple[list[str], list[str]]:
     from loop.workspace import Workspace
 
     workspace = Workspace.of(settings)
-    _check_deliverable(workspace)
+    check_deliverable(workspace)
     kept, refused = [], []
     for row in rows:
         try:
@@ -182,7 +182,7 @@ def _uninterrupted():
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-def _check_deliverable(workspace) -> None:
+def check_deliverable(workspace) -> None:
     """Refuse, before anything is committed, a sheet no delivery could ever reach: one that is neither a
     Google Sheet nor an .xlsx or .xlsm path, or a path in a folder that does not exist. Only the name
     and its folder are looked at: `log_draft(wait=False)` never opens the workbook."""

@@ -22,15 +22,15 @@ from __future__ import annotations
 
 import json
 import os
+import types
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from loop import schema
-from loop.cell_values import DOWN, UP
+from loop.cell_values import SCORE_MARKS
 from loop.collect import span_drafts, traces
 from loop.errors import LoopError, UsageError
 
-SCORE_MARKS = {UP: "👍", DOWN: "👎"}
 OVERLAP = timedelta(minutes=10)  # a resumed import looks this far behind its cursor: traces end late
 CORRECTION_NAMES = ("correction", "final_reply", "corrected_reply", "expected_output")
 
@@ -119,29 +119,30 @@ class Ledger:
         rows = self.db.execute("SELECT trace_id, imported, exported FROM trace_reviews WHERE source = ?", (self.source,))
         return {trace_id: (imported, exported) for trace_id, imported, exported in rows}
 
-    def note(self, trace_id: str, column: str, value: str) -> None:
+    def note(self, column: str, values: dict[str, str]) -> None:
+        """Record, per draft, the review imported from or exported to the tool, in one transaction."""
         from loop.store import now_text
 
+        if not values:
+            return
+        stamp = now_text()
         with self.db.transaction() as db:
-            db.execute(f"INSERT INTO trace_reviews (trace_id, source, {column}, at) VALUES (?, ?, ?, ?) "
-                       f"ON CONFLICT (trace_id, source) DO UPDATE SET {column} = excluded.{column}, at = excluded.at",
-                       (trace_id, self.source, value, now_text()))
+            db.executemany(f"INSERT INTO trace_reviews (trace_id, source, {column}, at) VALUES (?, ?, ?, ?) "
+                           f"ON CONFLICT (trace_id, source) DO UPDATE SET {column} = excluded.{column}, "
+                           "at = excluded.at", [(trace_id, self.source, value, stamp) for trace_id, value in values.items()])
 
 
 def import_from(adapter, settings, since: str = "14d") -> ImportReport:
     """Pull the drafts of the window (from the cursor on) and the scores of every draft of the window."""
     from loop.cell_values import window_start
-    from loop.reviews import read_drafts
-    from loop.sheets import CellUpdate, WriteBatch
+    from loop.sheets import WriteBatch
     from loop.workspace import Workspace
 
     workspace = Workspace.of(settings)
     start = window_start(since)
     ledger = Ledger(workspace.store.db, adapter.name)
     cursor = ledger.cursor()
-    fetch_from = max(start, cursor - OVERLAP) if cursor else start
-    rows = adapter.drafts(fetch_from)
-    report = ImportReport()
+    rows = adapter.drafts(max(start, cursor - OVERLAP) if cursor else start)
     known = _known(workspace, [r["trace_id"] for r in rows])
     ours = _drafts_of(workspace, adapter.origins, start)  # every draft of this tool in the window
     ours.update({r["trace_id"]: r["origin_id"] for r in rows})
@@ -149,53 +150,62 @@ def import_from(adapter, settings, since: str = "14d") -> ImportReport:
     for score in adapter.scores(sorted(set(ours.values()))):
         scores.setdefault(score.origin_id, []).append(score)
     names = review_names()
-    previous = ledger.reviews()
-    fresh = []
-    for row in rows:
-        if row["trace_id"] in known:
-            continue
-        found = scores.get(row["origin_id"], [])
-        review = person_review(found, names)
-        if review:
-            row.update(score=review.score, comment=review.comment, final_reply=review.final_reply,
-                       reviewer=review.reviewer)
-        row.update(judge_score(found))
-        fresh.append(row)
+    report = ImportReport()
+    fresh = [_with_scores(row, scores.get(row["origin_id"], []), names) for row in rows if row["trace_id"] not in known]
     kept, report.refused = traces.log_traced(fresh, workspace)
+    kept = set(kept)
     report.drafts, report.known = len(kept), len(rows) - len(fresh)
-    kept_rows = {r["trace_id"]: r for r in fresh if r["trace_id"] in set(kept)}
-    for trace_id, row in kept_rows.items():
-        if row.get("score"):
-            report.reviews += 1
-            ledger.note(trace_id, "imported", Review(row["score"], row["comment"], row["final_reply"]).key())
-        report.judged += bool(row.get("judge_score"))
-    # drafts already in the sheet: a review changed there reaches the row unless a person here reviewed it
-    updates = []
-    sheet = {d.trace_id: d for d in read_drafts(workspace.workbook.read([schema.DRAFTS]).get(schema.DRAFTS))[0]}
-    for trace_id, origin_id in ours.items():
-        draft = sheet.get(trace_id)
-        if draft is None or trace_id in kept_rows:
-            continue
-        review = person_review(scores.get(origin_id, []), names)
-        if review is None:
-            continue
-        before = previous.get(trace_id, ("", ""))[0]
-        if review.key() == before:
-            continue
-        shown = Review(draft.score, draft.comment, draft.final_reply).key() if draft.score else ""
-        if shown and shown != before:
-            report.kept += 1  # a person here reviewed it since: theirs stands
-            continue
-        for column, value in (("score", SCORE_MARKS[review.score]), ("comment", review.comment),
-                              ("final_reply", review.final_reply), ("reviewer", review.reviewer)):
-            updates.append(CellUpdate(schema.DRAFTS, draft.row, column, value, key=("trace_id", trace_id)))
-        ledger.note(trace_id, "imported", review.key())
-        report.reviews += 1
+    noted = {}
+    for row in fresh:
+        if row["trace_id"] in kept:
+            report.judged += bool(row.get("judge_score"))
+            if row.get("score"):
+                noted[row["trace_id"]] = Review(row["score"], row["comment"], row["final_reply"]).key()
+    updates, changed, report.kept = _review_updates(workspace, ours, scores, names, ledger.reviews(), kept)
+    report.reviews = len(noted) + len(changed)
     workspace.write(WriteBatch(updates=updates))
+    ledger.note("imported", {**noted, **changed})  # once the sheet has them: a failed write is tried again
     newest = max((datetime.fromisoformat(r["created_at"].replace("Z", "+00:00")) for r in rows), default=None)
     if newest is not None and (cursor is None or newest > cursor):
         ledger.advance(newest)
     return report
+
+
+def _with_scores(row: dict, scores: list[Score], names) -> dict:
+    """A new draft with its review and judge score as the tool holds them."""
+    review = person_review(scores, names)
+    if review:
+        row.update(score=review.score, comment=review.comment, final_reply=review.final_reply, reviewer=review.reviewer)
+    return {**row, **judge_score(scores)}
+
+
+def _review_updates(workspace, ours: dict[str, str], scores: dict[str, list[Score]], names, previous, new: set[str]):
+    """For drafts already in the sheet (one read), the cells of each review changed in the tool since
+    the last import, unless a person here reviewed the row since: (updates, reviews written, kept)."""
+    from loop.reviews import read_drafts
+    from loop.sheets import CellUpdate
+
+    sheet = {d.trace_id: d for d in read_drafts(workspace.workbook.read([schema.DRAFTS]).get(schema.DRAFTS))[0]}
+    updates, changed, kept = [], {}, 0
+    for trace_id, origin_id in ours.items():
+        draft, review = sheet.get(trace_id), person_review(scores.get(origin_id, []), names)
+        if draft is None or trace_id in new or review is None:
+            continue
+        before = previous.get(trace_id, ("", ""))[0]
+        shown = Review(draft.score, draft.comment, draft.final_reply).key() if draft.score else ""
+        if review.key() == before:
+            continue
+        if shown == review.key():  # the sheet shows it already (its draft arrived with it)
+            changed[trace_id] = review.key()
+            continue
+        if shown and shown != before:
+            kept += 1  # a person here reviewed it since: theirs stands
+            continue
+        updates += [CellUpdate(schema.DRAFTS, draft.row, column, value, key=("trace_id", trace_id))
+                    for column, value in (("score", SCORE_MARKS[review.score]), ("comment", review.comment),
+                                          ("final_reply", review.final_reply), ("reviewer", review.reviewer))]
+        changed[trace_id] = review.key()
+    return updates, changed, kept
 
 
 def export_to(adapter, settings, since: str = "14d") -> tuple[int, int]:
@@ -221,7 +231,7 @@ def export_to(adapter, settings, since: str = "14d") -> tuple[int, int]:
             same += 1
             continue
         adapter.send(ours[draft.trace_id], review)
-        ledger.note(draft.trace_id, "exported", review.key())
+        ledger.note("exported", {draft.trace_id: review.key()})  # at once: a failure later keeps what was sent
         sent += 1
     return sent, same
 
@@ -248,19 +258,6 @@ def _drafts_of(workspace, origins: tuple[str, ...], start: datetime) -> dict[str
     return dict(rows)
 
 
-def utc(moment: str | datetime | None) -> str:
-    """A tool's timestamp as the store keeps it."""
-    from loop.store import utc_text
-
-    if moment is None:
-        return utc_text(datetime.now(timezone.utc))
-    if isinstance(moment, str):
-        moment = datetime.fromisoformat(moment.replace("Z", "+00:00"))
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return utc_text(moment)
-
-
 def unreachable(tool: str, setting: str, error: Exception) -> LoopError:
     """A tool that cannot be reached or refuses: one line naming it, what it said, and the setting."""
     from loop.errors import RunFailure
@@ -274,3 +271,63 @@ def need(variable: str, tool: str, example: str) -> str:
     if not value:
         raise UsageError(f"{tool} needs {variable} (for instance {example}); set it as its own SDK reads it.")
     return value
+
+
+class Adapter:
+    """What the three tools share: their client's calls made into one-line errors, and their records
+    read as spans into draft rows by the rules `loop serve` uses."""
+
+    name = ""  # as on the command line
+    title = ""  # as a person writes it
+    setting = ""  # the variables to check when it cannot be reached
+    origins: tuple[str, ...] = ()  # the drafts' origins this tool holds
+
+    def client_module(self, module: str, package: str):
+        import importlib
+
+        try:
+            return importlib.import_module(module)
+        except ImportError:
+            raise UsageError(f"Importing from {self.title} needs its client: pip install {package}") from None
+
+    def missing(self, error: Exception) -> str | None:
+        """The usage error to give when `error` says the project does not exist, else None."""
+        return None
+
+    def call(self, call, *args, **kwargs):
+        try:
+            result = call(*args, **kwargs)
+        except Exception as error:  # each client raises its own family (httpx's, requests', its API errors)
+            message = self.missing(error)
+            if message:
+                raise UsageError(message) from None
+            raise unreachable(self.title, self.setting, error) from None
+        return list(result) if isinstance(result, types.GeneratorType) else result
+
+    def rows(self, spans: list) -> list[dict]:
+        rows = span_drafts.drafts_of(spans, span_drafts.choice()).rows
+        for row in rows:
+            row["origin"] = self.name
+        return rows
+
+
+def text_of(value) -> str:
+    """A tool's message content as text: parts joined, anything else as JSON."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "\n".join(str(p.get("text", "")) if isinstance(p, dict) else str(p) for p in value)
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def nanoseconds(moment) -> int:
+    """A tool's timestamp (ISO text or a datetime, UTC when it names no zone) as Unix nanoseconds."""
+    if not moment:
+        return 0
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return int(moment.timestamp() * 1e9)

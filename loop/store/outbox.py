@@ -20,7 +20,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 from loop import schema
-from loop.cell_values import BadValue, parse_timestamp
+from loop.cell_values import SCORE_MARKS, BadValue, parse_timestamp
 from loop.errors import DeliveryHeld, LeaseLost, LoopError, UnconfirmedWrite
 from loop.sheets import Append, WriteBatch
 from loop.store import DELIVERY_BATCH, PENDING, REVIEW_FIELDS, SENT, WorkbookStore
@@ -38,8 +38,7 @@ def sheet_row(record: dict) -> dict:
         row["created_at"] = parse_timestamp(row["created_at"])
     except BadValue:
         pass  # imported from an old archive as it was: the sheet gets it as it is
-    marks = {"up": "👍", "down": "👎"}
-    row.update({key: marks.get(value, value) if key in ("score", "judge_score") else value
+    row.update({key: SCORE_MARKS.get(value, value) if key in ("score", "judge_score") else value
                 for key in REVIEW_FIELDS for value in [record.get(key)] if value})  # a restored draft's review
     return row
 
